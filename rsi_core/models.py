@@ -1,0 +1,141 @@
+"""Load torchvision ResNets with named, local or seeded-random weights.
+
+Every loaded model carries ``rsi_model`` (architecture name), ``rsi_weights`` (what the user
+asked for) and ``rsi_weights_id`` (a hash of the state dict): cache keys use the hash, so new
+weights never reuse results computed for old ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torchvision.models import get_model, get_model_weights
+
+SUPPORTED_MODELS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "wide_resnet50_2", "wide_resnet101_2",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+)
+DEFAULT_MODEL = "resnet18"
+DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be had or do not fit the architecture."""
+
+
+class WeightsUnavailable(WeightsError):
+    """Named pretrained weights are neither cached nor downloadable (the offline case)."""
+
+
+def _check_model(name: str) -> None:
+    if name not in SUPPORTED_MODELS:
+        raise ValueError(
+            f"unknown model {name!r}: choose one of {', '.join(SUPPORTED_MODELS)}")
+
+
+def weights_identity(model: torch.nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes): 16 hex digits."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_path(weights_enum) -> Path:
+    """Where torchvision's weights API keeps (or would keep) the downloaded file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
+
+
+def _named_state_dict(name: str, weights: str) -> dict:
+    enum = get_model_weights(name)
+    try:
+        member = enum[weights]
+    except KeyError:
+        raise ValueError(
+            f"unknown weights {weights!r} for {name}: use one of {', '.join(enum.__members__)}, "
+            "a path to a .pth file, or random:SEED") from None
+    path = checkpoint_path(member)
+    try:
+        return member.get_state_dict(progress=False, check_hash=path.exists())
+    except Exception as exc:  # offline, proxy refusal, partial download ...
+        raise WeightsUnavailable(
+            f"cannot load {name} weights {weights}: {type(exc).__name__}: {exc}\n"
+            f"  The file {path.name} is not in torchvision's cache and could not be downloaded.\n"
+            f"  Either copy {path.name} to {path.parent}/ (set $TORCH_HOME to move that folder: "
+            f"$TORCH_HOME/hub/checkpoints/),\n"
+            f"  or pass the file itself: --weights /path/to/{path.name} (or RSI_WEIGHTS).\n"
+            f"  Its address is {member.url}. Offline controls: --weights random:0") from exc
+
+
+def _file_state_dict(path: Path) -> dict:
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}: "
+            f"{exc}); it may be truncated or corrupt: download it again") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS,
+               device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build ``name`` in eval mode with ``weights``: a torchvision weights name
+    (``IMAGENET1K_V1``), a local file path, or ``random:SEED`` (seeded initialization)."""
+    _check_model(name)
+    weights = str(weights)
+    if weights.startswith("random:"):
+        try:
+            seed = int(weights.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad weights {weights!r}: random weights are random:SEED, e.g. random:0") from None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = get_model(name, weights=None)
+    else:
+        path = Path(weights).expanduser()
+        looks_like_file = path.suffix in (".pth", ".pt", ".bin") or os.sep in weights or path.exists()
+        state = _file_state_dict(path) if looks_like_file else _named_state_dict(name, weights)
+        model = get_model(name, weights=None)
+        missing, unexpected = _compare_keys(model.state_dict(), state)
+        if missing or unexpected:
+            raise WeightsError(
+                f"weights {weights} do not fit {name}: missing keys {missing[:8]}"
+                f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+                f"{' ...' if len(unexpected) > 8 else ''}. Is it a checkpoint of another architecture? "
+                f"Pass --model to match it.")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:  # same keys, other shapes
+            raise WeightsError(f"weights {weights} do not fit {name}: {exc}") from exc
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.rsi_model = name
+    model.rsi_weights = weights
+    model.rsi_weights_id = weights_identity(model)
+    return model
+
+
+def _compare_keys(expected: dict, given: dict) -> tuple[list[str], list[str]]:
+    missing = sorted(k for k in expected if k not in given
+                     and not k.endswith("num_batches_tracked"))  # old checkpoints lack it
+    unexpected = sorted(k for k in given if k not in expected)
+    return missing, unexpected
+
+
+def describe(model: torch.nn.Module) -> dict:
+    """What made a result: written beside every figure and number."""
+    return {"model": model.rsi_model, "weights": model.rsi_weights,
+            "weights_id": model.rsi_weights_id, "torchvision": torchvision.__version__}

@@ -1,0 +1,182 @@
+"""The paper's per-block analysis: FZ-based mix ratios and scale criteria, natural-image probes.
+
+``Study`` ties a model, its FZ bank and an image set together and computes each block's
+numbers once (lazily), for the claims, ``rsi run`` and the figures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from . import metrics
+from .activations import natural_activations, top_k
+from .anatomy import PAPER_BLOCKS, TapCapture, blocks as model_blocks, find_block
+from .cache import Cache
+from .fz.bank import FZBank
+from .fz.render import FZSettings, dequantize
+from .images import ImageSet
+from .models import describe
+from .profiles import Profile, channels_for
+
+
+@dataclass
+class BlockResult:
+    """Numbers for the studied channels of one block; activations are each channel's own."""
+    block: str
+    kind: str
+    channels: np.ndarray            # channel ids studied
+    i_xi: np.ndarray                # I_c(X_I)
+    b_xi: np.ndarray                # B_c(X_I)
+    o_xi: np.ndarray                # O_c(X_I)
+    i_xb: np.ndarray                # I_c(X_B)
+    b_xb: np.ndarray                # B_c(X_B)
+    o_xb: np.ndarray                # O_c(X_B)
+    b_s_xi: np.ndarray              # B_c(S(X_I))
+    i_sinv_xb: np.ndarray           # I_c(S_inv(X_B))
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def m(self) -> np.ndarray:
+        return metrics.mix_ratio(self.o_xi, self.o_xb)
+
+    @property
+    def failed(self) -> np.ndarray:
+        return metrics.failed_fzs(self.o_xi, self.o_xb)
+
+    def scale_invariant(self, use_mix: bool = True) -> np.ndarray:
+        return metrics.scale_criteria(self.m, self.b_xi, self.b_s_xi, self.i_xb, self.i_sinv_xb,
+                                      use_mix=use_mix)
+
+    @property
+    def sm(self) -> np.ndarray:
+        return metrics.scale_metric(self.b_xi, self.b_s_xi, self.b_xb, self.i_xb, self.i_sinv_xb, self.i_xi)
+
+    def table(self) -> dict:
+        """JSON-ready per-channel numbers."""
+        out = {k: getattr(self, k).tolist() for k in
+               ("channels", "i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")}
+        out.update(m=self.m.tolist(), sm=self.sm.tolist(), failed=self.failed.tolist(),
+                   scale_invariant=self.scale_invariant().tolist(),
+                   scale_invariant_without_mix=self.scale_invariant(False).tolist())
+        return out
+
+
+def own(acts: np.ndarray, channels) -> np.ndarray:
+    """Row n's activation of its own channel ``channels[n]``."""
+    return acts[np.arange(len(channels)), np.asarray(channels)].astype(np.float64)
+
+
+@torch.no_grad()
+def centre_on(model, x: torch.Tensor, tap: str, channels, device, batch: int = 64) -> np.ndarray:
+    """Centre activation of ``channels[n]`` at ``tap`` for normalized image ``x[n]``."""
+    out = []
+    with TapCapture(model, [tap], centre=True) as cap:
+        for s in range(0, len(x), batch):
+            out.append(cap(x[s:s + batch].to(device))[tap].float().cpu().numpy())
+    return own(np.concatenate(out), channels) if out else np.zeros(0)
+
+
+def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialias: bool = False,
+                   device="cpu") -> BlockResult:
+    """Mix ratio and scale-criteria inputs from the I and B FZs of ``channels``."""
+    x_i, x_b = dequantize(fz_i["image"]), dequantize(fz_b["image"])
+    return BlockResult(
+        block=block, kind=find_block(model, block).kind, channels=np.asarray(channels),
+        i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
+        i_xb=own(fz_b["I"], channels), b_xb=own(fz_b["B"], channels), o_xb=own(fz_b["O"], channels),
+        b_s_xi=centre_on(model, metrics.scale_up(x_i), f"{block}.B", channels, device),
+        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), f"{block}.I", channels, device))
+
+
+class Study:
+    """One model + weights + image set + profile: everything a claim asks for, computed once."""
+
+    def __init__(self, model, profile: Profile, cache: Cache, images: ImageSet | None = None,
+                 device="cpu", blocks=PAPER_BLOCKS, antialias: bool = False, jitter_table: str = "paper",
+                 progress: bool = True):
+        self.model, self.profile, self.cache, self.device = model, profile, cache, device
+        self.blocks = [b for b in blocks if b in {x.name for x in model_blocks(model)}]
+        self.antialias = antialias
+        self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table)
+        self.bank = FZBank(model, cache, self.settings, device=device, progress=progress)
+        self._images = images
+        self._results: dict[str, BlockResult] = {}
+
+    def channels(self, block: str) -> list[int]:
+        return channels_for(self.profile, block, find_block(self.model, block).channels)
+
+    def describe(self) -> dict:
+        d = {**describe(self.model), "profile": self.profile.name, "fz": self.settings.describe(),
+             "antialias": self.antialias, "device": str(self.device)}
+        if self._images is not None:
+            d.update(self.image_set.describe())
+        return d
+
+    def prepare(self) -> None:
+        """Fill the FZ bank for every studied block (taps in any order across workers)."""
+        self.bank.ensure({f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})
+
+    def block(self, name: str) -> BlockResult:
+        if name not in self._results:
+            chans = self.channels(name)
+            self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
+            self._results[name] = block_from_fzs(
+                self.model, name, chans, self.bank.get(f"{name}.I", chans), self.bank.get(f"{name}.B", chans),
+                antialias=self.antialias, device=self.device)
+        return self._results[name]
+
+    # natural images -------------------------------------------------------------------------
+    @cached_property
+    def image_set(self) -> ImageSet:
+        images = self._images if self._images is not None else ImageSet.from_dir(None)
+        if self.profile.natural_images and len(images) > self.profile.natural_images:
+            step = len(images) / self.profile.natural_images
+            images = ImageSet(images.root, [images.files[int(i * step)] for i in range(self.profile.natural_images)])
+        return images
+
+    @cached_property
+    def natural(self) -> dict[str, np.ndarray]:
+        return natural_activations(self.model, self.image_set, self.blocks, cache=self.cache, device=self.device)
+
+    def input_block_correlation(self, name: str) -> np.ndarray:
+        """Figure 4 bottom: per studied channel, Spearman(B_c, I_c) over images with I_c > 0."""
+        chans = self.channels(name)
+        return metrics.rowwise_spearman(self.natural[f"{name}.B"][:, chans], self.natural[f"{name}.I"][:, chans])
+
+    def top_images(self, tap: str, k: int = 9) -> np.ndarray:
+        """[studied channels, k] indices into ``image_set``."""
+        block = tap.rsplit(".", 1)[0]
+        return top_k(self.natural[tap][:, self.channels(block)], k)
+
+    def robust(self, name: str) -> BlockResult:
+        """Appendix A.3: the criteria with each FZ replaced by its tap's top-9 natural images,
+        activations averaged over the nine."""
+        key = f"robust:{name}"
+        if key not in self._results:
+            chans = self.channels(name)
+            nat = self.natural
+            top_i, top_b = self.top_images(f"{name}.I"), self.top_images(f"{name}.B")
+
+            def mean_over(tap, tops):
+                a = nat[tap]
+                return np.array([a[tops[n], c].mean() for n, c in enumerate(chans)], dtype=np.float64)
+
+            def scaled_mean(transform, tap, tops):
+                k = tops.shape[1]
+                x = torch.stack([self.image_set[int(i)] for i in tops.reshape(-1)])
+                acts = centre_on(self.model, transform(x), tap, np.repeat(chans, k), self.device)
+                return acts.reshape(len(chans), k).mean(axis=1)
+
+            self._results[key] = BlockResult(
+                block=name, kind=find_block(self.model, name).kind, channels=np.asarray(chans),
+                i_xi=mean_over(f"{name}.I", top_i), b_xi=mean_over(f"{name}.B", top_i),
+                o_xi=mean_over(f"{name}.O", top_i), i_xb=mean_over(f"{name}.I", top_b),
+                b_xb=mean_over(f"{name}.B", top_b), o_xb=mean_over(f"{name}.O", top_b),
+                b_s_xi=scaled_mean(metrics.scale_up, f"{name}.B", top_i),
+                i_sinv_xb=scaled_mean(lambda x: metrics.scale_down(x, antialias=self.antialias),
+                                      f"{name}.I", top_b))
+        return self._results[key]
+

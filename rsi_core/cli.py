@@ -1,0 +1,148 @@
+"""``rsi``: the command line. Subcommands: blocks, fz, run, bench, validate."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .models import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsError
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help="torchvision ResNet name (default resnet18)")
+    p.add_argument("--weights", default=os.environ.get("RSI_WEIGHTS", DEFAULT_WEIGHTS),
+                   help="IMAGENET1K_V1 (torchvision cache), a .pth path, or random:SEED")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default $RSI_CACHE or ~/.cache/rsi)")
+
+
+def resolve_device(arg: str | None) -> str:
+    import torch
+    return arg or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_channels(spec: str, n: int) -> list[int]:
+    """``all``, ``0-15`` or ``1,5,9`` (ranges and lists may mix)."""
+    if spec == "all":
+        return list(range(n))
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    bad = [c for c in out if not 0 <= c < n]
+    if bad:
+        raise ValueError(f"channels {bad} out of range: this block has channels 0-{n - 1}")
+    return sorted(set(out))
+
+
+def cmd_blocks(args) -> int:
+    from .anatomy import describe_blocks
+    from .models import load_model
+    rows = describe_blocks(load_model(args.model, args.weights))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'block':6} {'kind':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF" for t in "IBO"))
+    for r in rows:
+        taps = "  ".join(f"{t}: {v['size'][0]:>3} {v['centre'][0]:>3} {v['receptive_field']:>4}"
+                         for t, v in r["taps"].items())
+        print(f"{r['block']:6} {r['kind']:10} {r['channels']:>4}  {taps}")
+    return 0
+
+
+def cmd_fz(args) -> int:
+    from .anatomy import PAPER_BLOCKS, find_block
+    from .cache import Cache
+    from .fz.bank import FZBank
+    from .fz.export import export_pngs
+    from .fz.render import FZSettings
+    from .models import load_model
+    from .profiles import get_profile
+    device = resolve_device(args.device)
+    model = load_model(args.model, args.weights, device)
+    steps = args.steps or get_profile(args.profile).steps
+    settings = FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
+                          crop=not args.no_crop, precision=args.precision)
+    bank = FZBank(model, Cache(args.cache_dir), settings, device=device, batch_size=args.batch_size)
+    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
+    requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels)
+                for b in blocks for t in args.taps.split(",")}
+    bank.ensure(requests)
+    print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs, {steps} steps, cache {bank.cache.root}")
+    if args.export:
+        for tap, chans in requests.items():
+            print(export_pngs(bank, tap, chans, args.export))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import main as run_main
+    return run_main(args)
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(args)
+
+
+def cmd_validate(args) -> int:
+    from .validate import main as validate_main
+    return validate_main(args)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="rsi", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("blocks", help="list residual blocks and their I/B/O taps")
+    add_model_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_blocks)
+
+    p = sub.add_parser("fz", help="fill the FZ bank (resumable) and optionally export PNGs")
+    add_model_args(p)
+    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
+    p.add_argument("--taps", default="I,B")
+    p.add_argument("--channels", default="all", help="all, 0-15, or 1,5,9")
+    p.add_argument("--profile", default="paper", help="paper, quick or smoke: sets the steps")
+    p.add_argument("--steps", type=int, default=None, help="override the profile's steps")
+    p.add_argument("--objective", default="neuron", choices=["neuron", "channel"])
+    p.add_argument("--jitter-table", default="paper")
+    p.add_argument("--no-crop", action="store_true", help="forward the whole image (slower, same result)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--export", default=None, help="folder for PNGs and a grid per tap")
+    p.set_defaults(func=cmd_fz)
+
+    p = sub.add_parser("run", help="the claims analysis and report, without pytest")
+    add_model_args(p)
+    p.add_argument("--images", default=None)
+    p.add_argument("--profile", default=None)
+    p.add_argument("--artifacts-dir", default="artifacts")
+    p.add_argument("--baseline", default=None)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True)
+    b = bench.add_parser("fz", help="FZ speed: the paper's lucent loop against the engine")
+    b.add_argument("--steps", type=int, default=None)
+    b.add_argument("--device", default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("validate", help="precision/recall of the criteria on planted networks, controls")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--seeds", type=int, default=3)
+    p.set_defaults(func=cmd_validate)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (WeightsError, ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"rsi: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@
 A claim returns ``holds``: True, False, or None (inconclusive). A statistic that misses its
 threshold on a sample of channels (profiles ``quick``/``smoke``) is inconclusive, not false:
 only a run over every channel, or evidence against the claim that a sample already shows, makes
-it false. Each claim also saves its figure and numbers when given an artifacts folder.
+it false. Each claim also saves its figure (``<id>.png``) and numbers when given an artifacts folder.
 """
 from __future__ import annotations
 
@@ -98,16 +98,16 @@ def _binomial_bounds(k: int, n: int) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
-def _mix_figure(study, blocks, out):
-    return plots.fig2_mix_histograms({b: study.block(b) for b in blocks}, study.describe(),
-                                     out / "fig2-mix-histograms.png")
+def _mix_figure(study, fig):
+    """Figure 2 for every studied block, whichever blocks the claim tests."""
+    return plots.fig2_mix_histograms({b: study.block(b) for b in study.blocks}, study.describe(), fig)
 
 
 @claim("fig2-downsample-overwrite", DOWNSAMPLE,
        "in every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate",
        "per block, one-sided 95% Clopper-Pearson bound on the share of M < 1: lower > 0.5 "
        "supports; upper < 0.5 refutes")
-def _fig2_downsample(study, out):
+def _fig2_downsample(study, fig):
     per = {}
     for b in DOWNSAMPLE:
         r = study.block(b)
@@ -120,13 +120,13 @@ def _fig2_downsample(study, out):
                    any(v["upper95"] < 0.5 for v in per.values()), _complete(study, DOWNSAMPLE))
     reason = "; ".join(f"{b}: {v['overwrite']}/{v['n']} overwrite (lower bound {v['lower95']:.2f})"
                        for b, v in per.items())
-    return per, holds, reason, [_mix_figure(study, DOWNSAMPLE, out)] if out else []
+    return per, holds, reason, [_mix_figure(study, fig)] if fig else []
 
 
 @claim("fig2-simple-less-skewed", SIMPLE + DOWNSAMPLE,
        "simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks",
        "one-sided Mann-Whitney U of M, simple blocks pooled > downsample blocks pooled, p < 0.05")
-def _fig2_simple(study, out):
+def _fig2_simple(study, fig):
     simple = np.concatenate([study.block(b).m[_valid(study.block(b))] for b in SIMPLE])
     down = np.concatenate([study.block(b).m[_valid(study.block(b))] for b in DOWNSAMPLE])
     p_more = stats.mannwhitneyu(simple, down, alternative="greater").pvalue
@@ -138,14 +138,14 @@ def _fig2_simple(study, out):
     holds = decide(p_more < ALPHA, p_less < ALPHA, _complete(study, SIMPLE + DOWNSAMPLE))
     reason = (f"overwrite share simple {share['simple_overwrite_share']:.2f} vs downsample "
               f"{share['downsample_overwrite_share']:.2f}, Mann-Whitney p = {p_more:.3g}")
-    return measured, holds, reason, [_mix_figure(study, SIMPLE + DOWNSAMPLE, out)] if out else []
+    return measured, holds, reason, [_mix_figure(study, fig)] if fig else []
 
 
 @claim("fig2-final-block", ("4.1",),
        "in 4.1 nearly all channels fall in the lowest bin [0, 0.25), and nearly all M are non-zero",
        "one-sided 95% Clopper-Pearson bounds with 'nearly all' = 90%: lower bound of the share in "
        "[0, 0.25) > 0.9 and lower bound of the share M > 0 > 0.9 support; an upper bound < 0.9 refutes")
-def _fig2_final(study, out):
+def _fig2_final(study, fig):
     r = study.block("4.1")
     m = r.m[_valid(r)]
     n = len(m)
@@ -155,13 +155,13 @@ def _fig2_final(study, out):
                 "nonzero_lower95": nz_lo, "lowest_bin_share": low / n if n else float("nan")}
     holds = decide(low_lo > 0.9 and nz_lo > 0.9, low_hi < 0.9 or nz_hi < 0.9, _complete(study, ["4.1"]))
     reason = f"{low}/{n} in [0, 0.25), {nonzero}/{n} non-zero"
-    return measured, holds, reason, [_mix_figure(study, ["4.1"], out)] if out else []
+    return measured, holds, reason, [_mix_figure(study, fig)] if fig else []
 
 
 @claim("fig3-weight-magnitude", SIMPLE,
        "in 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are negative, p < 0.05",
        "Spearman rho < 0 with p < 0.05 for both weights in all three blocks; rho > 0 with p < 0.05 refutes")
-def _fig3(study, out):
+def _fig3(study, fig):
     points, ok, against = {}, [], []
     for b in SIMPLE:
         r = study.block(b)
@@ -178,7 +178,7 @@ def _fig3(study, out):
     holds = decide(all(ok), any(against), _complete(study, SIMPLE))
     reason = "; ".join(f"{b}: rho_bn {v['rho_bn']:.2f} (p {v['p_bn']:.2g}), rho_conv {v['rho_conv']:.2f} "
                        f"(p {v['p_conv']:.2g})" for b, v in measured.items())
-    arts = [plots.fig3_weight_scatter(points, study.describe(), out / "fig3-weight-magnitude.png")] if out else []
+    arts = [plots.fig3_weight_scatter(points, study.describe(), fig)] if fig else []
     return measured, holds, reason, arts
 
 
@@ -210,7 +210,7 @@ def _fig4_points(study):
        "B_c(X_I) < 0 for many overwrite channels; overwrite mean below skip mean, significant in 2.1 and 3.1",
        "in 2.1 and 3.1: one-way ANOVA of B_c(X_I), overwrite (M < 1) vs skip (M > 1), p < 0.05 with the "
        "overwrite mean lower, and at least 25% of overwrite channels with B_c(X_I) < 0")
-def _fig4_inhibition(study, out):
+def _fig4_inhibition(study, fig):
     measured, ok, against = {}, [], []
     for b in SIMPLE:
         r = study.block(b)
@@ -227,7 +227,7 @@ def _fig4_inhibition(study, out):
     reason = "; ".join(f"{b}: overwrite mean {v['overwrite_mean']:.2f} vs skip {v['skip_mean']:.2f}, "
                        f"F {v['F']:.2f}, p {v['p']:.2g}, {v['overwrite_negative_share']:.0%} negative"
                        for b, v in measured.items())
-    arts = [plots.fig4_inhibition(_fig4_points(study), study.describe(), out / "fig4-inhibition.png")] if out else []
+    arts = [plots.fig4_inhibition(_fig4_points(study), study.describe(), fig)] if fig else []
     return measured, holds, reason, arts
 
 
@@ -236,7 +236,7 @@ def _fig4_inhibition(study, out):
        "(significant), not in 1.1 or 2.1",
        "per channel Spearman(B_c, I_c) over natural images with I_c > 0; one-way ANOVA overwrite vs skip: "
        "3.1 p < 0.05 with the overwrite mean lower, 1.1 and 2.1 p >= 0.05")
-def _fig4_correlation(study, out):
+def _fig4_correlation(study, fig):
     measured = {}
     for b in SIMPLE:
         r = study.block(b)
@@ -251,7 +251,7 @@ def _fig4_correlation(study, out):
                    _complete(study, SIMPLE))
     reason = "; ".join(f"{b}: overwrite {v['overwrite_mean']:.2f} vs skip {v['skip_mean']:.2f}, p {v['p']:.2g}"
                        for b, v in measured.items())
-    arts = [plots.fig4_inhibition(_fig4_points(study), study.describe(), out / "fig4-inhibition.png")] if out else []
+    arts = [plots.fig4_inhibition(_fig4_points(study), study.describe(), fig)] if fig else []
     return measured, holds, reason, arts
 
 
@@ -261,7 +261,7 @@ def _fig4_correlation(study, out):
        "counts of channels meeting the three criteria: >= 1 in 1.1, 2.0, 2.1, 3.1; share in 3.0, 4.0, 4.1 "
        "with, and in 4.0, 4.1 without, the mix criterion: 'none'/'a few' = at most 5%, refuted when the "
        "one-sided 95% lower bound of the share exceeds 5%")
-def _fig5(study, out):
+def _fig5(study, fig):
     counts = {}
     for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"):
         r = study.block(b)
@@ -275,7 +275,7 @@ def _fig5(study, out):
     few_ok = [counts[b][k] <= 0.05 * counts[b]["n"] for b, k in few]
     holds = decide(all(exist) and all(few_ok), any(too_many), _complete(study, counts))
     reason = "; ".join(f"{b}: {c['with_mix']}/{c['n']} ({c['without_mix']} without mix)" for b, c in counts.items())
-    arts = [plots.fig5_scale_counts(counts, study.describe(), out / "fig5-scale-counts.png")] if out else []
+    arts = [plots.fig5_scale_counts(counts, study.describe(), fig)] if fig else []
     return counts, holds, reason, arts
 
 
@@ -302,18 +302,22 @@ def _overlap_claim(study, paper_lists: dict, found: dict):
     return {"blocks": per, "combined_p": combined}, holds, reason
 
 
-def _grid(study, rows_by_block, name, title, out):
+def _grid(study, rows_by_block, title, fig):
+    if fig is None:
+        return []
     rows = []
     for b, chans in rows_by_block.items():
+        if not chans:
+            continue
         rows += plots.channel_grid_rows(study, b, chans, channel_fzs=study.profile.name == "paper")
-    return [plots.channel_grids(rows, study.describe(), out / name, title)] if out and rows else []
+    return [plots.channel_grids(rows, study.describe(), fig, title)] if rows else []
 
 
 @claim("fig6-top-scale", ("1.1", "2.0", "2.1", "3.1"),
        "top-3 channels per block by SM include 2.0 ch 15, 2.1 ch 108, 3.1 ch 113 and 178",
        "overlap of each block's top 3 criteria-passing channels by SM with the paper's examples; "
        "Fisher-combined hypergeometric p < 0.05")
-def _fig6(study, out):
+def _fig6(study, fig):
     top = {}
     for b in ("1.1", "2.0", "2.1", "3.1"):
         r = study.block(b)
@@ -321,7 +325,7 @@ def _fig6(study, out):
         order = np.argsort(-np.where(ok, r.sm, -np.inf), kind="stable")[: min(3, int(ok.sum()))]
         top[b] = [int(r.channels[i]) for i in order]
     measured, holds, reason = _overlap_claim(study, PAPER_FIG6, top)
-    return measured, holds, reason, _grid(study, top, "fig6-top-scale.png", "Figure 6: top-3 by scale metric", out)
+    return measured, holds, reason, _grid(study, top, "Figure 6: top-3 by scale metric", fig)
 
 
 @claim("fig7-robust", ("1.1", "2.0", "2.1", "3.1"),
@@ -329,7 +333,7 @@ def _fig6(study, out):
        "60, 52, 93, 5, 58; 3.1: 113, 178, 22, 215, 204, 25, 29, 154, 200",
        "overlap of the channels passing both versions of the criteria with the paper's list; "
        "Fisher-combined hypergeometric p < 0.05")
-def _fig7(study, out):
+def _fig7(study, fig):
     both = {}
     for b in ("1.1", "2.0", "2.1", "3.1", "3.0", "4.0", "4.1"):
         r, rr = study.block(b), study.robust(b)
@@ -339,7 +343,7 @@ def _fig7(study, out):
     measured, holds, reason = _overlap_claim(study, {b: v for b, v in PAPER_FIG7.items() if v}, both)
     measured["passing_both"] = both
     return measured, holds, reason, _grid(study, {b: c[:9] for b, c in both.items() if c},
-                                          "fig7-robust.png", "Figure 7: FZ and natural-image criteria", out)
+                                          "Figure 7: FZ and natural-image criteria", fig)
 
 
 @claim("fig8-top-mixes", ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"),
@@ -347,24 +351,25 @@ def _fig7(study, out):
        "3.1: 128, 246, 41; 4.0: 163, 3, 51; 4.1: 154, 68, 496",
        "overlap of each block's 3 channels with the smallest |M - 1| with the paper's; "
        "Fisher-combined hypergeometric p < 0.05")
-def _fig8(study, out):
+def _fig8(study, fig):
     found = {}
     for b in PAPER_FIG8:
         r = study.block(b)
         v = _valid(r)
         found[b] = metrics.top_mixes(r.m[v], r.channels[v].tolist(), k=3)
     measured, holds, reason = _overlap_claim(study, PAPER_FIG8, found)
-    return measured, holds, reason, _grid(study, found, "fig8-top-mixes.png", "Figure 8: top mixes", out)
+    return measured, holds, reason, _grid(study, found, "Figure 8: top mixes", fig)
 
 
 # --------------------------------------------------------------------------------------------
 def evaluate(claim_id: str, study, artifacts_dir=None) -> ClaimResult:
     """Run one claim; with ``artifacts_dir``, save its figure(s) there."""
     c = CLAIMS[claim_id]
-    out = Path(artifacts_dir) if artifacts_dir else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-    measured, holds, reason, arts = c.evaluate(study, out)
+    fig = None
+    if artifacts_dir:
+        Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
+        fig = Path(artifacts_dir) / f"{claim_id}.png"
+    measured, holds, reason, arts = c.evaluate(study, fig)
     return ClaimResult(c.id, list(c.blocks), c.paper, c.statistic, _jsonable(measured), holds, reason,
                        [str(a) for a in arts])
 

@@ -1,20 +1,17 @@
 """Figures 3 and 4: mechanisms of the spectrum (weight magnitudes, inhibition)."""
-import pytest
+from rsi_core.pytest_plugin import claim
 
 
-@pytest.mark.claim("fig3-weight-magnitude")
-@pytest.mark.parametrize("claim_id", ["fig3-weight-magnitude"])
+@claim("fig3-weight-magnitude")
 def test_skip_channels_have_small_weights(check_claim, claim_id):
     check_claim(claim_id)
 
 
-@pytest.mark.claim("fig4-inhibition")
-@pytest.mark.parametrize("claim_id", ["fig4-inhibition"])
+@claim("fig4-inhibition")
 def test_block_inhibits_input_feature(check_claim, claim_id):
     check_claim(claim_id)
 
 
-@pytest.mark.claim("fig4-input-block-correlation")
-@pytest.mark.parametrize("claim_id", ["fig4-input-block-correlation"])
+@claim("fig4-input-block-correlation")
 def test_input_block_correlation(check_claim, claim_id):
     check_claim(claim_id)

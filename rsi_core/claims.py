@@ -187,11 +187,14 @@ def _groups(r, values):
     return values[valid & (r.m < 1)], values[valid & (r.m > 1)]
 
 
-def _anova_less(over, skip):
-    """(F, p, direction ok): overwrite mean below skip mean."""
+def _compare_groups(over, skip) -> dict:
+    """One-way ANOVA of overwrite vs skip values, the group means and sizes, and whether the
+    overwrite mean is the lower one."""
     f, p = metrics.anova_two_groups(over, skip)
-    below = len(over) > 0 and len(skip) > 0 and over.mean() < skip.mean()
-    return f, p, below
+    mean = lambda v: float(v.mean()) if len(v) else float("nan")  # noqa: E731
+    return {"F": f, "p": p, "overwrite_mean": mean(over), "skip_mean": mean(skip),
+            "below": bool(len(over) and len(skip) and over.mean() < skip.mean()),
+            "n_overwrite": len(over), "n_skip": len(skip)}
 
 
 def _fig4_points(study):
@@ -199,10 +202,9 @@ def _fig4_points(study):
     for b in SIMPLE:
         r = study.block(b)
         corr = study.input_block_correlation(b)
-        tf, tp, _ = _anova_less(*_groups(r, r.b_xi))
-        bf, bp, _ = _anova_less(*_groups(r, corr))
-        points[b] = {"m": r.m, "b_xi": r.b_xi, "corr": corr, "top_F": tf, "top_p": tp,
-                     "bottom_F": bf, "bottom_p": bp}
+        top, bottom = _compare_groups(*_groups(r, r.b_xi)), _compare_groups(*_groups(r, corr))
+        points[b] = {"m": r.m, "b_xi": r.b_xi, "corr": corr, "top_F": top["F"], "top_p": top["p"],
+                     "bottom_F": bottom["F"], "bottom_p": bottom["p"]}
     return points
 
 
@@ -215,14 +217,11 @@ def _fig4_inhibition(study, fig):
     for b in SIMPLE:
         r = study.block(b)
         over, skip = _groups(r, r.b_xi)
-        f, p, below = _anova_less(over, skip)
         neg = float((over < 0).mean()) if len(over) else float("nan")
-        measured[b] = {"F": f, "p": p, "overwrite_mean": float(over.mean()) if len(over) else float("nan"),
-                       "skip_mean": float(skip.mean()) if len(skip) else float("nan"),
-                       "overwrite_negative_share": neg, "n_overwrite": len(over), "n_skip": len(skip)}
+        v = measured[b] = {**_compare_groups(over, skip), "overwrite_negative_share": neg}
         if b in ("2.1", "3.1"):
-            ok.append(p < ALPHA and below and neg >= 0.25)
-            against.append(p < ALPHA and not below)
+            ok.append(v["p"] < ALPHA and v["below"] and neg >= 0.25)
+            against.append(v["p"] < ALPHA and not v["below"])
     holds = decide(all(ok), any(against), _complete(study, ("2.1", "3.1")))
     reason = "; ".join(f"{b}: overwrite mean {v['overwrite_mean']:.2f} vs skip {v['skip_mean']:.2f}, "
                        f"F {v['F']:.2f}, p {v['p']:.2g}, {v['overwrite_negative_share']:.0%} negative"
@@ -241,10 +240,7 @@ def _fig4_correlation(study, fig):
     for b in SIMPLE:
         r = study.block(b)
         over, skip = _groups(r, study.input_block_correlation(b))
-        f, p, below = _anova_less(over, skip)
-        measured[b] = {"F": f, "p": p, "below": bool(below), "n_overwrite": len(over), "n_skip": len(skip),
-                       "overwrite_mean": float(over.mean()) if len(over) else float("nan"),
-                       "skip_mean": float(skip.mean()) if len(skip) else float("nan")}
+        measured[b] = _compare_groups(over, skip)
     sig = {b: v["p"] < ALPHA for b, v in measured.items()}
     holds = decide(sig["3.1"] and measured["3.1"]["below"] and not sig["1.1"] and not sig["2.1"],
                    sig["1.1"] or sig["2.1"] or (sig["3.1"] and not measured["3.1"]["below"]),

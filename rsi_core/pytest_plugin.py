@@ -15,6 +15,13 @@ import pytest
 from .models import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsUnavailable
 
 
+def claim(claim_id: str):
+    """Mark a test as the check of one SPEC claim; its test id is the claim id."""
+    def mark(fn):
+        return pytest.mark.claim(claim_id)(pytest.mark.parametrize("claim_id", [claim_id])(fn))
+    return mark
+
+
 def pytest_addoption(parser):
     g = parser.getgroup("rsi", "rsi: paper claims")
     g.addoption("--model", default=DEFAULT_MODEL, help="torchvision ResNet to test (default resnet18)")

@@ -17,7 +17,7 @@ from scipy import stats
 
 from . import metrics, plots, report
 from .anatomy import find_block
-from .profiles import PAPER_FIG6, PAPER_FIG7, PAPER_FIG8
+from .profiles import PAPER_FIG1, PAPER_FIG6, PAPER_FIG7, PAPER_FIG8
 
 ALPHA = 0.05
 SIMPLE, DOWNSAMPLE = ("1.1", "2.1", "3.1"), ("2.0", "3.0", "4.0")
@@ -138,7 +138,10 @@ def _fig2_simple(study, fig):
     holds = decide(p_more < ALPHA, p_less < ALPHA, _complete(study, SIMPLE + DOWNSAMPLE))
     reason = (f"overwrite share simple {share['simple_overwrite_share']:.2f} vs downsample "
               f"{share['downsample_overwrite_share']:.2f}, Mann-Whitney p = {p_more:.3g}")
-    return measured, holds, reason, [_mix_figure(study, fig)] if fig else []
+    examples = {b: [c for c in chans if c in study.channels(b)] for b, chans in PAPER_FIG1.items()}
+    arts = [_mix_figure(study, fig)] + _grid(study, examples, "Figure 1: the paper's example channels",
+                                             fig.with_name("fig1-examples.png")) if fig else []
+    return measured, holds, reason, arts
 
 
 @claim("fig2-final-block", ("4.1",),

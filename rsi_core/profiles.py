@@ -29,12 +29,13 @@ PROFILES = {
     "smoke": Profile("smoke", 24, 6, False, 500),
 }
 
-# Channels the paper names per block: Figure 7 (robust scale invariance), Figure 8 (top mixes),
+# Channels the paper names per block: Figure 1 (examples), Figure 7 (robust scale invariance), Figure 8 (top mixes),
 # Figure 6's examples. Zero-indexed, as in the paper.
 PAPER_FIG7 = {"1.1": [19], "2.0": [7, 15, 53, 3], "2.1": [108, 36, 13, 21, 60, 52, 93, 5, 58],
               "3.1": [113, 178, 22, 215, 204, 25, 29, 154, 200], "3.0": [], "4.0": [], "4.1": []}
 PAPER_FIG8 = {"1.1": [44, 27, 55], "2.0": [42, 9, 78], "2.1": [22, 116, 72], "3.0": [105, 250, 204],
               "3.1": [128, 246, 41], "4.0": [163, 3, 51], "4.1": [154, 68, 496]}
+PAPER_FIG1 = {"1.1": [38, 19, 25], "3.1": [178, 215, 25]}  # 1.1: overwrite, mix, skip; 3.1: scale invariant
 PAPER_FIG6 = {"1.1": [19, 46], "2.0": [15], "2.1": [108], "3.1": [113, 178]}
 
 
@@ -55,6 +56,6 @@ def channels_for(profile: Profile, block: str, n_channels: int) -> list[int]:
         return list(range(n_channels))
     chosen = set(np.linspace(0, n_channels - 1, profile.channels_per_block).round().astype(int).tolist())
     if profile.paper_channels and block in PAPER_BLOCKS:
-        named = PAPER_FIG7.get(block, []) + PAPER_FIG8.get(block, []) + PAPER_FIG6.get(block, [])
+        named = [c for fig in (PAPER_FIG1, PAPER_FIG6, PAPER_FIG7, PAPER_FIG8) for c in fig.get(block, [])]
         chosen |= {c for c in named if c < n_channels}
     return sorted(chosen)

@@ -233,6 +233,12 @@ class TapCapture:
             self._state.clear()
         return self._acts
 
+    @property
+    def acts(self) -> dict[str, torch.Tensor]:
+        """The taps of the latest forward pass, also when the model was called directly (as
+        lucent's ``render_vis`` does, with ``stop=False``)."""
+        return self._acts
+
     def close(self) -> None:
         for h in self._handles:
             h.remove()

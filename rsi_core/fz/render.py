@@ -4,7 +4,11 @@ One optimization carries many channels of one tap; element n of the batch has it
 parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. The forward
 pass stops at the tap and, for centre-neuron objectives, sees only the aligned crop holding the
 centre neuron's receptive field: the centre activation is the same as on the full image, and
-the pixels outside the crop have zero gradient in both cases.
+the pixels outside the crop have zero gradient in both cases. The same holds inside the network
+(``CentreCone``): each block's input is cut to what the centre neuron depends on, and on CPU
+the forward runs in channels-last layout. Both change float rounding only; ``crop=False`` keeps
+the reference path (the model's own forward, read by ``TapCapture``), which follows lucent's
+``render_vis`` step for step.
 """
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from lucent.optvis import param as lucent_param
+from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
-from ..anatomy import TapCapture, centre_crop_window, parse_tap
+from ..anatomy import (TapCapture, blocks, centre_crop_window, input_window, map_size, parse_tap,
+                       stride, tap_path)
 from ..images import normalize
 from .objectives import OBJECTIVES
 from .transform import jitter_for, transforms_for
@@ -66,6 +72,67 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def _aligned_window(path: tuple, n: int, index: int) -> tuple[int, int, int]:
+    """[start, stop) of an n-long map holding all that output ``index`` of ``path`` depends on,
+    its start a multiple of the path's stride (every later grid stays aligned), and the
+    output's index in the cut map."""
+    total = stride(path)
+    lo, hi = input_window(path, index)
+    start = max(0, lo) // total * total
+    return start, min(n, hi + 1), index - start // total
+
+
+class CentreCone:
+    """The forward pass to one neuron of ``tap`` with every block's input cut to the region that
+    neuron depends on (its receptive-field cone), the way ``centre_crop_window`` cuts the image.
+    The neuron's value and its input gradient are those of the full forward pass; the work
+    outside the cone is skipped. ``cone(x, (iy, ix))`` -> (the tap's map, cut, and the
+    neuron's index in it). The blocks run as torchvision's ``BasicBlock`` / ``Bottleneck``
+    forward does; B is read before the addition and O before the ReLU, as ``TapCapture`` reads
+    them."""
+
+    def __init__(self, model, tap: str):
+        name, self.kind = parse_tap(tap)
+        self.model, self.blocks = model, blocks(model)
+        names = [b.name for b in self.blocks]
+        if name not in names:
+            raise KeyError(f"unknown block {name!r}: this model has blocks {', '.join(names)}")
+        self.index = names.index(name)
+        self.path = tap_path(model, tap)
+        # a simple block's I is the previous block's O: the pass ends with that block
+        self.simple_input = self.kind == "I" and self.blocks[self.index].kind == "simple" and self.index > 0
+        # length of the path from the image to block k's input (stem: conv1, max-pool)
+        self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
+
+    def __call__(self, x: torch.Tensor, position: tuple[int, int]):
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        prev_o, (iy, ix) = x, position
+        last = self.index - 1 if self.simple_input else self.index
+        for k in range(last + 1):
+            rest = self.path[self.prefix[k]:]
+            if rest:
+                y0, y1, iy = _aligned_window(rest, x.shape[2], iy)
+                x0, x1, ix = _aligned_window(rest, x.shape[3], ix)
+                if y1 - y0 < x.shape[2] or x1 - x0 < x.shape[3]:
+                    x, prev_o = x[:, :, y0:y1, x0:x1], prev_o[:, :, y0:y1, x0:x1]
+            blk = self.blocks[k].module
+            if k == self.index and self.kind == "I":  # here only for a downsample (or first) block
+                return (blk.downsample(x) if blk.downsample is not None else prev_o), (iy, ix)
+            out = blk.relu(blk.bn1(blk.conv1(x)))
+            if isinstance(blk, Bottleneck):
+                out = blk.bn3(blk.conv3(blk.relu(blk.bn2(blk.conv2(out)))))
+            else:
+                out = blk.bn2(blk.conv2(out))
+            if k == self.index and self.kind == "B":
+                return out, (iy, ix)
+            prev_o = out + (x if blk.downsample is None else blk.downsample(x))  # O, pre-ReLU
+            if k == self.index:
+                return prev_o, (iy, ix)
+            x = torch.relu(prev_o)
+        return prev_o, (iy, ix)  # the previous block's O: a simple block's I
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
            progress: bool = True) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap``; return ``images`` ([N, 224, 224, 3] uint8) and
@@ -73,6 +140,8 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     device = torch.device(device)
     parse_tap(tap)
     objective = OBJECTIVES[settings.objective]
+    cone = CentreCone(model, tap) if settings.crop and settings.objective == "neuron" else None
+    path = tap_path(model, tap)
     chans = torch.as_tensor(list(channels), dtype=torch.long, device=device)
     transforms = transforms_for(jitter_for(tap, settings.jitter_table), device)
     if device.type == "cuda":
@@ -84,7 +153,8 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
         try:
             params, image_f = image_parameter(len(chans), device)
             optimizer = torch.optim.Adam(params, lr=settings.lr)
-            with TapCapture(model, [tap]) as capture:
+            with contextlib.ExitStack() as stack:
+                capture = None if cone else stack.enter_context(TapCapture(model, [tap]))
                 for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                               disable=not progress, leave=False):
                     optimizer.zero_grad()
@@ -93,13 +163,20 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
                         x = t(x)
                     x = normalize(x)
                     position = None
-                    if settings.crop and settings.objective == "neuron":
+                    if cone is not None:
                         window = centre_crop_window(model, tap, x.shape[2], x.shape[3])
                         if window is not None:
                             (y0, y1, x0, x1), position = window
                             x = x[:, :, y0:y1, x0:x1]
-                    with _autocast(device, settings.precision):
-                        acts = capture(x)[tap]
+                        else:
+                            position = (map_size(path, x.shape[2]) // 2, map_size(path, x.shape[3]) // 2)
+                        if device.type == "cpu":  # mkldnn's convolutions and max-pool run faster so
+                            x = x.contiguous(memory_format=torch.channels_last)
+                        with _autocast(device, settings.precision):
+                            acts, position = cone(x, position)
+                    else:
+                        with _autocast(device, settings.precision):
+                            acts = capture(x)[tap]
                     reached = objective(acts.float(), chans, position)
                     (-reached.sum()).backward()
                     optimizer.step()

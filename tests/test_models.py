@@ -1,0 +1,177 @@
+"""Model loading: every bad input is a clear error, and weights identities are faithful."""
+import time
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from rsi_core import cli
+from rsi_core.models import (
+    SUPPORTED_MODELS,
+    WeightsError,
+    WeightsUnavailable,
+    describe,
+    load_model,
+    weights_identity,
+)
+
+
+@pytest.fixture(scope="module")
+def r18():
+    return load_model("resnet18", "random:0")
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="unknown model 'resnet19'") as info:
+        load_model("resnet19", "random:0")
+    for name in SUPPORTED_MODELS:
+        assert name in str(info.value)
+
+
+def test_bad_random_seed():
+    with pytest.raises(ValueError, match="random:SEED"):
+        load_model("resnet18", "random:zero")
+
+
+def test_unknown_weights_name_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown weights 'IMAGENET9K'.*IMAGENET1K_V1.*random:SEED"):
+        load_model("resnet18", "IMAGENET9K")
+
+
+def test_missing_weights_file(tmp_path):
+    path = tmp_path / "nope.pth"
+    with pytest.raises(WeightsError, match="does not exist") as info:
+        load_model("resnet18", str(path))
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_weights_file(tmp_path):
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"\x00\x13garbage, not a zip or pickle" * 100)
+    with pytest.raises(WeightsError, match="(?s)not a readable PyTorch state dict.*corrupt") as info:
+        load_model("resnet18", str(path))
+    assert str(path) in str(info.value)
+
+
+def test_truncated_weights_file(tmp_path, r18):
+    good = tmp_path / "good.pth"
+    torch.save(r18.state_dict(), good)
+    bad = tmp_path / "truncated.pth"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        load_model("resnet18", str(bad))
+
+
+def test_file_holding_something_else(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(WeightsError, match="holds a list, not a state dict"):
+        load_model("resnet18", str(path))
+
+
+def test_state_dict_of_another_architecture(tmp_path):
+    r34 = torchvision.models.resnet34(weights=None)
+    path = tmp_path / "resnet34.pth"
+    torch.save(r34.state_dict(), path)
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet18", str(path))
+    msg = str(info.value)
+    assert "do not fit resnet18" in msg
+    assert "unexpected keys ['layer1.2." in msg  # resnet34 has 3 blocks in layer1, resnet18 has 2
+    assert "missing keys []" in msg
+    assert "--model" in msg
+
+
+def test_state_dict_with_missing_keys(tmp_path, r18):
+    state = r18.state_dict()
+    del state["fc.weight"], state["layer4.1.bn2.running_var"]
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"missing keys \['fc.weight', 'layer4.1.bn2.running_var'\]"):
+        load_model("resnet18", str(path))
+
+
+def test_state_dict_with_wrong_shapes(tmp_path):
+    # same keys, other shapes: a 10-class head
+    state = torchvision.models.resnet18(weights=None, num_classes=10).state_dict()
+    path = tmp_path / "ten_classes.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="(?s)do not fit resnet18.*size mismatch for fc.weight"):
+        load_model("resnet18", str(path))
+
+
+def _offline(monkeypatch, tmp_path):
+    """No cached file and no network, whatever the machine running the tests has: point
+    TORCH_HOME at an empty folder and make torchvision's download fail at once (on a machine
+    with network the real download would fetch 45 MB; without, it fails in seconds)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    calls = []
+
+    def no_network(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("no network (test)")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    return calls
+
+
+def test_named_weights_offline_say_what_to_do(monkeypatch, tmp_path):
+    calls = _offline(monkeypatch, tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(WeightsUnavailable) as info:
+        load_model("resnet18", "IMAGENET1K_V1")
+    assert time.monotonic() - t0 < 30
+    assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
+    msg = str(info.value)
+    assert "resnet18-f37072fd.pth" in msg
+    assert "$TORCH_HOME/hub/checkpoints/" in msg
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in msg
+    assert "--weights" in msg
+    assert "random:0" in msg
+    assert isinstance(info.value, WeightsError)  # callers catching WeightsError see it too
+
+
+def test_cli_reports_offline_weights_without_traceback(monkeypatch, tmp_path, capsys):
+    _offline(monkeypatch, tmp_path)
+    assert cli.main(["blocks", "--model", "resnet18", "--weights", "IMAGENET1K_V1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rsi: error:") and "resnet18-f37072fd.pth" in err
+
+
+def test_local_file_round_trips(tmp_path, r18):
+    path = tmp_path / "r18.pth"
+    torch.save(r18.state_dict(), path)
+    loaded = load_model("resnet18", str(path))
+    assert loaded.rsi_weights_id == r18.rsi_weights_id == weights_identity(loaded)
+    for (k, a), (k2, b) in zip(r18.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert describe(loaded)["weights"] == str(path)
+    assert not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+    # a checkpoint wrapped as {"state_dict": ...} is accepted too
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": r18.state_dict(), "epoch": 3}, wrapped)
+    assert load_model("resnet18", str(wrapped)).rsi_weights_id == r18.rsi_weights_id
+
+
+def test_random_identities(r18):
+    again = load_model("resnet18", "random:0")
+    other = load_model("resnet18", "random:1")
+    assert again.rsi_weights_id == r18.rsi_weights_id
+    assert other.rsi_weights_id != r18.rsi_weights_id
+    assert len(r18.rsi_weights_id) == 16
+    # seeding does not leak into the global RNG
+    torch.manual_seed(123)
+    a = torch.rand(3)
+    torch.manual_seed(123)
+    load_model("resnet18", "random:5")
+    assert torch.equal(torch.rand(3), a)
+
+
+def test_identity_changes_with_one_weight(r18):
+    model = load_model("resnet18", "random:0")
+    with torch.no_grad():
+        model.layer3[1].bn2.weight[7] += 1e-3
+    assert weights_identity(model) != r18.rsi_weights_id

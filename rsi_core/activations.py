@@ -36,12 +36,12 @@ def stream_centre(model, images: ImageSet, taps, device="cpu", batch_size: int =
 
 
 def natural_activations(model, images: ImageSet, block_names, cache: Cache | None = None,
-                        device="cpu", batch_size: int = 50) -> dict[str, np.ndarray]:
+                        device="cpu", batch_size: int = 50, progress: bool = True) -> dict[str, np.ndarray]:
     """Centre activations of I, B and O of ``block_names`` for every image, through the cache."""
     taps = block_taps(block_names)
 
     def compute():
-        return stream_centre(model, images, taps, device=device, batch_size=batch_size)
+        return stream_centre(model, images, taps, device=device, batch_size=batch_size, progress=progress)
 
     if cache is None:
         return compute()

@@ -139,7 +139,8 @@ class Study:
 
     @cached_property
     def natural(self) -> dict[str, np.ndarray]:
-        return natural_activations(self.model, self.image_set, self.blocks, cache=self.cache, device=self.device)
+        return natural_activations(self.model, self.image_set, self.blocks, cache=self.cache, device=self.device,
+                                   progress=self.bank.progress)
 
     def input_block_correlation(self, name: str) -> np.ndarray:
         """Figure 4 bottom: per studied channel, Spearman(B_c, I_c) over images with I_c > 0."""

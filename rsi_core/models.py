@@ -80,9 +80,8 @@ def _file_state_dict(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); it may be truncated or corrupt: "
-            "download it again") from exc
+            f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
+            "it may be truncated or corrupt: download it again") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

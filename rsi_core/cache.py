@@ -30,6 +30,11 @@ def default_root() -> Path:
     return Path(os.environ.get("RSI_CACHE") or Path.home() / ".cache" / "rsi")
 
 
+def _plain(value):
+    """JSON form of numpy scalars and arrays (so np.int64(3) keys like 3), else ``str``."""
+    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else str(value)
+
+
 class Cache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root else default_root()
@@ -38,7 +43,7 @@ class Cache:
     @staticmethod
     def key(namespace: str, **fields) -> str:
         blob = json.dumps({"namespace": namespace, "version": ALGORITHM_VERSION, **fields},
-                          sort_keys=True, default=str)
+                          sort_keys=True, default=_plain)
         return f"{namespace}-{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
 
     def path(self, key: str) -> Path:

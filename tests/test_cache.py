@@ -266,3 +266,8 @@ def test_concurrent_fz_banks_compute_each_fz_once(tmp_path):
     assert got[0][1] == got[1][1]
     entries = list((tmp_path / "c" / "fz").glob("*.npz"))
     assert len(entries) == 6
+
+
+def test_numpy_scalars_key_like_python_numbers():
+    assert Cache.key("fz", channel=np.int64(3), w=np.float64(0.5)) == Cache.key("fz", channel=3, w=0.5)
+    assert Cache.key("fz", channel=3) != Cache.key("fz", channel="3")

@@ -113,19 +113,21 @@ def stride(path: tuple) -> int:
     return out
 
 
+def aligned_window(path: tuple, n: int, index: int) -> tuple[int, int, int]:
+    """[start, stop) of an n-long input holding all that output ``index`` of ``path`` depends on,
+    its start a multiple of the path's stride (so every later grid stays aligned), and the
+    output's index in the cut map."""
+    total = stride(path)
+    lo, hi = input_window(path, index)
+    start = max(0, lo) // total * total
+    return start, min(n, hi + 1), index - start // total
+
+
 @lru_cache(maxsize=None)
 def _centre_crop_window(path: tuple, height: int, width: int):
     """Aligned crop of an HxW input holding the whole receptive field of the centre neuron,
     and that neuron's index in the cropped map; None when cropping would save nothing."""
-    total = stride(path)
-    out = []
-    for n in (height, width):
-        c = map_size(path, n) // 2
-        lo, hi = input_window(path, c)
-        start = max(0, lo) // total * total  # multiple of the stride keeps every layer's grid
-        stop = min(n, hi + 1)
-        out.append((start, stop, c - start // total))
-    (y0, y1, cy), (x0, x1, cx) = out
+    (y0, y1, cy), (x0, x1, cx) = (aligned_window(path, n, map_size(path, n) // 2) for n in (height, width))
     if (y1 - y0) * (x1 - x0) >= 0.9 * height * width:
         return None
     return (y0, y1, x0, x1), (cy, cx)

@@ -84,7 +84,6 @@ def test_scale_down_mirrors_a_centred_pattern_onto_the_image_border(r):
     the border, where the centre neuron of a block with a receptive field wider than the image
     (4.0, 4.1; partly 3.1) sees them."""
     out = scale_down(disc(r))[0, 0]
-    area = math.pi * (r / 2) ** 2
     for edge in (out[0], out[-1], out[:, 0], out[:, -1]):   # half a copy centred on each edge
         assert float(edge[110:114].min()) > 0.5
     assert float(out[0, 0]) > 0.5 and float(out[-1, -1]) > 0.5  # a quarter copy in each corner

@@ -21,8 +21,7 @@ from lucent.optvis import param as lucent_param
 from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
-from ..anatomy import (TapCapture, blocks, centre_crop_window, input_window, map_size, parse_tap,
-                       stride, tap_path)
+from ..anatomy import TapCapture, aligned_window, blocks, centre_crop_window, map_size, parse_tap, tap_path
 from ..images import normalize
 from .objectives import OBJECTIVES
 from .transform import jitter_for, transforms_for
@@ -72,16 +71,6 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def _aligned_window(path: tuple, n: int, index: int) -> tuple[int, int, int]:
-    """[start, stop) of an n-long map holding all that output ``index`` of ``path`` depends on,
-    its start a multiple of the path's stride (every later grid stays aligned), and the
-    output's index in the cut map."""
-    total = stride(path)
-    lo, hi = input_window(path, index)
-    start = max(0, lo) // total * total
-    return start, min(n, hi + 1), index - start // total
-
-
 class CentreCone:
     """The forward pass to one neuron of ``tap`` with every block's input cut to the region that
     neuron depends on (its receptive-field cone), the way ``centre_crop_window`` cuts the image.
@@ -112,8 +101,8 @@ class CentreCone:
         for k in range(last + 1):
             rest = self.path[self.prefix[k]:]
             if rest:
-                y0, y1, iy = _aligned_window(rest, x.shape[2], iy)
-                x0, x1, ix = _aligned_window(rest, x.shape[3], ix)
+                y0, y1, iy = aligned_window(rest, x.shape[2], iy)
+                x0, x1, ix = aligned_window(rest, x.shape[3], ix)
                 if y1 - y0 < x.shape[2] or x1 - x0 < x.shape[3]:
                     x, prev_o = x[:, :, y0:y1, x0:x1], prev_o[:, :, y0:y1, x0:x1]
             blk = self.blocks[k].module

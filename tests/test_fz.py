@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from rsi_core.anatomy import centre_crop_window, map_size, parse_tap, read_taps, tap_path
+from rsi_core.anatomy import centre_crop_window, parse_tap, read_taps
 from rsi_core.bench import lucent_render
 from rsi_core.cache import Cache
 from rsi_core.fz import bank as bank_mod
@@ -96,14 +96,7 @@ def test_crop_gradient_is_exact_and_outside_is_zero(model64, tap, n):
 
 def _engine_forward(model, tap, x):
     """What render's forward computes: the image crop, then the block-by-block cone."""
-    path = tap_path(model, tap)
-    window = centre_crop_window(model, tap, x.shape[2], x.shape[3])
-    if window is None:
-        position = (map_size(path, x.shape[2]) // 2, map_size(path, x.shape[3]) // 2)
-    else:
-        (y0, y1, x0, x1), position = window
-        x = x[:, :, y0:y1, x0:x1]
-    acts, (iy, ix) = CentreCone(model, tap)(x, position)
+    acts, (iy, ix) = CentreCone(model, tap)(x)
     return acts[:, :, iy, ix]
 
 

@@ -1,14 +1,13 @@
 """The FZ optimization loop: the paper's lucent recipe, batched across channels and truncated.
 
 One optimization carries many channels of one tap; element n of the batch has its own image
-parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. The forward
-pass stops at the tap and, for centre-neuron objectives, sees only the aligned crop holding the
-centre neuron's receptive field: the centre activation is the same as on the full image, and
-the pixels outside the crop have zero gradient in both cases. The same holds inside the network
-(``CentreCone``): each block's input is cut to what the centre neuron depends on, and on CPU
-the forward runs in channels-last layout. Both change float rounding only; ``crop=False`` keeps
-the reference path (the model's own forward, read by ``TapCapture``), which follows lucent's
-``render_vis`` step for step.
+parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. For
+centre-neuron objectives the forward (``CentreCone``) stops at the tap and sees only the
+stride-aligned cone the centre neuron depends on: the image is cut to its receptive field and
+each block's input to what the neuron needs. The activation and the input gradient are those of
+the full forward pass up to float rounding (pixels outside the cut have zero gradient either
+way). ``crop=False`` keeps the reference path (the model's own forward, read by
+``TapCapture``), which follows lucent's ``render_vis`` step for step.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from lucent.optvis import param as lucent_param
 from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
-from ..anatomy import TapCapture, aligned_window, blocks, centre_crop_window, map_size, parse_tap, tap_path
+from ..anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
 from ..images import normalize
 from .objectives import OBJECTIVES
 from .transform import jitter_for, transforms_for
@@ -72,54 +71,58 @@ def _autocast(device: torch.device, precision: str):
 
 
 class CentreCone:
-    """The forward pass to one neuron of ``tap`` with every block's input cut to the region that
-    neuron depends on (its receptive-field cone), the way ``centre_crop_window`` cuts the image.
-    The neuron's value and its input gradient are those of the full forward pass; the work
-    outside the cone is skipped. ``cone(x, (iy, ix))`` -> (the tap's map, cut, and the
-    neuron's index in it). The blocks run as torchvision's ``BasicBlock`` / ``Bottleneck``
-    forward does; B is read before the addition and O before the ReLU, as ``TapCapture`` reads
-    them."""
+    """The forward pass to the centre neuron of ``tap`` with the image, and then every block's
+    input, cut to the region that neuron depends on (its receptive-field cone), each cut aligned
+    to the stride so every later grid stays the same. The neuron's value and its input gradient
+    are those of the full forward pass; the work outside the cone is skipped.
+    ``cone(image)`` -> (the tap's map, cut, and the centre neuron's (y, x) in it). The blocks run
+    as torchvision's ``BasicBlock`` / ``Bottleneck`` forward does; B is read before the addition
+    and O before the ReLU, as ``TapCapture`` reads them."""
 
     def __init__(self, model, tap: str):
         name, self.kind = parse_tap(tap)
         self.model, self.blocks = model, blocks(model)
-        names = [b.name for b in self.blocks]
-        if name not in names:
-            raise KeyError(f"unknown block {name!r}: this model has blocks {', '.join(names)}")
-        self.index = names.index(name)
+        self.index = self.blocks.index(find_block(model, name))
         self.path = tap_path(model, tap)
         # a simple block's I is the previous block's O: the pass ends with that block
         self.simple_input = self.kind == "I" and self.blocks[self.index].kind == "simple" and self.index > 0
         # length of the path from the image to block k's input (stem: conv1, max-pool)
         self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
 
-    def __call__(self, x: torch.Tensor, position: tuple[int, int]):
+    @staticmethod
+    def _cut(path: tuple, position, *maps):
+        """``maps`` cut to what output ``position`` of ``path`` depends on, and its new index."""
+        (y0, y1, iy), (x0, x1, ix) = (aligned_window(path, maps[0].shape[d], position[d - 2]) for d in (2, 3))
+        return [t[:, :, y0:y1, x0:x1] for t in maps], (iy, ix)
+
+    def __call__(self, image: torch.Tensor):
         m = self.model
+        position = (map_size(self.path, image.shape[2]) // 2, map_size(self.path, image.shape[3]) // 2)
+        (x,), position = self._cut(self.path, position, image)
+        if x.device.type == "cpu":  # mkldnn's convolutions and max-pool run faster so
+            x = x.contiguous(memory_format=torch.channels_last)
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-        prev_o, (iy, ix) = x, position
+        prev_o = x
         last = self.index - 1 if self.simple_input else self.index
         for k in range(last + 1):
             rest = self.path[self.prefix[k]:]
             if rest:
-                y0, y1, iy = aligned_window(rest, x.shape[2], iy)
-                x0, x1, ix = aligned_window(rest, x.shape[3], ix)
-                if y1 - y0 < x.shape[2] or x1 - x0 < x.shape[3]:
-                    x, prev_o = x[:, :, y0:y1, x0:x1], prev_o[:, :, y0:y1, x0:x1]
+                (x, prev_o), position = self._cut(rest, position, x, prev_o)
             blk = self.blocks[k].module
             if k == self.index and self.kind == "I":  # here only for a downsample (or first) block
-                return (blk.downsample(x) if blk.downsample is not None else prev_o), (iy, ix)
+                return (blk.downsample(x) if blk.downsample is not None else prev_o), position
             out = blk.relu(blk.bn1(blk.conv1(x)))
             if isinstance(blk, Bottleneck):
                 out = blk.bn3(blk.conv3(blk.relu(blk.bn2(blk.conv2(out)))))
             else:
                 out = blk.bn2(blk.conv2(out))
             if k == self.index and self.kind == "B":
-                return out, (iy, ix)
+                return out, position
             prev_o = out + (x if blk.downsample is None else blk.downsample(x))  # O, pre-ReLU
             if k == self.index:
-                return prev_o, (iy, ix)
+                return prev_o, position
             x = torch.relu(prev_o)
-        return prev_o, (iy, ix)  # the previous block's O: a simple block's I
+        return prev_o, position  # the previous block's O: a simple block's I
 
 
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
@@ -130,7 +133,6 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     parse_tap(tap)
     objective = OBJECTIVES[settings.objective]
     cone = CentreCone(model, tap) if settings.crop and settings.objective == "neuron" else None
-    path = tap_path(model, tap)
     chans = torch.as_tensor(list(channels), dtype=torch.long, device=device)
     transforms = transforms_for(jitter_for(tap, settings.jitter_table), device)
     if device.type == "cuda":
@@ -152,19 +154,10 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
                         x = t(x)
                     x = normalize(x)
                     position = None
-                    if cone is not None:
-                        window = centre_crop_window(model, tap, x.shape[2], x.shape[3])
-                        if window is not None:
-                            (y0, y1, x0, x1), position = window
-                            x = x[:, :, y0:y1, x0:x1]
+                    with _autocast(device, settings.precision):
+                        if cone is not None:
+                            acts, position = cone(x)
                         else:
-                            position = (map_size(path, x.shape[2]) // 2, map_size(path, x.shape[3]) // 2)
-                        if device.type == "cpu":  # mkldnn's convolutions and max-pool run faster so
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        with _autocast(device, settings.precision):
-                            acts, position = cone(x, position)
-                    else:
-                        with _autocast(device, settings.precision):
                             acts = capture(x)[tap]
                     reached = objective(acts.float(), chans, position)
                     (-reached.sum()).backward()

@@ -90,11 +90,16 @@ def _file_state_dict(path: Path) -> dict:
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS,
-               device: str | torch.device = "cpu") -> torch.nn.Module:
+               device: str | torch.device = "cpu", base: str | None = None) -> torch.nn.Module:
     """Build ``name`` in eval mode with ``weights``: a torchvision weights name
-    (``IMAGENET1K_V1``), a local file path, or ``random:SEED`` (seeded initialization)."""
+    (``IMAGENET1K_V1``), a local file path, ``random:SEED`` (seeded initialization), or
+    ``shuffle:SEED:<base>`` (``shuffle:SEED`` with ``base``): a weight-shuffled control of the
+    base weights (rsi_core.controls)."""
     _check_model(name)
     weights = str(weights)
+    if weights.startswith("shuffle:"):  # controls helper: the weight-shuffled control
+        from .controls import shuffled_model
+        return shuffled_model(name, weights, device, base=base)
     if weights.startswith("random:"):
         try:
             seed = int(weights.split(":", 1)[1])

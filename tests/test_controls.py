@@ -1,0 +1,151 @@
+"""Controls: the shuffled copy keeps every layer's values and loses their arrangement; control
+lists and the "beyond controls" rule."""
+import math
+
+import pytest
+import torch
+
+from rsi_core import controls
+from rsi_core.controls import beyond, control_weights, default_controls, shuffle_weights
+from rsi_core.models import load_model
+
+
+class FewImages:
+    """A tiny deterministic image set (what ImageSet offers: len and normalized tensors)."""
+
+    def __init__(self, n=6, size=64):
+        g = torch.Generator().manual_seed(123)
+        self.x = torch.randn(n, 3, size, size, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_model("resnet18", "random:0")
+
+
+@pytest.fixture(scope="module")
+def shuffled():
+    return controls.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
+
+
+def _shuffled_params(model):
+    """(name, tensor) of every parameter the shuffle permutes."""
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)):
+            yield f"{name}.weight", module.weight
+            if module.bias is not None:
+                yield f"{name}.bias", module.bias
+
+
+def test_shuffle_keeps_each_layers_values_and_input_channel_sums(base, shuffled):
+    params = dict(_shuffled_params(shuffled))
+    assert len(params) > 60  # every conv, BN and the fc of resnet18
+    for name, w in _shuffled_params(base):
+        s = params[name]
+        assert torch.equal(w.flatten().sort().values, s.flatten().sort().values), name
+        if w.dim() > 1:  # permuted within each input channel: per-input-channel sums kept
+            dims = [0] + list(range(2, w.dim()))
+            assert torch.allclose(w.sum(dims), s.sum(dims), atol=1e-4), name
+
+
+def test_shuffle_changes_the_arrangement(base, shuffled):
+    for name, w in _shuffled_params(base):
+        s = dict(_shuffled_params(shuffled))[name]
+        if w.numel() < 100 or w.dim() < 2:
+            continue
+        assert (w == s).float().mean() < 0.05, name
+        # which output channel holds large weights is no longer the base's
+        per_out = lambda t: t.abs().flatten(1).mean(1)  # noqa: E731
+        assert not torch.allclose(per_out(w), per_out(s)), name
+
+
+def test_shuffle_permutes_bn_affine_of_a_trained_like_model():
+    model = load_model("resnet18", "random:0")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.linspace(0.1, 2.0, m.num_features))
+                m.bias.copy_(torch.linspace(-1, 1, m.num_features))
+    before = model.layer3[1].bn2.weight.clone()
+    shuffle_weights(model, seed=5)
+    after = model.layer3[1].bn2.weight
+    assert torch.equal(before.sort().values, after.sort().values)
+    assert not torch.equal(before, after)
+
+
+def test_bn_statistics_are_recomputed(base, shuffled):
+    bn = shuffled.layer2[0].bn1
+    assert not shuffled.training and not bn.training
+    assert bn.momentum == base.layer2[0].bn1.momentum  # momentum restored after the pass
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    assert shuffled.rsi_control == {"kind": "shuffle", "seed": 1, "base": "random:0", "bn_images": 6}
+
+
+def test_shuffle_is_deterministic_and_keyed_apart(base, shuffled):
+    again = controls.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
+    other = controls.shuffled_model("resnet18", "shuffle:2:random:0", images=FewImages())
+    assert again.rsi_weights == shuffled.rsi_weights == "shuffle:1:random:0"
+    assert again.rsi_weights_id == shuffled.rsi_weights_id
+    assert len({base.rsi_weights_id, shuffled.rsi_weights_id, other.rsi_weights_id}) == 3
+    x = FewImages(2)
+    with torch.no_grad():
+        assert torch.equal(again(torch.stack([x[0], x[1]])), shuffled(torch.stack([x[0], x[1]])))
+
+
+def test_load_model_dispatches_both_spellings(monkeypatch):
+    monkeypatch.setattr(controls, "BN_IMAGES", 4)
+    a = load_model("resnet18", "shuffle:3", base="random:0")
+    b = load_model("resnet18", "shuffle:3:random:0")
+    assert a.rsi_weights == b.rsi_weights == "shuffle:3:random:0"
+    assert a.rsi_weights_id == b.rsi_weights_id
+    assert a.rsi_control["bn_images"] == 4
+
+
+@pytest.mark.parametrize("weights, base, message", [
+    ("shuffle:one:random:0", None, "shuffle:SEED:<base weights>"),
+    ("shuffle:1", None, "needs the weights it shuffles"),
+    ("shuffle:1:random:0", "random:1", "give one"),
+])
+def test_bad_shuffle_strings_say_what_to_write(weights, base, message):
+    with pytest.raises(ValueError, match=message):
+        load_model("resnet18", weights, base=base)
+
+
+def test_control_weights_alternate_kinds_and_skip_the_tested_seed():
+    assert control_weights("IMAGENET1K_V1", 0) == []
+    assert control_weights("IMAGENET1K_V1", 2) == [("random:1", "random"), ("shuffle:1:IMAGENET1K_V1", "shuffle")]
+    got = control_weights("random:2", 5)
+    assert [k for _, k in got] == ["random", "shuffle", "random", "shuffle", "random"]
+    assert [w for w, k in got if k == "random"] == ["random:1", "random:3", "random:4"]
+    assert [w for w, k in got if k == "shuffle"] == ["shuffle:1:random:2", "shuffle:2:random:2"]
+    assert len({w for w, _ in control_weights("random:1", 12)}) == 12
+    with pytest.raises(ValueError, match="0 or more"):
+        control_weights("random:0", -1)
+
+
+def test_default_controls():
+    assert default_controls("paper") == 2
+    assert default_controls("quick") == default_controls("smoke") == 0
+
+
+@pytest.mark.parametrize("tested, ctl, direction, want", [
+    (0.9, [0.5, 0.6], "greater", "yes"),
+    (0.9, [0.5, 0.9], "greater", "no"),       # a tie reaches it
+    (0.9, [0.95], "greater", "no"),
+    (0.1, [0.5, 0.2], "less", "yes"),
+    (0.1, [0.05, 0.5], "less", "no"),
+    (0.9, [0.95, None], "greater", "no"),    # decided by the control that computed it
+    (0.9, [0.5, None], "greater", "n/a: 1 of 2 controls could not compute the value"),
+    (0.9, [0.5, math.nan], "greater", "n/a: 1 of 2 controls could not compute the value"),
+    (0.9, [], "greater", "n/a: no controls were run"),
+    (None, [0.5], "greater", "n/a: the tested model's value was not computed"),
+    (0.9, [0.5], None, "n/a: the claim has no direction to compare in (None)"),
+])
+def test_beyond(tested, ctl, direction, want):
+    assert beyond(tested, ctl, direction) == want

@@ -21,6 +21,7 @@ from .fz.bank import FZBank
 from .fz.render import FZSettings
 
 SKIP_COLOUR, OVERWRITE_COLOUR = "tab:blue", "tab:red"
+CONTROL_COLOURS = ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
 PANEL = 96   # pixels per FZ panel in channel grids
 GAP = 4      # pixels between panels
 TAPS = (("O", "Output"), ("I", "Input"), ("B", "Block"))
@@ -87,14 +88,27 @@ def mix_histogram(m) -> np.ndarray:
     return np.histogram(m[np.isfinite(m)], bins=metrics.MIX_BINS)[0]
 
 
-def fig2_mix_histograms(results: dict, provenance: dict, path) -> Path:
-    """Figure 2: one histogram of M per block, a line at M = 1."""
+def _control_m(value) -> np.ndarray:
+    """A control's M values for one block: a BlockResult or the M values themselves."""
+    return np.asarray(getattr(value, "m", value), dtype=np.float64)
+
+
+def fig2_mix_histograms(results: dict, provenance: dict, path, controls: dict | None = None) -> Path:
+    """Figure 2: one histogram of M per block, a line at M = 1. ``controls`` ({label: {block:
+    BlockResult or M values}}) draws each control model's histogram as an outline over the
+    tested model's bars."""
     fig, axes = _panels(len(results), ncols=4)
     width = np.diff(metrics.MIX_BINS)
+    controls = controls or {}
     for ax, (block, r) in zip(axes, results.items()):
         m = np.asarray(r.m, dtype=np.float64)
         counts = mix_histogram(m)
-        ax.bar(metrics.MIX_BINS[:-1], counts, width=width, align="edge", color="0.55", edgecolor="white")
+        ax.bar(metrics.MIX_BINS[:-1], counts, width=width, align="edge", color="0.55", edgecolor="white",
+               label="tested" if controls else None)
+        for i, (label, per_block) in enumerate(controls.items()):
+            if block in per_block:
+                ax.stairs(mix_histogram(_control_m(per_block[block])), metrics.MIX_BINS, linewidth=1.4,
+                          color=CONTROL_COLOURS[i % len(CONTROL_COLOURS)], label=label)
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
         notes = [f"n={len(m)}"]
         if (~np.isfinite(m)).any():
@@ -108,6 +122,8 @@ def fig2_mix_histograms(results: dict, provenance: dict, path) -> Path:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if not results:
         _empty(axes[0])
+    elif controls:
+        axes[0].legend(fontsize=7, title="outlines: controls", title_fontsize=7)
     fig.suptitle("Mix ratios (M < 1 overwrite, M > 1 skip)")
     return _finish(fig, provenance, path)
 
@@ -171,20 +187,29 @@ def fig4_inhibition(points: dict, provenance: dict, path) -> Path:
 # --------------------------------------------------------------------------- Figure 5
 
 
-def fig5_scale_counts(counts: dict, provenance: dict, path) -> Path:
+def _percent(counts: dict, blocks, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = np.array([counts.get(b, {}).get(key, np.nan) for b in blocks], dtype=float)
+    n = np.array([counts.get(b, {}).get("n", np.nan) for b in blocks], dtype=float)
+    return np.divide(100 * k, n, out=np.full_like(k, np.nan), where=n > 0), k, n
+
+
+def fig5_scale_counts(counts: dict, provenance: dict, path, controls: dict | None = None) -> Path:
     """Figure 5: percent of studied channels meeting all three scale criteria (purple) and
-    the criteria without the mix ratio (yellow), per block."""
+    the criteria without the mix ratio (yellow), per block. ``controls`` ({label: counts of
+    the same form}) marks each control model's percentages on the bars."""
     blocks = list(counts)
     x = np.arange(len(blocks))
     fig = Figure(figsize=(max(4.0, 1.1 * len(blocks) + 1.5), 3.4), layout="constrained")
     ax = fig.subplots()
     for offset, key, colour, name in ((-0.2, "with_mix", "tab:purple", "all three criteria"),
                                       (0.2, "without_mix", "gold", "without the mix criterion")):
-        k = np.array([counts[b][key] for b in blocks], dtype=float)
-        n = np.array([counts[b]["n"] for b in blocks], dtype=float)
-        pct = np.divide(100 * k, n, out=np.zeros_like(k), where=n > 0)
-        bars = ax.bar(x + offset, pct, width=0.4, color=colour, label=name)
+        pct, k, n = _percent(counts, blocks, key)
+        bars = ax.bar(x + offset, np.nan_to_num(pct), width=0.4, color=colour, label=name)
         ax.bar_label(bars, labels=[f"{int(a)}/{int(b)}" for a, b in zip(k, n)], fontsize=7)
+        for i, (label, c) in enumerate((controls or {}).items()):
+            ax.scatter(x + offset, _percent(c, blocks, key)[0], marker="D", s=18, zorder=3, edgecolor="black",
+                       linewidth=0.5, color=CONTROL_COLOURS[i % len(CONTROL_COLOURS)],
+                       label=f"control {label}" if key == "with_mix" else None)
     ax.set_xticks(x, blocks)
     ax.set_xlabel("block")
     ax.set_ylabel("% of studied channels")

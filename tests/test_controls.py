@@ -2,6 +2,8 @@
 lists and the "beyond controls" rule."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -149,3 +151,65 @@ def test_default_controls():
 ])
 def test_beyond(tested, ctl, direction, want):
     assert beyond(tested, ctl, direction) == want
+
+
+# ------------------------------------------------------------------ figures mark the controls
+@pytest.fixture
+def saved_axes(monkeypatch):
+    """The axes of every figure saved during the test, captured at save time."""
+    import matplotlib.figure
+    saved, original = [], matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        saved.append(fig.axes)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    return saved
+
+
+class Block:
+    def __init__(self, m, kind="simple"):
+        self.m, self.kind, self.failed = np.asarray(m, dtype=float), kind, np.zeros(len(m), bool)
+
+
+def test_fig2_draws_each_controls_histogram_as_an_outline(tmp_path, saved_axes):
+    from matplotlib.patches import Rectangle, StepPatch
+    from PIL import Image
+
+    from rsi_core import plots
+    tested = {"2.0": Block([0.1, 0.2, 0.3, 2.0], "downsample"), "4.1": Block([0.1, 0.1], "final")}
+    ctl = {"random:1": {"2.0": [0.1, 3.0, 3.5, 4.0], "4.1": [0.05, 0.2]},
+           "shuffle:1:random:0": {"2.0": Block([1.5, 1.6, 1.7, 4.9])}}
+    path = plots.fig2_mix_histograms(tested, {"profile": "smoke"}, tmp_path / "fig2.png", controls=ctl)
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+    ax20, ax41 = saved_axes[-1][:2]
+    bars = [p.get_height() for p in ax20.patches if isinstance(p, Rectangle)]
+    assert bars == plots.mix_histogram([0.1, 0.2, 0.3, 2.0]).tolist()
+    outlines = [p for p in ax20.patches if isinstance(p, StepPatch)]
+    assert [o.get_label() for o in outlines] == ["random:1", "shuffle:1:random:0"]
+    assert outlines[0].get_data().values.tolist() == plots.mix_histogram([0.1, 3.0, 3.5, 4.0]).tolist()
+    assert outlines[1].get_data().values.tolist() == plots.mix_histogram([1.5, 1.6, 1.7, 4.9]).tolist()
+    assert len([p for p in ax41.patches if isinstance(p, StepPatch)]) == 1  # the shuffle lacks 4.1
+    legend = {t.get_text() for t in ax20.get_legend().get_texts()}
+    assert legend == {"tested", "random:1", "shuffle:1:random:0"}
+
+
+def test_fig2_without_controls_draws_no_outline(tmp_path, saved_axes):
+    from matplotlib.patches import StepPatch
+
+    from rsi_core import plots
+    plots.fig2_mix_histograms({"2.0": Block([0.1, 2.0])}, {}, tmp_path / "fig2.png")
+    assert not [p for p in saved_axes[-1][0].patches if isinstance(p, StepPatch)]
+    assert saved_axes[-1][0].get_legend() is None
+
+
+def test_fig5_marks_the_controls_percentages(tmp_path, saved_axes):
+    from rsi_core import plots
+    counts = {"1.1": {"n": 4, "with_mix": 1, "without_mix": 2}, "4.0": {"n": 0, "with_mix": 0, "without_mix": 0}}
+    ctl = {"random:1": {"1.1": {"n": 4, "with_mix": 3, "without_mix": 4},
+                        "4.0": {"n": 2, "with_mix": 1, "without_mix": 0}}}
+    plots.fig5_scale_counts(counts, {"profile": "smoke"}, tmp_path / "fig5.png", controls=ctl)
+    marks = [c.get_offsets()[:, 1].tolist() for c in saved_axes[-1][0].collections]
+    assert marks == [[75.0, 50.0], [100.0, 0.0]]

@@ -168,3 +168,103 @@ def beyond(tested_value, control_values, direction) -> str:
     if len(finite) < len(values):
         return f"n/a: {len(values) - len(finite)} of {len(values)} controls could not compute the value"
     return "yes"
+
+
+# ------------------------------------------------------------------ studies and verdicts of controls
+def control_study(study, weights: str):
+    """``study`` (same profile, FZ settings, image set, cache, device, blocks) on the control
+    model ``weights``. A shuffled control recomputes its BatchNorm statistics on the run's image
+    folder."""
+    import copy
+
+    from .fz.bank import FZBank
+    from .images import ImageSet
+    from .models import load_model
+    name, images = study.model.rsi_model, study.image_set  # the controls share the tested image set
+    if str(weights).startswith("shuffle:"):
+        folder = ImageSet.from_dir(images.root)
+        model = shuffled_model(name, weights, study.device, images=folder)
+    else:
+        model = load_model(name, weights, study.device)
+    ctl = copy.copy(study)
+    for cached in ("natural",):  # model-dependent cached_property values
+        ctl.__dict__.pop(cached, None)
+    ctl.model, ctl._results = model, {}
+    ctl.bank = FZBank(model, study.cache, study.settings, device=study.device,
+                      batch_size=study.bank.batch_size, progress=study.bank.progress)
+    return ctl
+
+
+def control_studies(study, k: int) -> list[tuple[str, str, object]]:
+    """(weights, kind, Study) of the ``k`` controls of ``study``'s weights, each prepared."""
+    out = []
+    for weights, kind in control_weights(study.model.rsi_weights, k):
+        ctl = control_study(study, weights)
+        ctl.prepare()
+        out.append((weights, kind, ctl))
+    return out
+
+
+def control_result(claim_fn, weights: str, kind: str, study) -> dict:
+    """One control's {weights, weights_id, kind, verdict, value, reason} for ``claim_fn``
+    (``study -> Verdict``); an exception becomes verdict "error" with its message."""
+    base = {"weights": weights, "weights_id": study.model.rsi_weights_id, "kind": kind}
+    try:
+        v = claim_fn(study)
+    except Exception as exc:  # a control that cannot compute the claim is reported, not fatal
+        return {**base, "verdict": "error", "value": None, "reason": f"{type(exc).__name__}: {exc}"}
+    value = v.value if _finite(v.value) else None
+    return {**base, "verdict": v.verdict, "value": value, "reason": v.reason}
+
+
+def beyond_controls(verdict, controls: list[dict]) -> str | None:
+    """The "beyond controls" cell for a tested ``Verdict`` and its controls' results (None:
+    no controls were run)."""
+    if not controls:
+        return None
+    return beyond(verdict.value, [c["value"] for c in controls], verdict.direction)
+
+
+def verdict_label(verdict: str, beyond_cell: str | None) -> str:
+    """The verdict as the terminal summary and report state it: a claim that holds on the tested
+    model while a control reaches its value is "holds, not beyond controls"."""
+    if verdict == "holds" and beyond_cell == "no":
+        return "holds, not beyond controls"
+    return verdict
+
+
+def report_preamble(entries: list[dict]) -> list[str]:
+    """The report's opening lines about controls: which were run and what they are, or that none were."""
+    runs = next((e["controls"] for e in entries if e.get("controls")), [])
+    if not runs:
+        return ["**No controls were run** (`--controls 0`): a verdict here does not say whether "
+                "learning or the architecture alone produces it. Run `--controls 2` (the paper profile's "
+                "default) to compare every claim with random-init and weight-shuffled models."]
+    names = ", ".join(f"`{c['weights']}` ({c['kind']})" for c in runs)
+    return [f"**Controls:** {names}. `random:SEED` is a seeded random initialization of the same "
+            "architecture; `shuffle:SEED:W` is W with each conv/linear layer's weights permuted across "
+            "output channels and positions (per input channel) and BatchNorm affine parameters permuted "
+            "across channels, BatchNorm statistics recomputed on the image folder. Same profile, FZ settings "
+            "and image set. **beyond controls**: yes when the tested value lies beyond every control's in "
+            "the claim's direction, no when a control reaches it."]
+
+
+def report_table(entries: list[dict]) -> list[str]:
+    """Markdown: per claim, the tested value and verdict, each control's, and "beyond controls"."""
+    runs = next((e["controls"] for e in entries if e.get("controls")), [])
+    if not runs:
+        return []
+    head = ["claim", "direction", "tested"] + [c["weights"] for c in runs] + ["beyond controls"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        by_weights = {c["weights"]: c for c in e.get("controls") or []}
+        cells = [e["id"], str(e.get("direction") or "n/a"), _cell(e.get("value"), e["verdict"])]
+        cells += [_cell(by_weights[c["weights"]]["value"], by_weights[c["weights"]]["verdict"])
+                  if c["weights"] in by_weights else "not run" for c in runs]
+        cells.append(str(e.get("beyond_controls") or "n/a: no controls were run"))
+        lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return lines
+
+
+def _cell(value, verdict: str) -> str:
+    return f"{value:.3g} ({verdict})" if _finite(value) else f"n/a ({verdict})"

@@ -213,3 +213,64 @@ def test_fig5_marks_the_controls_percentages(tmp_path, saved_axes):
     plots.fig5_scale_counts(counts, {"profile": "smoke"}, tmp_path / "fig5.png", controls=ctl)
     marks = [c.get_offsets()[:, 1].tolist() for c in saved_axes[-1][0].collections]
     assert marks == [[75.0, 50.0], [100.0, 0.0]]
+
+
+# ------------------------------------------------------------------ controls of a study and the report
+def test_control_study_keeps_everything_but_the_model(tmp_path):
+    from rsi_core.analysis import Study
+    from rsi_core.cache import Cache
+    from rsi_core.images import ImageSet
+    from rsi_core.profiles import Profile
+    profile = Profile("tiny", steps=2, channels_per_block=1, paper_channels=False, natural_images=8)
+    study = Study(load_model("resnet18", "random:0"), profile, Cache(tmp_path), images=ImageSet.from_dir(None),
+                  blocks=("1.1",), progress=False)
+    study.prepare()
+    (w1, k1, random1), (w2, k2, shuffled) = controls.control_studies(study, 2)
+    assert (w1, k1, w2, k2) == ("random:1", "random", "shuffle:1:random:0", "shuffle")
+    for ctl in (random1, shuffled):
+        assert ctl.settings is study.settings and ctl.profile is study.profile and ctl.blocks == study.blocks
+        assert ctl.image_set is study.image_set
+        assert ctl.describe()["weights_id"] != study.describe()["weights_id"]
+        assert ctl.block("1.1").o_xi.tolist() != study.block("1.1").o_xi.tolist()
+        assert ctl.natural["1.1.O"].tolist() != study.natural["1.1.O"].tolist()
+    assert study.model.rsi_weights == "random:0"  # the tested study is untouched
+    assert shuffled.describe()["weights"] == "shuffle:1:random:0"
+
+
+class V:
+    def __init__(self, verdict, value, direction="greater", reason="r"):
+        self.verdict, self.value, self.direction, self.reason = verdict, value, direction, reason
+
+
+def test_control_result_and_labels():
+    study = type("S", (), {"model": type("M", (), {"rsi_weights_id": "abc"})()})()
+    got = controls.control_result(lambda s: V("holds", 0.8), "random:1", "random", study)
+    assert got == {"weights": "random:1", "weights_id": "abc", "kind": "random", "verdict": "holds",
+                   "value": 0.8, "reason": "r"}
+    assert controls.control_result(lambda s: V("inconclusive", math.nan), "random:1", "random", study)["value"] is None
+    broken = controls.control_result(lambda s: 1 / 0, "random:1", "random", study)
+    assert broken["verdict"] == "error" and broken["value"] is None and "ZeroDivisionError" in broken["reason"]
+    tested = V("holds", 0.7)
+    assert controls.beyond_controls(tested, []) is None
+    assert controls.beyond_controls(tested, [got]) == "no"
+    assert controls.verdict_label("holds", "no") == "holds, not beyond controls"
+    assert controls.verdict_label("holds", "yes") == "holds"
+    assert controls.verdict_label("fails", "no") == "fails"
+    assert controls.verdict_label("holds", None) == "holds"
+
+
+def test_report_says_when_there_are_no_controls_and_tabulates_them():
+    entries = [{"id": "a", "verdict": "holds", "value": 0.7, "direction": "greater"}]
+    assert "No controls were run" in controls.report_preamble(entries)[0]
+    assert controls.report_table(entries) == []
+    runs = [{"weights": "random:1", "kind": "random", "verdict": "holds", "value": 0.8},
+            {"weights": "shuffle:1:random:0", "kind": "shuffle", "verdict": "error", "value": None}]
+    entries = [{"id": "a", "verdict": "holds", "value": 0.7, "direction": "greater", "controls": runs,
+                "beyond_controls": "no"},
+               {"id": "b", "verdict": "inconclusive", "value": None, "direction": None}]
+    pre = controls.report_preamble(entries)[0]
+    assert "`random:1` (random)" in pre and "`shuffle:1:random:0` (shuffle)" in pre
+    table = controls.report_table(entries)
+    assert table[0] == "| claim | direction | tested | random:1 | shuffle:1:random:0 | beyond controls |"
+    assert table[2] == "| a | greater | 0.7 (holds) | 0.8 (holds) | n/a (error) | no |"
+    assert table[3] == "| b | n/a | n/a (inconclusive) | not run | not run | n/a: no controls were run |"

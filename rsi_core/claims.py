@@ -67,8 +67,9 @@ def claim(id: str, blocks, paper: str, statistic: str, expectations=None):
 
 
 def expectation(claim_id: str, model_name: str, weights: str) -> str:
-    """What a run should show: random weights are a control and are only observed."""
-    if str(weights).startswith("random:"):
+    """What a run should show: random or shuffled weights are a control and are only observed."""
+    from .controls import is_control
+    if is_control(weights):
         return "observe"
     return CLAIMS[claim_id].expectations.get(model_name, "observe")
 

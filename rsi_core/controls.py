@@ -30,6 +30,11 @@ BN_BATCH = 32
 KINDS = ("random", "shuffle")
 
 
+def is_control(weights) -> bool:
+    """Random-init and weight-shuffled weights are controls: their claims are observed, never expected."""
+    return str(weights).startswith(("random:", "shuffle:"))
+
+
 def default_controls(profile: str) -> int:
     """K when ``--controls`` is not given: 2 for the paper profile, 0 for the cheaper ones."""
     return 2 if profile == "paper" else 0

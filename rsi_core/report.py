@@ -56,15 +56,17 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     entries = sorted(entries, key=lambda e: e["id"])
     prov = entries[0]["provenance"] if entries else {}
-    control = str(prov.get("weights", "")).startswith("random:")
+    from .controls import is_control
+    control = is_control(prov.get("weights", ""))
     js = folder / "claims-report.json"
     js.write_text(json.dumps({"provenance": prov, "control": control, "claims": entries}, indent=1))
     lines = ["# Claims report: Interpreting the Residual Stream of ResNet18", ""]
     lines += [f"- {k}: `{v}`" for k, v in prov.items() if k != "fz"]
     lines += [f"- FZ settings: `{json.dumps(prov.get('fz', {}))}`"]
     if control:
-        lines += ["", "**Random-init weights: a control.** A claim that holds here holds without any "
-                      "learning; expectations are 'observe' and nothing fails."]
+        lines += ["", "**Random-init or weight-shuffled weights: a control.** A claim that holds here holds "
+                      "without any learning (or without its learned arrangement); expectations are 'observe' "
+                      "and nothing fails."]
     lines += ["", "| claim | blocks | verdict | expectation | outcome | measured | paper |",
               "|---|---|---|---|---|---|---|"]
     for e in entries:

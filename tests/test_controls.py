@@ -274,3 +274,11 @@ def test_report_says_when_there_are_no_controls_and_tabulates_them():
     assert table[0] == "| claim | direction | tested | random:1 | shuffle:1:random:0 | beyond controls |"
     assert table[2] == "| a | greater | 0.7 (holds) | 0.8 (holds) | n/a (error) | no |"
     assert table[3] == "| b | n/a | n/a (inconclusive) | not run | not run | n/a: no controls were run |"
+
+
+def test_control_weights_are_observed_never_expected():
+    from rsi_core.claims import expectation
+    assert controls.is_control("random:3") and controls.is_control("shuffle:1:IMAGENET1K_V1")
+    assert not controls.is_control("IMAGENET1K_V1")
+    assert expectation("fig2-downsample-overwrite", "resnet18", "shuffle:1:IMAGENET1K_V1") == "observe"
+    assert expectation("fig2-downsample-overwrite", "resnet18", "IMAGENET1K_V1") == "holds"

@@ -237,22 +237,62 @@ def test_control_study_keeps_everything_but_the_model(tmp_path):
     assert shuffled.describe()["weights"] == "shuffle:1:random:0"
 
 
-class V:
-    def __init__(self, verdict, value, direction="greater", reason="r"):
-        self.verdict, self.value, self.direction, self.reason = verdict, value, direction, reason
+def _entry(cid, verdict, measured, reason="r"):
+    return {"id": cid, "verdict": verdict, "measured": measured, "reason": reason}
 
 
-def test_control_result_and_labels():
-    study = type("S", (), {"model": type("M", (), {"rsi_weights_id": "abc"})()})()
-    got = controls.control_result(lambda s: V("holds", 0.8), "random:1", "random", study)
-    assert got == {"weights": "random:1", "weights_id": "abc", "kind": "random", "verdict": "holds",
-                   "value": 0.8, "reason": "r"}
-    assert controls.control_result(lambda s: V("inconclusive", math.nan), "random:1", "random", study)["value"] is None
-    broken = controls.control_result(lambda s: 1 / 0, "random:1", "random", study)
-    assert broken["verdict"] == "error" and broken["value"] is None and "ZeroDivisionError" in broken["reason"]
-    tested = V("holds", 0.7)
-    assert controls.beyond_controls(tested, []) is None
-    assert controls.beyond_controls(tested, [got]) == "no"
+def _overwrite(*shares):
+    return {b: {"share": s} for b, s in zip(("2.0", "3.0", "4.0"), shares)}
+
+
+class FakeStudy:
+    def __init__(self, weights_id, measured=None, verdict="holds"):
+        self.model = type("M", (), {"rsi_weights_id": weights_id})()
+        self.measured, self.verdict = measured, verdict
+
+
+def _evaluate(study):
+    if study.measured is None:
+        raise RuntimeError("cannot compute")
+    return _entry("fig2-downsample-overwrite", study.verdict, study.measured)
+
+
+def test_add_controls_records_each_control_and_the_beyond_cell():
+    tested = _entry("fig2-downsample-overwrite", "holds", _overwrite(0.9, 0.8, 0.95))
+    runs = [("random:1", "random", FakeStudy("a", _overwrite(0.5, 0.6, 0.7), "fails")),
+            ("shuffle:1:W", "shuffle", FakeStudy("b", _overwrite(0.4, None, 0.7), "inconclusive"))]
+    got = controls.add_controls(dict(tested), runs, _evaluate)
+    assert (got["value"], got["direction"]) == (0.8, "greater")
+    assert got["controls"] == [
+        {"weights": "random:1", "weights_id": "a", "kind": "random", "verdict": "fails", "value": 0.5, "reason": "r"},
+        {"weights": "shuffle:1:W", "weights_id": "b", "kind": "shuffle", "verdict": "inconclusive", "value": None,
+         "reason": "r"}]
+    assert got["beyond_controls"] == "n/a: 1 of 2 controls could not compute the value"
+    assert got["label"] == "holds"
+    # a control that reaches the tested value: the claim holds, not beyond controls
+    runs.append(("random:2", "random", FakeStudy("c", _overwrite(0.85, 0.8, 0.9))))
+    got = controls.add_controls(dict(tested), runs, _evaluate)
+    assert got["beyond_controls"] == "no" and got["label"] == "holds, not beyond controls"
+    # a control that raises is an error, not a crash
+    got = controls.add_controls(dict(tested), [("random:3", "random", FakeStudy("d"))], _evaluate)
+    assert got["controls"][0]["verdict"] == "error" and "cannot compute" in got["controls"][0]["reason"]
+    assert got["beyond_controls"] == "n/a: 1 of 1 controls could not compute the value"
+    # without controls: no beyond cell, the verdict stands
+    got = controls.add_controls(dict(tested), [], _evaluate)
+    assert got["controls"] == [] and got["beyond_controls"] is None and got["label"] == "holds"
+
+
+def test_headline_prefers_the_entrys_own_value_and_covers_every_claim():
+    from rsi_core.claims import CLAIMS
+    assert set(controls.HEADLINES) == set(CLAIMS)
+    assert controls.headline({"id": "x", "value": 0.3, "direction": "less"}) == (0.3, "less")
+    assert controls.headline({"id": "x", "value": math.nan, "direction": "less"}) == (None, "less")
+    assert controls.headline({"id": "unknown", "measured": {}}) == (None, None)
+    assert controls.headline(_entry("fig2-final-block", "fails", {})) == (None, "greater")
+    assert controls.headline(_entry("fig6-top-scale", "holds", {"combined_p": 0.01})) == (0.01, "less")
+
+
+def test_verdict_labels():
     assert controls.verdict_label("holds", "no") == "holds, not beyond controls"
     assert controls.verdict_label("holds", "yes") == "holds"
     assert controls.verdict_label("fails", "no") == "fails"

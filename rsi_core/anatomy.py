@@ -189,7 +189,8 @@ class TapCapture:
 
     def _keep(self, tap: str, t: torch.Tensor) -> None:
         if tap in self.taps:
-            self._acts[tap] = t[:, :, t.shape[2] // 2, t.shape[3] // 2] if self.centre else t
+            # clone: a view of the centre would keep the whole map (and the batch's maps) alive
+            self._acts[tap] = t[:, :, t.shape[2] // 2, t.shape[3] // 2].clone() if self.centre else t
 
     def _hook_block(self, i: int, b: Block, last: bool) -> None:
         st = self._state

@@ -1,11 +1,12 @@
 """Natural-image sets: an ImageNet-val-like folder read with the paper's preprocessing.
 
 The set's identity (a hash of its relative paths and sizes) goes into cache keys, and its
-description (folder, count, whether it is the bundled stand-in) into every result.
+description (folder, count, whether it is the bundled sample, the stand-in or the user's) into every result.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".ti
 PAPER_TRANSFORM = transforms.Compose([
     transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
     transforms.Normalize(MEAN, STD)])
-STANDIN_NAME = "imagenet-samples"
+BUNDLED_NAME = "imagenet-sample"
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -29,18 +30,20 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def standin_dir() -> Path:
-    """The 1,000-image stand-in shipped beside the repository (``../shared/data``)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / STANDIN_NAME
+def bundled_dir() -> Path:
+    """The 250-image natural sample shipped inside the package (``rsi_core/data``, package
+    data), so the default works in any clone or install with nothing beside it."""
+    return Path(str(importlib.resources.files("rsi_core") / "data" / BUNDLED_NAME))
 
 
 def resolve_image_dir(arg: str | os.PathLike | None = None) -> Path:
-    """``--images`` if given, else ``$RSI_IMAGES``, else the stand-in set."""
+    """``--images`` if given, else ``$RSI_IMAGES``, else the bundled sample."""
     chosen = arg or os.environ.get("RSI_IMAGES")
-    path = Path(chosen).expanduser() if chosen else standin_dir()
+    path = Path(chosen).expanduser() if chosen else bundled_dir()
     if not path.is_dir():
         hint = ("pass --images DIR (or set RSI_IMAGES) to an ImageNet validation folder"
-                if chosen else f"the stand-in set {path} is missing: pass --images DIR or set RSI_IMAGES")
+                if chosen else f"the bundled sample {path} is missing from this install: reinstall rsi, "
+                               "or pass --images DIR / set RSI_IMAGES")
         raise FileNotFoundError(f"image folder {path} does not exist: {hint}")
     return path
 
@@ -70,13 +73,21 @@ class ImageSet(torch.utils.data.Dataset):
         return h.hexdigest()[:16]
 
     @property
-    def is_standin(self) -> bool:
-        return self.root.name == STANDIN_NAME
+    def is_bundled(self) -> bool:
+        return self.root.resolve() == bundled_dir().resolve()
+
+    @property
+    def kind(self) -> str:
+        """Which set this is, in words, for every report."""
+        if self.is_bundled:
+            return "bundled sample: 250 ImageNet sample images shipped with rsi, not the 50,000-image validation set"
+        if self.root.name == "imagenet-samples":
+            return "stand-in: 1,000 ImageNet sample images, not the 50,000-image validation set"
+        return "user-supplied folder"
 
     def describe(self) -> dict:
         return {"images": str(self.root), "image_count": len(self.files), "image_set_id": self.identity,
-                "image_set": ("stand-in: 1,000 ImageNet sample images, not the 50,000-image validation set"
-                              if self.is_standin else "user-supplied folder")}
+                "image_set": self.kind}
 
     def __len__(self) -> int:
         return len(self.files)

@@ -18,8 +18,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(arg: str | None) -> str:
-    import torch
-    return arg or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .device import resolve_device as resolve  # the one place that chooses (rsi_core.device)
+    return resolve(arg)
 
 
 def parse_channels(spec: str, n: int) -> list[int]:

@@ -41,8 +41,8 @@ def pytest_addoption(parser):
 
 
 def _device(config) -> str:
-    import torch
-    return config.getoption("--device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .device import resolve_device  # under xdist: this worker's own GPU
+    return resolve_device(config.getoption("--device"))
 
 
 def _profile(config) -> str:

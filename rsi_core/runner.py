@@ -4,7 +4,7 @@ from __future__ import annotations
 from .analysis import Study
 from .cache import Cache
 from .claims import CLAIMS, check
-from .cli import resolve_device
+from .device import resolve_device
 from .images import ImageSet
 from .models import load_model
 from .profiles import default_profile, get_profile

@@ -1,0 +1,33 @@
+"""The one place that chooses the device a process computes on.
+
+Under pytest-xdist each worker (``PYTEST_XDIST_WORKER=gw0, gw1, ...``) takes its own GPU: worker
+k uses visible device k mod the device count. ``CUDA_VISIBLE_DEVICES`` is respected because
+torch numbers only the devices it makes visible, so ``CUDA_VISIBLE_DEVICES=2,3 pytest -n 2``
+puts gw0 on physical GPU 2 and gw1 on GPU 3.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+
+
+def worker_index() -> int | None:
+    """The pytest-xdist worker number (gw3 -> 3), None outside xdist."""
+    m = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
+    return int(m.group(1)) if m else None
+
+
+def resolve_device(arg: str | None = None) -> str:
+    """``arg`` if it names a device fully (``cpu``, ``cuda:1``); ``cuda`` (or nothing, when a GPU
+    is visible) becomes the worker's own GPU under xdist, else ``cuda:0``; else ``cpu``."""
+    if arg and arg != "cuda":
+        return arg
+    if not torch.cuda.is_available():
+        if arg == "cuda":
+            raise ValueError("--device cuda asked for, but torch sees no CUDA device: "
+                             "check CUDA_VISIBLE_DEVICES and the torch build, or pass --device cpu")
+        return "cpu"
+    index = worker_index()
+    return f"cuda:{(index or 0) % torch.cuda.device_count()}"

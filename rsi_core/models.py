@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -52,6 +53,26 @@ def checkpoint_path(weights_enum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
 
 
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt)$")  # torchvision/torch.hub: NAME-<sha256 prefix>.pth
+
+
+def verify_hash(path: Path) -> None:
+    """A file named like torchvision's checkpoints (``resnet18-f37072fd.pth``) must have a
+    sha256 starting with that prefix; torch.hub checks it only when it downloads."""
+    m = HASH_IN_NAME.search(path.name)
+    if not m:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if not h.hexdigest().startswith(m.group(1)):
+        raise WeightsError(
+            f"weights file {path} is damaged or not the file its name promises: its sha256 starts "
+            f"{h.hexdigest()[:len(m.group(1))]}, its name says {m.group(1)}. Delete it and download it again "
+            f"(or copy a good {path.name} there); nothing was run with it.")
+
+
 def _named_state_dict(name: str, weights: str) -> dict:
     enum = get_model_weights(name)
     try:
@@ -61,8 +82,10 @@ def _named_state_dict(name: str, weights: str) -> dict:
             f"unknown weights {weights!r} for {name}: use one of {', '.join(enum.__members__)}, "
             "a path to a .pth file, or random:SEED") from None
     path = checkpoint_path(member)
+    if path.exists():  # cached: verified and read here, so damage is an error, never "offline"
+        return _file_state_dict(path)
     try:
-        return member.get_state_dict(progress=False, check_hash=path.exists())
+        return member.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # offline, proxy refusal, partial download ...
         raise WeightsUnavailable(
             f"cannot load {name} weights {weights}: {type(exc).__name__}: {exc}\n"
@@ -73,17 +96,29 @@ def _named_state_dict(name: str, weights: str) -> dict:
             f"  Its address is {member.url}. Offline controls: --weights random:0") from exc
 
 
+def _unwrap(state):
+    """The state dict inside common checkpoint layouts: ``{"model": ...}`` (torchvision's
+    reference scripts), ``{"state_dict": ...}`` (Lightning and others), ``module.`` prefixes
+    (DataParallel / DistributedDataParallel)."""
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
 def _file_state_dict(path: Path) -> dict:
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
+    verify_hash(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
             f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
             "it may be truncated or corrupt: download it again") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    state = _unwrap(state)
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     return state

@@ -175,3 +175,62 @@ def test_identity_changes_with_one_weight(r18):
     with torch.no_grad():
         model.layer3[1].bn2.weight[7] += 1e-3
     assert weights_identity(model) != r18.rsi_weights_id
+
+
+def test_cached_weights_with_wrong_hash_stop_the_run(monkeypatch, tmp_path, r18):
+    """A file in torchvision's cache whose content does not match the sha256 prefix in its name
+    is an error (not 'offline'), and nothing is downloaded over it."""
+    calls = _offline(monkeypatch, tmp_path)
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(r18.state_dict(), cached)  # loadable, right architecture, wrong file
+    with pytest.raises(WeightsError, match="(?s)sha256 starts .*its name says f37072fd.*Delete it") as info:
+        load_model("resnet18", "IMAGENET1K_V1")
+    assert not isinstance(info.value, WeightsUnavailable)
+    assert str(cached) in str(info.value)
+    assert calls == []
+
+
+def test_cached_corrupt_weights_are_an_error_not_offline(monkeypatch, tmp_path):
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.setattr("rsi_core.models.verify_hash", lambda path: None)  # reach the unreadable-file path
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not a checkpoint" * 50)
+    with pytest.raises(WeightsError, match="corrupt") as info:
+        load_model("resnet18", "IMAGENET1K_V1")
+    assert not isinstance(info.value, WeightsUnavailable)
+
+
+def _hash_named(tmp_path, state):
+    import hashlib
+    raw = tmp_path / "raw.pth"
+    torch.save(state, raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    named = tmp_path / f"resnet18-{digest[:8]}.pth"
+    raw.rename(named)
+    return named
+
+
+def test_weights_file_named_with_a_hash_is_verified(tmp_path, r18):
+    good = _hash_named(tmp_path, r18.state_dict())
+    assert load_model("resnet18", str(good)).rsi_weights_id == r18.rsi_weights_id
+    bad = tmp_path / "resnet18-0123abcd.pth"
+    bad.write_bytes(good.read_bytes())
+    with pytest.raises(WeightsError, match="its name says 0123abcd"):
+        load_model("resnet18", str(bad))
+    assert cli.main(["blocks", "--weights", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("layout", ["model", "state_dict", "module.", "model+module."])
+def test_common_checkpoint_layouts_are_accepted(tmp_path, r18, layout):
+    state = r18.state_dict()
+    if "module." in layout:
+        state = {f"module.{k}": v for k, v in state.items()}
+    if layout.startswith("model"):
+        state = {"model": state, "optimizer": {}, "epoch": 89}
+    elif layout == "state_dict":
+        state = {"state_dict": state, "epoch": 3}
+    path = tmp_path / "ckpt.pth"
+    torch.save(state, path)
+    assert load_model("resnet18", str(path)).rsi_weights_id == r18.rsi_weights_id

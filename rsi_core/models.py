@@ -96,6 +96,27 @@ def _named_state_dict(name: str, weights: str) -> dict:
             f"  Its address is {member.url}. Offline controls: --weights random:0") from exc
 
 
+def weights_missing(name: str, weights: str) -> str | None:
+    """Why ``weights`` will not be found locally, in one line, or None. Cheap (no download, no
+    load): for announcing up front that a run is about to skip everything."""
+    weights = str(weights)
+    if weights.startswith(("random:", "shuffle:", "planted:")):
+        return None
+    path = Path(weights).expanduser()
+    if path.suffix in (".pth", ".pt", ".bin") or os.sep in weights:
+        return None if path.exists() else f"weights file {path} does not exist"
+    try:
+        member = get_model_weights(name)[weights]
+    except (KeyError, ValueError):
+        return None  # load_model says what is wrong with the name
+    cached = checkpoint_path(member)
+    if cached.exists():
+        return None
+    return (f"{cached.name} is not in torchvision's cache ({cached.parent}); a download will be tried. "
+            f"Offline, copy it there (or set $TORCH_HOME), or pass --weights /path/to/{cached.name}; "
+            f"for an offline control use --weights random:0")
+
+
 def _unwrap(state):
     """The state dict inside common checkpoint layouts: ``{"model": ...}`` (torchvision's
     reference scripts), ``{"state_dict": ...}`` (Lightning and others), ``module.`` prefixes

@@ -65,10 +65,15 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    if not any(Path(str(a)).name.startswith("claims") for a in config.args):
+    if not any(part.startswith("claims") for a in config.args for part in Path(str(a)).parts):
         return None
-    return (f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
-            f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}")
+    lines = [f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
+             f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}"]
+    from .models import weights_missing  # realjob (issue 9): say up front why claims may all skip
+    missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
+    if missing:
+        lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    return lines
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +147,24 @@ def pytest_sessionfinish(session, exitstatus):
         config._rsi_report = md
 
 
+def _weights_skip_reasons(terminalreporter) -> list[str]:
+    reasons = []
+    for rep in terminalreporter.stats.get("skipped", []):
+        text = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "weights unavailable" in text:
+            reasons.append(text)
+    return reasons
+
+
 def pytest_terminal_summary(terminalreporter, config):
     md = getattr(config, "_rsi_report", None)
     if md:
         terminalreporter.write_sep("-", f"rsi claims report: {md}")
+    skipped = _weights_skip_reasons(terminalreporter)  # realjob (issue 9): loud without -rs
+    if skipped:
+        terminalreporter.write_sep("!", f"NO CLAIM WAS CHECKED: {len(skipped)} claims skipped, weights unavailable",
+                                   red=True, bold=True)
+        reason = skipped[0].split("weights unavailable: ", 1)[-1]
+        terminalreporter.write_line(reason)
+        terminalreporter.write_line("Fix: supply the weights as said above, then run again; "
+                                    "this run verified nothing about the paper's claims.", red=True)

@@ -68,8 +68,14 @@ def cmd_fz(args) -> int:
     blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
     requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels)
                 for b in blocks for t in args.taps.split(",")}
+    if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
+        from .shard import parse_shard, shard_requests
+        k, n = parse_shard(args.shard)
+        requests = shard_requests(requests, k, n)
+        bank.lock_tag = f"shard{k}of{n}"
     bank.ensure(requests)
-    print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs, {steps} steps, cache {bank.cache.root}")
+    print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
+          f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
         for tap, chans in requests.items():
             print(export_pngs(bank, tap, chans, args.export))
@@ -113,6 +119,9 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--export", default=None, help="folder for PNGs and a grid per tap")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
+                        "(SLURM arrays, torchrun ranks)")
     p.set_defaults(func=cmd_fz)
 
     p = sub.add_parser("run", help="the claims analysis and report, without pytest")

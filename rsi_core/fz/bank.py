@@ -25,6 +25,10 @@ def default_batch_size(device) -> int:
 
 
 class FZBank:
+    # realjob (issue 9): shards of one bank (rsi fz --shard) own disjoint channels, so each takes
+    # its own tap locks instead of waiting on the other shards' (rsi_core/shard.py)
+    lock_tag = ""
+
     def __init__(self, model, cache: Cache, settings: FZSettings = FZSettings(), device="cpu",
                  batch_size: int | None = None, progress: bool = True):
         self.model, self.cache, self.settings, self.device = model, cache, settings, device
@@ -64,7 +68,7 @@ class FZBank:
             while pending:
                 progressed = False
                 for tap in list(pending):
-                    lock = self.cache.lock(self._key(tap, -1))
+                    lock = self.cache.lock(self._key(tap, -1) + self.lock_tag)
                     try:
                         lock.acquire(timeout=0 if len(pending) > 1 else -1)
                     except Timeout:
@@ -78,7 +82,7 @@ class FZBank:
                         lock.release()
                 if not progressed and pending:  # everything left is held elsewhere: wait for one
                     tap = next(iter(pending))
-                    with self.cache.lock(self._key(tap, -1)):
+                    with self.cache.lock(self._key(tap, -1) + self.lock_tag):
                         pending[tap] = self._missing(tap, pending[tap])
                         if not pending[tap]:
                             del pending[tap]

@@ -192,8 +192,8 @@ def control_study(study, weights: str):
     else:
         model = load_model(name, weights, study.device)
     ctl = copy.copy(study)
-    for cached in ("natural",):  # model-dependent cached_property values
-        ctl.__dict__.pop(cached, None)
+    for own in ("natural", "control_studies"):  # the tested model's activations and controls
+        ctl.__dict__.pop(own, None)
     ctl.model, ctl._results = model, {}
     ctl.bank = FZBank(model, study.cache, study.settings, device=study.device,
                       batch_size=study.bank.batch_size, progress=study.bank.progress)

@@ -225,11 +225,12 @@ def test_control_study_keeps_everything_but_the_model(tmp_path):
     study = Study(load_model("resnet18", "random:0"), profile, Cache(tmp_path), images=ImageSet.from_dir(None),
                   blocks=("1.1",), progress=False)
     study.prepare()
+    study.control_studies = ["the tested study's own"]
     (w1, k1, random1), (w2, k2, shuffled) = controls.control_studies(study, 2)
     assert (w1, k1, w2, k2) == ("random:1", "random", "shuffle:1:random:0", "shuffle")
     for ctl in (random1, shuffled):
         assert ctl.settings is study.settings and ctl.profile is study.profile and ctl.blocks == study.blocks
-        assert ctl.image_set is study.image_set
+        assert ctl.image_set is study.image_set and not hasattr(ctl, "control_studies")
         assert ctl.describe()["weights_id"] != study.describe()["weights_id"]
         assert ctl.block("1.1").o_xi.tolist() != study.block("1.1").o_xi.tolist()
         assert ctl.natural["1.1.O"].tolist() != study.natural["1.1.O"].tolist()

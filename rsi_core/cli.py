@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, run, bench, validate."""
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, bench, validate."""
 from __future__ import annotations
 
 import argparse
@@ -82,6 +82,27 @@ def cmd_fz(args) -> int:
     return 0
 
 
+def cmd_activations(args) -> int:
+    """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
+    from .activations import block_taps, save_tables, stream_centre
+    from .anatomy import PAPER_BLOCKS
+    from .images import ImageSet
+    from .models import describe, load_model
+    device = resolve_device(args.device)
+    model = load_model(args.model, args.weights, device)
+    images = ImageSet.from_dir(args.images)
+    if args.limit:
+        images = ImageSet(images.root, images.files[:args.limit])
+    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
+    taps = [t for t in block_taps(blocks) if t.rsplit(".", 1)[1] in args.taps.split(",")]
+    tables = stream_centre(model, images, taps, device=device, batch_size=args.batch_size)
+    out = save_tables(args.out, tables, images.files, {**describe(model), **images.describe(), "taps": taps,
+                                                       "centre": "the centre neuron of each map"})
+    print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
+          f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .runner import main as run_main
     return run_main(args)
@@ -123,6 +144,16 @@ def main(argv=None) -> int:
                    help="render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
                         "(SLURM arrays, torchrun ranks)")
     p.set_defaults(func=cmd_fz)
+
+    p = sub.add_parser("activations", help="centre-neuron activations of an image folder, per tap, to .npz")
+    add_model_args(p)
+    p.add_argument("--images", default=None, help="image folder (default $RSI_IMAGES, else the bundled sample)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted order)")
+    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
+    p.add_argument("--taps", default="I,B,O")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--out", required=True, help="the .npz to write")
+    p.set_defaults(func=cmd_activations)
 
     p = sub.add_parser("run", help="the claims analysis and report, without pytest")
     add_model_args(p)

@@ -1,0 +1,59 @@
+"""Centre activations: copied out of the maps (bounded memory), streamed in place, saved by rsi activations."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rsi_core import cli
+from rsi_core.activations import block_taps, stream_centre
+from rsi_core.anatomy import TapCapture, read_taps
+from rsi_core.models import load_model
+
+
+@pytest.fixture(scope="module")
+def r18():
+    torch.set_num_threads(1)
+    return load_model("resnet18", "random:0")
+
+
+class Noise(torch.utils.data.Dataset):
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        return torch.randn(3, 96, 96, generator=torch.Generator().manual_seed(i))
+
+
+def test_centre_values_own_their_memory(r18):
+    """A view of the centre would keep the whole [N, C, H, W] map alive: the kept tensor's
+    storage must hold only its own N x C values."""
+    x = torch.stack([Noise()[i] for i in range(2)])
+    with TapCapture(r18, ["1.1.B", "3.0.I"], centre=True) as cap:
+        acts = cap(x)
+    for t, a in acts.items():
+        assert a.untyped_storage().nbytes() == a.numel() * a.element_size(), t
+
+
+def test_streamed_tables_equal_the_maps_centres_across_batches(r18):
+    taps = block_taps(["1.1", "2.0"])
+    tables = stream_centre(r18, Noise(), taps, batch_size=3, progress=False)
+    full = read_taps(r18, torch.stack([Noise()[i] for i in range(7)]), taps)
+    for t in taps:
+        m = full[t]
+        assert tables[t].shape == (7, m.shape[1]) and tables[t].dtype == np.float32
+        np.testing.assert_allclose(tables[t], m[:, :, m.shape[2] // 2, m.shape[3] // 2].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_rsi_activations_writes_tables_files_and_provenance(tmp_path, r18):
+    out = tmp_path / "acts.npz"
+    assert cli.main(["activations", "--weights", "random:0", "--device", "cpu", "--limit", "6",
+                     "--blocks", "1.1,4.1", "--taps", "B,O", "--batch-size", "4", "--out", str(out)]) == 0
+    z = np.load(out)
+    assert sorted(k for k in z.files if k[0].isdigit()) == ["1.1.B", "1.1.O", "4.1.B", "4.1.O"]
+    assert z["1.1.B"].shape == (6, 64) and z["4.1.O"].shape == (6, 512)
+    assert len(z["files"]) == 6 and str(z["files"][0]).endswith(".JPEG")
+    prov = json.loads(str(z["provenance"]))
+    assert prov["weights"] == "random:0" and prov["image_count"] == 6
+    assert prov["image_set"].startswith("bundled sample")
+    assert not list(tmp_path.glob("*.tmp.npz"))

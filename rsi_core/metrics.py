@@ -36,6 +36,7 @@ __all__ = [
     "rowwise_spearman",
     "binomial_lower_bound",
     "hypergeom_overlap_p",
+    "tracking_test",
 ]
 
 #: Figure 2 histogram bin edges: 0 to 5 in steps of 0.25 (21 edges, 20 bins).
@@ -278,3 +279,58 @@ def hypergeom_overlap_p(population: Iterable[int], paper_set: Iterable[int], fou
     if k == 0:
         return 1.0
     return float(scipy.stats.hypergeom.sf(k - 1, len(pop), len(paper), len(found)))
+
+
+# --------------------------------------------------------------------------- strict scale test
+
+
+def _rank_columns(a: np.ndarray) -> np.ndarray:
+    return scipy.stats.rankdata(_f64(a), axis=0)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis; NaN where either side is constant."""
+    dx, dy = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (dx * dy).sum(-1) / np.sqrt((dx * dx).sum(-1) * (dy * dy).sum(-1))
+
+
+def tracking_test(i_x, b_x, b_sx, i_sinvx, r_min: float = 0.8, delta_min: float = 0.1,
+                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Does B at 2x track I, and I at x/2 track B, better than they track each other unscaled?
+
+    Inputs are [N images, C channels] centre values: I(x), B(x), B(S(x)), I(S_inv(x)).
+    Per channel: ``r_zoom`` = Spearman(I(x), B(S(x))), ``r_shrink`` = Spearman(B(x), I(S_inv(x))),
+    ``r_same`` = Spearman(I(x), B(x)); a paired bootstrap over images (the same resampled
+    images for all three; Pearson of the full-sample ranks on each resample) gives ``level``
+    intervals of ``d_zoom`` = r_zoom - r_same and ``d_shrink`` = r_shrink - r_same.
+    ``tracks``: r_zoom >= r_min, r_shrink >= r_min, and both intervals' lower ends > delta_min.
+    A constant column (a silent tap) gives NaN and does not track. ``balance`` estimates how
+    strongly B answers its feature relative to I: the geometric mean of
+    sd(B(S(x))) / sd(I(x)) and sd(B(x)) / sd(I(S_inv(x))) (1 when both taps answer their
+    feature equally strongly; the planted networks' g_B / g_I).
+    """
+    arrs = [_f64(a) for a in (i_x, b_x, b_sx, i_sinvx)]
+    if len({a.shape for a in arrs}) != 1 or arrs[0].ndim != 2:
+        raise ValueError(f"need four [N, C] arrays of one shape, got {[a.shape for a in arrs]}")
+    n, c = arrs[0].shape
+    if n < 3:
+        raise ValueError(f"the tracking test needs at least 3 images, got {n}")
+    ri, rb, rbs, ris = (_rank_columns(a).T for a in arrs)  # [C, N]
+    r_zoom, r_shrink, r_same = _pearson_rows(ri, rbs), _pearson_rows(rb, ris), _pearson_rows(ri, rb)
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    d_zoom, d_shrink = np.full((c, 2), np.nan), np.full((c, 2), np.nan)
+    for k in range(c):
+        a, b, bs, s = ri[k][idx], rb[k][idx], rbs[k][idx], ris[k][idx]  # [n_boot, N]
+        same = _pearson_rows(a, b)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d_zoom[k] = np.nanquantile(_pearson_rows(a, bs) - same, [lo_q, hi_q]) if np.isfinite(r_zoom[k] - r_same[k]) else np.nan
+            d_shrink[k] = np.nanquantile(_pearson_rows(b, s) - same, [lo_q, hi_q]) if np.isfinite(r_shrink[k] - r_same[k]) else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tracks = (r_zoom >= r_min) & (r_shrink >= r_min) & (d_zoom[:, 0] > delta_min) & (d_shrink[:, 0] > delta_min)
+        sd = [a.std(axis=0) for a in arrs]
+        balance = np.sqrt(sd[2] / sd[0] * sd[1] / sd[3])
+    return {"r_zoom": r_zoom, "r_shrink": r_shrink, "r_same": r_same, "d_zoom": d_zoom, "d_shrink": d_shrink,
+            "tracks": tracks, "balance": balance}

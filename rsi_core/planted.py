@@ -37,8 +37,9 @@ Roles (``Channel.role``), per studied block:
   whose output is scale invariant in the paper's sense (the positives).
 * ``decoy-same-scale``: B tuned to the same pattern at the same scale, balanced.
 * ``decoy-unrelated``: B tuned to another pattern at 2s, balanced; ``kind``: ``polarity``
-  (OFF vs ON), ``orientation`` (bar turned 90 degrees), ``family`` (dot vs bar) or
-  ``texture`` (a random pattern).
+  (OFF vs ON), ``orientation`` (bar turned 90 degrees), ``oblique`` (bar turned 45 degrees),
+  ``family`` (dot vs bar), ``texture`` (a random pattern), or ``scale1.5`` (the same pattern
+  at 1.5s instead of 2s: the right feature at the wrong scale).
 
 Scales are in map units: a pattern of scale s is 4s pixels; I patterns run 1.25-2.8 units.
 """
@@ -66,7 +67,7 @@ CARRIER_BIAS = 4.0       # > max |L|: the carrier survives every ReLU
 HELPER_BIAS = 8.0        # > any detector's response: helper channels survive every ReLU
 STUDIED_BLOCKS = ("1.1", "2.0")
 ROLES = ("skip", "overwrite", "inhibit", "mix", "scale", "decoy-same-scale", "decoy-unrelated")
-UNRELATED_KINDS = ("polarity", "orientation", "family", "texture")
+UNRELATED_KINDS = ("polarity", "orientation", "oblique", "family", "texture", "scale1.5")
 FAMILIES = ("dot", "bar", "texture")
 BAR_LENGTH = 1.5         # bar half-length in units of its scale
 TEXTURE_BUMPS = 6        # a texture: 3 bright and 3 dark Gaussian bumps (seeded) in a disc
@@ -229,10 +230,12 @@ def make_channel(role: str, pattern: Pattern, gain_b: float = 1.0, gain_i: float
         kind = kind or "polarity"
         if kind == "polarity":
             b = p.at(2).flipped()
-        elif kind == "orientation":
+        elif kind in ("orientation", "oblique"):
             if p.family == "dot":
                 raise ValueError("an orientation decoy needs a bar (or a texture)")
-            b = p.at(2).turned(90)
+            b = p.at(2).turned(90 if kind == "orientation" else 45)
+        elif kind == "scale1.5":
+            b = p.at(1.5)
         elif kind == "family":
             b = replace(p.at(2), family="bar" if p.family == "dot" else "dot", angle=0.0)
         elif kind == "texture":
@@ -448,7 +451,7 @@ def random_channel(rng: np.random.Generator, role: str, kind: str = "", gain_b: 
             gain_b = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 0.2))
         else:
             gain_b = float(rng.uniform(4, 8))
-    family = "bar" if kind == "orientation" else str(rng.choice(["dot", "bar"]))
+    family = "bar" if kind in ("orientation", "oblique") else str(rng.choice(["dot", "bar"]))
     # B at 2s must fit the block kernel; a family decoy's B is the other family
     b_family = {"dot": "bar", "bar": "dot"}[family] if kind == "family" else family
     max_scale = (KERNEL // 2) / Pattern(b_family, 2.0).extent()

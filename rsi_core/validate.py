@@ -23,6 +23,7 @@ import numpy as np
 
 from . import metrics
 from . import planted as P
+from . import scale_test
 
 #: FZ steps on planted networks. Their detectors are linear, so 32 steps of the paper's recipe
 #: reach about 90% of each detector's best response (``fz_convergence`` in the output).
@@ -44,12 +45,18 @@ JITTER_TABLE = "paper"
 
 
 def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu",
-            progress: bool = False) -> list[dict]:
-    """Build ``spec``, make its FZs with the FZ bank, run the paper's analysis; one row per
+            progress: bool = False, images=None, strict: bool = True) -> list[dict]:
+    """Build ``spec``, make its FZs with the FZ bank, run the paper's analysis and (``strict``)
+    the strict scale test on ``images`` (default: the default natural image set); one row per
     planted channel with its truth and every measured number."""
     from .analysis import block_from_fzs
     from .fz.bank import FZBank
     from .fz.render import FZSettings
+    from . import scale_test
+    from .images import ImageSet
+
+    if strict and images is None:
+        images = ImageSet.from_dir(None)
 
     model = P.build(spec)
     settings = FZSettings(steps=steps, jitter_table=JITTER_TABLE)
@@ -63,6 +70,8 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
                            device=device)
         m, sm = r.m, r.sm
         paper, nomix = r.scale_invariant(True), r.scale_invariant(False)
+        if strict:
+            tr = scale_test.strict_scale(model, images, b, chans, cache, device, progress=progress)
         with np.errstate(divide="ignore", invalid="ignore"):
             t2 = (r.b_s_xi - np.maximum(r.b_xi, 0)) / r.b_xb
             t3 = (r.i_sinv_xb - np.maximum(r.i_xb, 0)) / r.i_xi
@@ -82,6 +91,12 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
                 **{k: float(getattr(r, k)[n]) for k in
                    ("i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")},
             })
+            if strict:
+                rows[-1].update(
+                    strict=bool(tr["passes"][n]), tracks=bool(tr["tracks"][n]),
+                    strict_with_m=bool(tr["tracks"][n] and 2 / 3 < m[n] < 3 / 2),
+                    **{k: float(tr[k][n]) for k in ("r_zoom", "r_shrink", "r_same", "balance")},
+                    d_zoom=[float(v) for v in tr["d_zoom"][n]], d_shrink=[float(v) for v in tr["d_shrink"][n]])
     return rows
 
 
@@ -120,6 +135,9 @@ def summarize(rows: list[dict]) -> dict:
     out = {"channels": len(rows), "positives": int(sum(truth)),
            "paper": precision_recall(truth, [r["flag"] for r in rows]),
            "margin": precision_recall(truth, [r["flag_margin"] for r in rows])}
+    if rows and all("strict" in r for r in rows):
+        out["strict"] = precision_recall(truth, [r["strict"] for r in rows])
+        out["strict_with_m"] = precision_recall(truth, [r["strict_with_m"] for r in rows])
     # which criterion misses the positives, and which roles pass as positives
     pos = [r for r in rows if r["truth"]]
     out["missed_by"] = {f"crit{k}": int(sum(not r[f"crit{k}"] for r in pos)) for k in (1, 2, 3)}
@@ -130,6 +148,9 @@ def summarize(rows: list[dict]) -> dict:
         k: {"n": len(v), "flagged": float(np.mean([r["flag"] for r in v])),
             "flagged_without_mix": float(np.mean([r["flag_without_mix"] for r in v])),
             "flagged_margin": float(np.mean([r["flag_margin"] for r in v])),
+            "strict": float(np.mean([r.get("strict", np.nan) for r in v])),
+            "tracks": float(np.mean([r.get("tracks", np.nan) for r in v])),
+            "r_zoom_median": _nanmedian([r.get("r_zoom") for r in v]),
             "m_median": float(np.median([r["m"] for r in v])),
             "m_range": [float(min(r["m"] for r in v)), float(max(r["m"] for r in v))],
             "crit": [float(np.mean([r[f"crit{c}"] for r in v])) for c in (1, 2, 3)],
@@ -310,6 +331,14 @@ WHY = {
 }
 
 
+STRICT_RULE = ("over the natural images, Spearman(I(x), B(S(x))) and Spearman(B(x), I(S_inv(x))) >= {r}, "
+               "both 95% paired-bootstrap lower ends of their excess over Spearman(I(x), B(x)) > {d}, and "
+               "balance sqrt(sd(B(S(x)))/sd(I(x)) * sd(B(x))/sd(I(S_inv(x)))) in (2/3, 3/2)")
+
+
+STRICT_RULE = STRICT_RULE.format(r=scale_test.R_MIN, d=scale_test.DELTA_MIN)
+
+
 def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
     s = planted["summary"]
     pp, pm = s["paper"], s["margin"]
@@ -322,6 +351,11 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
         f"   (tp {pp['tp']}, fp {pp['fp']}, fn {pp['fn']}, tn {pp['tn']})",
         f"  with margin > {MARGIN} (rsi, not paper)  precision {_f(pm['precision'])}  recall {_f(pm['recall'])}"
         f"   (tp {pm['tp']}, fp {pm['fp']}, fn {pm['fn']}, tn {pm['tn']})",
+        *([f"  strict scale test (rsi, beside)    precision {_f(s['strict']['precision'])}  recall "
+           f"{_f(s['strict']['recall'])}   (tp {s['strict']['tp']}, fp {s['strict']['fp']}, fn {s['strict']['fn']}, "
+           f"tn {s['strict']['tn']}): {STRICT_RULE}",
+           f"    tracking with the paper's M band instead  precision {_f(s['strict_with_m']['precision'])}  "
+           f"recall {_f(s['strict_with_m']['recall'])}"] if "strict" in s else []),
         f"  positives missed by criterion 1 / 2 / 3: {s['missed_by']['crit1']} / {s['missed_by']['crit2']} / "
         f"{s['missed_by']['crit3']} of {s['positives']}",
         f"  Spearman(M, planted g_B/g_I)         rho {_f(s['spearman_m_gain']['rho'])}  "
@@ -331,12 +365,13 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
         f"{s['spearman_m_gain_same_relation']['channels']})",
         "",
         f"  {'planted role':30} {'n':>3} {'flagged':>8} {'no crit1':>8} {'margin':>7} {'M median':>9} "
-        f"{'M range':>13}  crit1/2/3 pass",
+        f"{'M range':>13}  crit1/2/3 pass  strict  tracks  r_zoom",
     ]
     for k, v in s["roles"].items():
         lines.append(f"  {k:30} {v['n']:>3} {v['flagged']:>8.2f} {v['flagged_without_mix']:>8.2f} "
                      f"{v['flagged_margin']:>7.2f} {v['m_median']:>9.2f} {v['m_range'][0]:>6.2f}-{v['m_range'][1]:<6.2f}"
-                     f"  {'/'.join(f'{c:.2f}' for c in v['crit'])}")
+                     f"  {'/'.join(f'{c:.2f}' for c in v['crit'])}  {_f(v['strict']):>6}  {_f(v['tracks']):>6}"
+                     f"  {_f(v['r_zoom_median']):>6}")
     fp_roles = [k for k, v in s["roles"].items() if not k.startswith("scale") and v["flagged"] > 0]
     if fp_roles:
         lines += ["", "  where the criteria are fooled:"]
@@ -390,6 +425,9 @@ def main(args) -> int:
         out = {"precision": s["paper"]["precision"], "recall": s["paper"]["recall"],
                "confusion": {k: s["paper"][k] for k in ("tp", "fp", "fn", "tn")},
                "margin": {"threshold": MARGIN, **s["margin"]},
+               "strict": {"rule": STRICT_RULE, "r_min": scale_test.R_MIN, "delta_min": scale_test.DELTA_MIN,
+                          "balance": list(scale_test.BALANCE), "bootstrap": scale_test.BOOTSTRAP,
+                          **s.get("strict", {}), "with_m_band": s.get("strict_with_m")},
                "spearman_m_gain": s["spearman_m_gain"],
                "spearman_m_gain_same_relation": s["spearman_m_gain_same_relation"], "missed_by": s["missed_by"], "roles": s["roles"],
                "fz_convergence": s["fz_convergence"], "planted": {

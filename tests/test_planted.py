@@ -193,6 +193,8 @@ def test_role_constructors():
     assert P.make_channel("decoy-same-scale", p).b == p
     assert P.make_channel("mix", p).b == p.at(2).flipped()
     assert P.make_channel("decoy-unrelated", p, kind="orientation").b.angle == 135
+    assert P.make_channel("decoy-unrelated", p, kind="oblique").b == p.at(2).turned(45)
+    assert P.make_channel("decoy-unrelated", p, kind="scale1.5").b == p.at(1.5)
     assert P.make_channel("decoy-unrelated", P.Pattern("dot", 1.4), kind="family").b.family == "bar"
     assert P.make_channel("decoy-unrelated", p, kind="texture").b.family == "texture"
     inh = P.make_channel("inhibit", p, gain_b=5.0)
@@ -316,3 +318,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
         assert report[k] is None or 0 <= report[k] <= 1
     assert report["controls"]["available"] is False
     assert len(report["planted"]["channels"]) == 2 * len(P.benchmark_roles())
+    strict = report["strict"]  # the strict scale test, beside the paper's criteria
+    assert strict["tp"] + strict["fn"] == sum(r["truth"] for r in report["planted"]["channels"])
+    assert strict["r_min"] == 0.8 and strict["precision"] is None or 0 <= strict["precision"] <= 1
+    assert all(isinstance(r["strict"], bool) for r in report["planted"]["channels"])

@@ -13,13 +13,13 @@ import torch
 
 from . import metrics
 from .activations import natural_activations, top_k
-from .anatomy import PAPER_BLOCKS, TapCapture, blocks as model_blocks, find_block
+from .anatomy import TapCapture, block_roles, blocks as model_blocks, find_block
 from .cache import Cache
 from .fz.bank import FZBank
 from .fz.render import FZSettings, dequantize
 from .images import ImageSet
 from .models import describe
-from .profiles import Profile, channels_for
+from .profiles import PAPER_LISTS, Profile, channels_for
 
 
 @dataclass
@@ -95,15 +95,39 @@ class Study:
     """One model + weights + image set + profile: everything a claim asks for, computed once."""
 
     def __init__(self, model, profile: Profile, cache: Cache, images: ImageSet | None = None,
-                 device="cpu", blocks=PAPER_BLOCKS, antialias: bool = False, jitter_table: str = "paper",
-                 progress: bool = True):
+                 device="cpu", blocks=None, antialias: bool = False, jitter_table: str = "paper",
+                 progress: bool = True, fz_target: str = "as-written", fz_seed: int = 0, lists=None):
         self.model, self.profile, self.cache, self.device = model, profile, cache, device
-        self.blocks = [b for b in blocks if b in {x.name for x in model_blocks(model)}]
+        self.roles = block_roles(model)
+        names = {x.name for x in model_blocks(model)}
+        self.blocks = [b for b in (blocks or self.roles["studied"]) if b in names]
         self.antialias = antialias
-        self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table)
+        self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table, target=fz_target, seed=fz_seed)
+        # the channel lists the paper names belong to resnet18; other models have none (planted cases pass theirs)
+        self.lists = lists if lists is not None else (
+            PAPER_LISTS if getattr(model, "rsi_model", "resnet18") == "resnet18" else None)
         self.bank = FZBank(model, cache, self.settings, device=device, progress=progress)
         self._images = images
         self._results: dict[str, BlockResult] = {}
+
+    def variant(self, **fz) -> "Study":
+        """This study under other FZ settings (``target``, ``seed``): same model, images and
+        natural activations, its own FZ bank and block results."""
+        import copy
+        from dataclasses import replace
+        other = copy.copy(self)
+        other.settings = replace(self.settings, **fz)
+        other._results = {}
+        other.bank = FZBank(self.model, self.cache, other.settings, device=self.device,
+                            batch_size=self.bank.batch_size, progress=self.bank.progress)
+        return other
+
+    def channel_fzs(self, block: str, channels) -> dict[str, np.ndarray]:
+        """Channel-objective FZ images (whole-map mean) of ``channels`` per tap, for the grids."""
+        from dataclasses import replace
+        bank = FZBank(self.model, self.cache, replace(self.settings, objective="channel"), device=self.device,
+                      progress=self.bank.progress)
+        return {t: bank.get(f"{block}.{t}", list(channels))["image"] for t in "OIB"}
 
     def channels(self, block: str) -> list[int]:
         return channels_for(self.profile, block, find_block(self.model, block).channels)

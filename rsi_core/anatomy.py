@@ -50,6 +50,27 @@ def blocks(model: nn.Module) -> list[Block]:
     return found
 
 
+def block_roles(model: nn.Module) -> dict[str, list[str]]:
+    """The blocks the paper studies, by role, for any torchvision ResNet (claims name roles, not
+    resnet18 indices): ``downsample`` (the downsample block of stages 2-4), ``simple`` (the first
+    simple block after the first block of stages 1-3, as the paper's 1.1, 2.1, 3.1), ``final``
+    (the last block) and ``studied`` (all of them, in forward order). resnet18 gives the paper's
+    1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1; resnet34 and resnet50 end in 4.2."""
+    found = blocks(model)
+    stage = lambda b: int(b.name.split(".")[0])  # noqa: E731
+    down = [b.name for b in found if b.kind == "downsample" and stage(b) in (2, 3, 4) and b.name.endswith(".0")]
+    simple = []
+    for s in (1, 2, 3):
+        first = next((b.name for b in found if stage(b) == s and b.kind == "simple" and not b.name.endswith(".0")),
+                     None)
+        if first:
+            simple.append(first)
+    final = [found[-1].name]
+    chosen = set(down) | set(simple) | set(final)
+    return {"downsample": down, "simple": simple, "final": final,
+            "studied": [b.name for b in found if b.name in chosen]}
+
+
 def last_bn(block: nn.Module) -> nn.BatchNorm2d:
     return block.bn3 if isinstance(block, Bottleneck) else block.bn2
 

@@ -82,6 +82,12 @@ def cmd_fz(args) -> int:
     return 0
 
 
+def cmd_expectations(args) -> int:
+    from .expectations import from_report
+    print(from_report(args.report), end="")
+    return 0
+
+
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
     from .activations import block_taps, save_tables, stream_centre
@@ -160,8 +166,18 @@ def main(argv=None) -> int:
     p.add_argument("--images", default=None)
     p.add_argument("--profile", default=None)
     p.add_argument("--artifacts-dir", default="artifacts")
-    p.add_argument("--baseline", default=None)
+    p.add_argument("--baseline", default=None, help="claims-report.json of an earlier run of the same model, "
+                   "profile, image set and FZ target: flag regressions")
+    p.add_argument("--expectations", action="append", default=[], help="TOML expectations file (repeatable)")
+    p.add_argument("--fz-target", default=None, choices=["as-written", "as-run", "both"])
+    p.add_argument("--fz-seeds", type=int, default=None, help="render FZs with seeds 0..K-1")
+    p.add_argument("--controls", type=int, default=None, help="K control models (default: 2 on paper, else 0)")
+    p.add_argument("--claims", default=None, help="folder of the claims tests (default: claims/ beside rsi_core)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("expectations", help="record a run's verdicts as an expectations file (TOML on stdout)")
+    p.add_argument("--from", dest="report", required=True, help="claims-report.json of the run to bless")
+    p.set_defaults(func=cmd_expectations)
 
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", required=True)

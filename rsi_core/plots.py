@@ -17,8 +17,6 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from . import metrics
-from .fz.bank import FZBank
-from .fz.render import FZSettings
 
 SKIP_COLOUR, OVERWRITE_COLOUR = "tab:blue", "tab:red"
 CONTROL_COLOURS = ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
@@ -303,12 +301,38 @@ def channel_grid_rows(study, block: str, channels, label_fn=None, channel_fzs: b
 
     fzs = {t: study.bank.get(f"{block}.{t}", channels)["image"] for t, _ in TAPS}
     if channel_fzs:
-        bank = FZBank(study.model, study.cache, FZSettings(**{**study.settings.describe(), "objective": "channel"}),
-                      device=study.device, progress=study.bank.progress)
-        chan = {t: bank.get(f"{block}.{t}", channels)["image"] for t, _ in TAPS}
+        chan = study.channel_fzs(block, channels)
     tops = {t: study.top_images(f"{block}.{t}") for t, _ in TAPS}
     return [{"block": block, "channel": c, "label": label_fn(c),
              "taps": {t: {"fz": fzs[t][n], "channel_fz": chan[t][n] if channel_fzs else None,
                           "top9": [study.image_set.pil(int(i)) for i in tops[t][studied.index(c)]]}
                       for t, _ in TAPS}}
             for n, c in enumerate(channels)]
+
+
+def strict_scale_counts(counts: dict, provenance: dict, path, floor: dict | None = None) -> Path:
+    """Per block: channels passing the paper's scale criteria, and how many of those pass the
+    strict scale test (``rsi_core.scale_test``); ``counts[block]`` = {"studied", "paper",
+    "paper_and_strict", "strict"}. ``floor`` {label: pass rate} marks the strict test's pass rate on
+    controls (its false-positive floor), as a share of the studied channels."""
+    blocks = list(counts)
+    fig = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(blocks)), 3.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(blocks))
+    paper = [counts[b]["paper"] for b in blocks]
+    both = [counts[b]["paper_and_strict"] for b in blocks]
+    ax.bar(x - 0.2, paper, 0.4, color="0.6", label="paper's criteria")
+    ax.bar(x + 0.2, both, 0.4, color="tab:green", label="... and the strict test")
+    for i, b in enumerate(blocks):
+        ax.annotate(f"of {counts[b]['studied']}", (x[i], max(paper[i], both[i])), ha="center", va="bottom",
+                    fontsize=7, xytext=(0, 2), textcoords="offset points")
+    for j, (label, rate) in enumerate((floor or {}).items()):
+        ax.scatter(x, [rate * counts[b]["studied"] for b in blocks], marker="_", s=200,
+                   color=CONTROL_COLOURS[j % len(CONTROL_COLOURS)], label=f"strict on {label}")
+    ax.set_xticks(x, blocks)
+    ax.set_xlabel("block")
+    ax.set_ylabel("channels")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Scale-invariant channels: the paper's criteria and the strict test", fontsize=9)
+    ax.legend(fontsize=7)
+    return _finish(fig, provenance, path)

@@ -37,6 +37,7 @@ PAPER_FIG8 = {"1.1": [44, 27, 55], "2.0": [42, 9, 78], "2.1": [22, 116, 72], "3.
               "3.1": [128, 246, 41], "4.0": [163, 3, 51], "4.1": [154, 68, 496]}
 PAPER_FIG1 = {"1.1": [38, 19, 25], "3.1": [178, 215, 25]}  # 1.1: overwrite, mix, skip; 3.1: scale invariant
 PAPER_FIG6 = {"1.1": [19, 46], "2.0": [15], "2.1": [108], "3.1": [113, 178]}
+PAPER_LISTS = {"fig1": PAPER_FIG1, "fig6": PAPER_FIG6, "fig7": PAPER_FIG7, "fig8": PAPER_FIG8}  # resnet18's
 
 
 def default_profile(device: str) -> str:

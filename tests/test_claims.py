@@ -1,15 +1,20 @@
-"""Claims and report on synthetic per-block results whose verdicts are known by construction."""
+"""Claims (the functions in claims/test_*.py), the harness and the report on synthetic per-block
+results whose verdicts are known by construction."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from rsi_core import claims, report
+from rsi_core import claims, expectations, report
 from rsi_core.analysis import BlockResult
-from rsi_core.anatomy import PAPER_BLOCKS, find_block
+from rsi_core.anatomy import PAPER_BLOCKS, block_roles, find_block
+from rsi_core.fz.render import FZSettings
 from rsi_core.models import load_model
-from rsi_core.profiles import PAPER_FIG8, Profile
+from rsi_core.profiles import PAPER_FIG8, PAPER_LISTS, Profile
+
+CLAIM = claims.claim_functions()
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +35,16 @@ def block_result(name, m, model, b_xi=None, scale=False):
 
 
 class FakeStudy:
-    """What a claim reads from a Study, from hand-made BlockResults."""
+    """What a claim reads from a Study, from hand-made BlockResults; ``variants`` maps FZ
+    settings (target, seed) to other FakeStudies."""
 
-    def __init__(self, model, results, corr=None):
+    def __init__(self, model, results, corr=None, weights="IMAGENET1K_V1", lists=PAPER_LISTS, variants=None):
         self.model, self.results, self.corr = model, results, corr or {}
+        self.roles = block_roles(model)
         self.blocks = list(results)
         self.profile = Profile("test", 1, None, False, None)
+        self.settings = FZSettings(steps=1)
+        self.weights, self.lists, self.variants = weights, lists, variants or {}
 
     def channels(self, b):
         return self.results[b].channels.tolist()
@@ -48,74 +57,106 @@ class FakeStudy:
     def input_block_correlation(self, b):
         return self.corr[b]
 
+    def variant(self, **fz):
+        out = self.variants[tuple(sorted(fz.items()))]
+        out.settings = replace(self.settings, **fz)
+        return out
+
     def describe(self):
-        return {"model": "resnet18", "weights": "IMAGENET1K_V1", "weights_id": "test", "profile": "test"}
+        return {"model": "resnet18", "weights": self.weights, "weights_id": "test", "profile": "test",
+                "image_set_id": "x", "fz": self.settings.describe()}
 
 
 def full_study(model, m_of_block, **kw):
     """Every studied block with all its channels, M from ``m_of_block(block, n)``."""
+    extra = {k: kw.pop(k) for k in ("weights", "lists", "variants") if k in kw}
     return FakeStudy(model, {b: block_result(b, m_of_block(b, find_block(model, b).channels), model, **kw)
-                             for b in PAPER_BLOCKS})
+                             for b in PAPER_BLOCKS}, **extra)
+
+
+def over(model, **kw):
+    return full_study(model, lambda b, n: np.full(n, 0.3), **kw)
+
+
+def skip(model, **kw):
+    return full_study(model, lambda b, n: np.full(n, 2.0), **kw)
+
+
+def test_every_spec_claim_is_a_marked_test_with_the_papers_sentence():
+    assert sorted(CLAIM) == sorted(expectations.CLAIM_IDS)
+    assert all(fn.__doc__ and len(fn.__doc__) > 30 for fn in CLAIM.values())
 
 
 def test_downsample_overwrite_holds_fails_and_is_inconclusive(model):
-    over = full_study(model, lambda b, n: np.full(n, 0.3))
-    assert claims.evaluate("fig2-downsample-overwrite", over).holds is True
-    skip = full_study(model, lambda b, n: np.full(n, 2.0))
-    assert claims.evaluate("fig2-downsample-overwrite", skip).holds is False
+    v = CLAIM["fig2-downsample-overwrite"](over(model))
+    assert v.verdict == "holds" and v.blocks == {"downsample": ["2.0", "3.0", "4.0"]} and v.value == 1.0
+    assert CLAIM["fig2-downsample-overwrite"](skip(model)).verdict == "fails"
     few = FakeStudy(model, {b: block_result(b, [0.3] * 5 + [2.0], model) for b in ("2.0", "3.0", "4.0")})
-    result = claims.evaluate("fig2-downsample-overwrite", few)
-    assert result.holds is None and "5/6 overwrite" in result.reason
+    v = CLAIM["fig2-downsample-overwrite"](few)
+    assert v.verdict == "inconclusive" and "5/6 overwrite" in v.reason
 
 
 def test_simple_blocks_less_skewed(model):
-    study = full_study(model, lambda b, n: np.linspace(0.5, 3, n) if b in claims.SIMPLE
-                       else np.linspace(0.05, 0.9, n))
-    assert claims.evaluate("fig2-simple-less-skewed", study).holds is True
-    reverse = full_study(model, lambda b, n: np.linspace(0.05, 0.9, n) if b in claims.SIMPLE
-                         else np.linspace(0.5, 3, n))
-    assert claims.evaluate("fig2-simple-less-skewed", reverse).holds is False
+    simple = ("1.1", "2.1", "3.1")
+    study = full_study(model, lambda b, n: np.linspace(0.5, 3, n) if b in simple else np.linspace(0.05, 0.9, n))
+    assert CLAIM["fig2-simple-less-skewed"](study).verdict == "holds"
+    reverse = full_study(model, lambda b, n: np.linspace(0.05, 0.9, n) if b in simple else np.linspace(0.5, 3, n))
+    assert CLAIM["fig2-simple-less-skewed"](reverse).verdict == "fails"
 
 
 def test_final_block_needs_nearly_all_in_lowest_bin_and_nonzero(model):
-    assert claims.evaluate("fig2-final-block", full_study(model, lambda b, n: np.full(n, 0.1))).holds is True
+    assert CLAIM["fig2-final-block"](full_study(model, lambda b, n: np.full(n, 0.1))).verdict == "holds"
     zeros = full_study(model, lambda b, n: np.r_[np.zeros(n // 4), np.full(n - n // 4, 0.1)])
-    result = claims.evaluate("fig2-final-block", zeros)
-    assert result.holds is False and result.measured["nonzero"] == 512 - 128
+    v = CLAIM["fig2-final-block"](zeros)
+    assert v.verdict == "fails" and v.measured["nonzero"] == 512 - 128 and v.blocks == {"final": ["4.1"]}
 
 
 def test_weight_magnitude_claim_reads_the_blocks_own_weights(model):
     m = {b: np.linspace(0.1, 4, find_block(model, b).channels) for b in PAPER_BLOCKS}
     with torch.no_grad():  # skip channels (high M) get small weights, as the paper finds
-        for b in claims.SIMPLE:
+        for b in ("1.1", "2.1", "3.1"):
             blk = find_block(model, b).module
             n = blk.bn2.num_features
             blk.bn2.weight.copy_(torch.linspace(2, 0.1, n))
             blk.conv2.weight.mul_(torch.linspace(2, 0.1, n).view(-1, 1, 1, 1) / blk.conv2.weight.abs().mean())
     try:
-        result = claims.evaluate("fig3-weight-magnitude", full_study(model, lambda b, n: m[b]))
-        assert result.holds is True
-        assert all(v["rho_bn"] < -0.9 for v in result.measured.values())
+        v = CLAIM["fig3-weight-magnitude"](full_study(model, lambda b, n: m[b]))
+        assert v.verdict == "holds"
+        assert all(x["rho_bn"] < -0.9 for x in v.measured.values())
     finally:
         model.load_state_dict(load_model("resnet18", "random:0").state_dict())
 
 
+def _alternating(model, b):
+    n = find_block(model, b).channels
+    return np.where(np.arange(n) % 2 == 0, 0.5, 2.0), np.where(np.arange(n) % 2 == 0, -1.0, 1.0)
+
+
 def test_inhibition_claim(model):
-    def b_xi(b, n):
-        return np.where(np.arange(n) % 2 == 0, -1.0, 1.0)  # overwrite channels (even) inhibited
-    results = {b: block_result(b, np.where(np.arange(find_block(model, b).channels) % 2 == 0, 0.5, 2.0), model,
-                               b_xi=b_xi(b, find_block(model, b).channels)) for b in PAPER_BLOCKS}
-    result = claims.evaluate("fig4-inhibition", FakeStudy(model, results))
-    assert result.holds is True
-    assert result.measured["3.1"]["overwrite_negative_share"] == 1.0
+    results = {b: block_result(b, _alternating(model, b)[0], model, b_xi=_alternating(model, b)[1]) for b in PAPER_BLOCKS}
+    v = CLAIM["fig4-inhibition"](FakeStudy(model, results))
+    assert v.verdict == "holds" and v.measured["3.1"]["overwrite_negative_share"] == 1.0
+    flipped = {b: block_result(b, _alternating(model, b)[0], model, b_xi=-_alternating(model, b)[1]) for b in PAPER_BLOCKS}
+    assert CLAIM["fig4-inhibition"](FakeStudy(model, flipped)).verdict == "fails"
+
+
+def test_input_block_correlation_holds_in_31_only(model):
+    results = {b: block_result(b, _alternating(model, b)[0], model) for b in PAPER_BLOCKS}
+    noise = np.random.default_rng(0)
+    corr = {b: noise.normal(0, 0.1, find_block(model, b).channels) for b in ("1.1", "2.1")}
+    corr["3.1"] = _alternating(model, "3.1")[1] * 0.5 + noise.normal(0, 0.1, 256)
+    v = CLAIM["fig4-input-block-correlation"](FakeStudy(model, results, corr))
+    assert v.verdict == "holds", v.reason
+    corr["1.1"] = _alternating(model, "1.1")[1] * 0.5  # significant in 1.1 too: refuted
+    assert CLAIM["fig4-input-block-correlation"](FakeStudy(model, results, corr)).verdict == "fails"
 
 
 def test_scale_counts(model):
     n_of = {b: find_block(model, b).channels for b in PAPER_BLOCKS}
     results = {b: block_result(b, np.ones(n_of[b]), model, scale=b in ("1.1", "2.0", "2.1", "3.1")) for b in PAPER_BLOCKS}
-    assert claims.evaluate("fig5-scale-counts", FakeStudy(model, results)).holds is True
+    assert CLAIM["fig5-scale-counts"](FakeStudy(model, results)).verdict == "holds"
     results["3.0"] = block_result("3.0", np.ones(n_of["3.0"]), model, scale=True)  # 100% in 3.0: refuted
-    assert claims.evaluate("fig5-scale-counts", FakeStudy(model, results)).holds is False
+    assert CLAIM["fig5-scale-counts"](FakeStudy(model, results)).verdict == "fails"
 
 
 def test_top_mixes_overlap_with_the_papers_channels(model):
@@ -123,35 +164,102 @@ def test_top_mixes_overlap_with_the_papers_channels(model):
         out = np.full(n, 3.0)
         out[PAPER_FIG8[b]] = 1.0
         return out
-    result = claims.evaluate("fig8-top-mixes", full_study(model, m))
-    assert result.holds is True and result.measured["combined_p"] < 1e-6
-    assert result.measured["blocks"]["4.1"]["overlap"] == sorted(PAPER_FIG8["4.1"])
-    far = claims.evaluate("fig8-top-mixes", full_study(model, lambda b, n: np.abs(np.arange(n) - 300.0) / 100 + 1))
-    assert far.holds is False
+    v = CLAIM["fig8-top-mixes"](full_study(model, m))
+    assert v.verdict == "holds" and v.measured["combined_p"] < 1e-6
+    assert v.measured["blocks"]["4.1"]["overlap"] == sorted(PAPER_FIG8["4.1"])
+    far = CLAIM["fig8-top-mixes"](full_study(model, lambda b, n: np.abs(np.arange(n) - 300.0) / 100 + 1))
+    assert far.verdict == "fails"
 
 
-def test_expectations_and_outcomes():
-    assert claims.expectation("fig2-final-block", "resnet18", "IMAGENET1K_V1") == "holds"
-    assert claims.expectation("fig2-final-block", "resnet18", "random:3") == "observe"
-    assert claims.expectation("fig2-final-block", "resnet34", "IMAGENET1K_V1") == "observe"
-    assert claims.outcome(True, "holds") == "pass" and claims.outcome(False, "holds") == "fail"
-    assert claims.outcome(False, "fails") == "fails as expected"
-    assert claims.outcome(False, "observe") == "observed" and claims.outcome(None, "holds") == "inconclusive"
-    assert len(claims.CLAIMS) == 10
+def test_list_claims_are_not_applicable_without_the_lists(model):
+    for cid in ("fig6-top-scale", "fig7-robust", "fig8-top-mixes"):
+        v = CLAIM[cid](over(model, lists=None))
+        assert v.verdict == "inconclusive" and v.reason == "n/a: lists are resnet18's"
 
 
-def test_check_writes_entry_and_flags_regressions(model, tmp_path):
-    study = full_study(model, lambda b, n: np.full(n, 0.3))
-    entry = claims.check("fig2-downsample-overwrite", study, tmp_path)
+def test_expectations_files_and_outcomes(tmp_path):
+    assert expectations.for_run("resnet18", "IMAGENET1K_V1")["fig2-final-block"] == "holds"
+    assert expectations.for_run("resnet18", "random:3")["fig2-final-block"] == "observe"
+    assert expectations.for_run("resnet34", "IMAGENET1K_V1")["fig2-final-block"] == "observe"
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[claims]\nfig2-final-block = "fails"\n')
+    assert expectations.for_run("resnet18", "random:3", [mine])["fig2-final-block"] == "fails"
+    for text, match in (('[claims]\nfig9-nope = "holds"\n', "unknown claim ids"),
+                        ('[claims]\nfig2-final-block = "maybe"\n', "not one of"),
+                        ('model = "resnet50"\n', "is for model resnet50")):
+        mine.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            expectations.for_run("resnet18", "IMAGENET1K_V1", [mine])
+    o = expectations.outcome
+    assert o("holds", "holds") == "pass" and o("fails", "holds") == "fail" and o("fails", "fails") == "fails as expected"
+    assert o("holds", "fails").startswith("fail (") and o("fails", "observe") == "observed"
+    assert o("inconclusive", "holds") == "inconclusive" and o("error", "observe") == "error"
+
+
+def test_harness_writes_entry_and_a_blessed_file_makes_a_changed_verdict_fail(model, tmp_path):
+    fn = CLAIM["fig2-downsample-overwrite"]
+    h = claims.Harness(over(model, weights="random:0"), tmp_path)
+    entry = h.run("fig2-downsample-overwrite", fn)
     saved = json.loads((tmp_path / "claims" / "fig2-downsample-overwrite.json").read_text())
-    assert saved["verdict"] == "holds" and saved["outcome"] == "pass" and entry["regressions"] == []
-    assert (tmp_path / "fig2-downsample-overwrite.png").stat().st_size > 0
+    assert saved["verdict"] == "holds" and saved["outcome"] == "observed" and entry["regressions"] == []
+    assert saved["paper"].startswith("In every downsample block") and saved["blocks"]["downsample"] == ["2.0", "3.0", "4.0"]
     md, js = report.write_report(report.collect(tmp_path), tmp_path)
-    baseline = report.load_baseline(js)
-    flipped = full_study(model, lambda b, n: np.full(n, 2.0))
-    entry = claims.check("fig2-downsample-overwrite", flipped, tmp_path, baseline)
-    assert any("verdict flipped" in r for r in entry["regressions"])
-    assert "fig2-downsample-overwrite" in md.read_text()
+    blessed = tmp_path / "blessed.toml"
+    blessed.write_text(expectations.from_report(js))
+    expect = expectations.for_run("resnet18", "random:0", [blessed])
+    assert expect["fig2-downsample-overwrite"] == "holds"
+    changed = claims.Harness(skip(model, weights="random:0"), tmp_path / "b", expect, report.load_baseline(js))
+    entry = changed.run("fig2-downsample-overwrite", fn)
+    assert entry["outcome"] == "fail" and any("verdict flipped" in r for r in entry["regressions"])
+
+
+def test_baseline_of_another_model_profile_or_target_is_refused(model, tmp_path):
+    h = claims.Harness(over(model), tmp_path)
+    h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"])
+    _, js = report.write_report(report.collect(tmp_path), tmp_path)
+    base = report.load_baseline(js)
+    for key, value in (("model", "resnet34"), ("profile", "smoke"), ("image_set_id", "other")):
+        other = {**base, "provenance": {**base["provenance"], key: value}}
+        with pytest.raises(ValueError, match="not comparable"):
+            claims.Harness(over(model), tmp_path, baseline=other)
+    as_run = {**base, "provenance": {**base["provenance"], "fz": {"target": "as-run"}}}
+    with pytest.raises(ValueError, match="FZ target"):
+        claims.Harness(over(model), tmp_path, baseline=as_run)
+    claims.Harness(over(model, weights="IMAGENET1K_V2"), tmp_path, baseline=base)  # a weights update compares
+
+
+def test_errored_claim_is_an_error_entry_in_the_report(model, tmp_path):
+    def broken(study):
+        """A claim that raises."""
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        claims.Harness(over(model), tmp_path).run("fig7-robust", broken)
+    md, js = report.write_report(report.collect(tmp_path), tmp_path)
+    e = json.loads(js.read_text())["claims"][0]
+    assert e["verdict"] == "error" and "RuntimeError: boom" in e["error"] and "RuntimeError: boom" in md.read_text()
+
+
+def test_fz_readings_and_seeds(model, tmp_path):
+    fn = CLAIM["fig2-downsample-overwrite"]
+    both = over(model, variants={(("target", "as-run"),): skip(model)})
+    e = claims.Harness(both, tmp_path, fz_target="both").run("fig2-downsample-overwrite", fn)
+    assert e["verdict"] == "holds" and e["readings"]["as-run"]["verdict"] == "fails"
+    assert e["readings"]["as-written"]["value"] == 1.0 and e["readings"]["as-run"]["value"] == 0.0
+    seeds = over(model, variants={(("seed", 1), ("target", "as-written")): skip(model)})
+    e = claims.Harness(seeds, tmp_path, fz_seeds=2).run("fig2-downsample-overwrite", fn)
+    assert [s["verdict"] for s in e["seeds"]] == ["holds", "fails"] and e["seed_range"] == [0.0, 1.0]
+    assert e["verdict"] == "inconclusive" and "seeds disagree" in e["reason"]
+    md, _ = report.write_report(report.collect(tmp_path), tmp_path)
+    assert "FZ seeds" in md.read_text()
+
+
+def test_report_appends_sections_and_is_removed_when_nothing_ran(model, tmp_path):
+    claims.Harness(over(model), tmp_path).run("fig2-final-block", CLAIM["fig2-final-block"])
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "scale.md").write_text("## Strict scale test\n\nnumbers")
+    md, _ = report.write_report(report.collect(tmp_path), tmp_path)
+    assert "## Strict scale test" in md.read_text()
+    assert report.remove_report(tmp_path) == [md, tmp_path / "claims-report.json"] and not md.exists()
 
 
 def test_regression_tolerance():
@@ -167,3 +275,10 @@ def test_bad_baseline_file_is_a_clear_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="claims-report.json"):
         report.load_baseline(bad)
+
+
+def test_block_roles_of_other_resnets():
+    r34 = block_roles(load_model("resnet34", "random:0"))
+    assert r34["final"] == ["4.2"] and r34["simple"] == ["1.1", "2.1", "3.1"]
+    assert r34["downsample"] == ["2.0", "3.0", "4.0"]
+    assert block_roles(load_model("resnet18", "random:0"))["studied"] == list(PAPER_BLOCKS)

@@ -1,5 +1,6 @@
 """When the weights are missing, nothing is checked, and the run says so without -rs."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,10 @@ def test_pytest_claims_without_weights_says_why_in_header_and_summary(tmp_path):
     text = out.stdout + out.stderr
     header, _, summary = text.partition("collected")
     assert "WEIGHTS NOT FOUND: resnet18-f37072fd.pth is not in torchvision's cache" in header
-    assert "NO CLAIM WAS CHECKED: 3 claims skipped, weights unavailable" in summary
+    skipped = re.search(r"(\d+) skipped", summary)
+    assert skipped and int(skipped.group(1)) > 0, summary
+    assert f"NO CLAIM WAS CHECKED: {skipped.group(1)} claims skipped, weights unavailable" in summary
     assert "--weights /path/to/resnet18-f37072fd.pth" in summary
-    assert "3 skipped" in summary
 
 
 def test_rsi_run_without_weights_exits_non_zero(monkeypatch, tmp_path, capsys):
@@ -40,4 +42,5 @@ def test_rsi_run_without_weights_exits_non_zero(monkeypatch, tmp_path, capsys):
     code = cli.main(["run", "--weights", "IMAGENET1K_V1", "--profile", "smoke", "--device", "cpu",
                      "--cache-dir", str(tmp_path / "c"), "--artifacts-dir", str(tmp_path / "a")])
     assert code != 0
-    assert "resnet18-f37072fd.pth" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "resnet18-f37072fd.pth" in captured.out + captured.err

@@ -103,9 +103,9 @@ class Study:
         self.blocks = [b for b in (blocks or self.roles["studied"]) if b in names]
         self.antialias = antialias
         self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table, target=fz_target, seed=fz_seed)
-        # the channel lists the paper names belong to resnet18; other models have none (planted cases pass theirs)
-        self.lists = lists if lists is not None else (
-            PAPER_LISTS if getattr(model, "rsi_model", "resnet18") == "resnet18" else None)
+        # the channel lists the paper names are resnet18's; other models have none, planted ones their own
+        self.lists = lists if lists is not None else getattr(
+            model, "rsi_lists", PAPER_LISTS if getattr(model, "rsi_model", "resnet18") == "resnet18" else None)
         self.bank = FZBank(model, cache, self.settings, device=device, progress=progress)
         self._images = images
         self._results: dict[str, BlockResult] = {}

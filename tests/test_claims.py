@@ -282,3 +282,22 @@ def test_block_roles_of_other_resnets():
     assert r34["final"] == ["4.2"] and r34["simple"] == ["1.1", "2.1", "3.1"]
     assert r34["downsample"] == ["2.0", "3.0", "4.0"]
     assert block_roles(load_model("resnet18", "random:0"))["studied"] == list(PAPER_BLOCKS)
+
+
+@pytest.mark.parametrize("name", ["resnet34", "resnet50"])
+def test_other_resnets_reach_a_verdict_by_role(name):
+    """Every claim that applies reaches holds/fails on a census of another ResNet's role blocks
+    (here: synthetic M with every block overwrite-heavy); list claims are n/a."""
+    net = load_model(name, "random:0")
+    roles = block_roles(net)
+    results = {b: block_result(b, np.linspace(0.05, 0.9, find_block(net, b).channels), net) for b in roles["studied"]}
+    corr = {b: np.zeros(find_block(net, b).channels) for b in roles["simple"]}
+    study = FakeStudy(net, results, corr, lists=None)
+    for cid, fn in CLAIM.items():
+        v = fn(study)
+        if cid in ("fig6-top-scale", "fig7-robust", "fig8-top-mixes"):
+            assert v.reason == "n/a: lists are resnet18's"
+        else:
+            assert v.verdict in ("holds", "fails"), (cid, v.reason)
+            assert set(sum(v.blocks.values(), [])) <= set(roles["studied"])
+    assert CLAIM["fig2-final-block"](study).blocks == {"final": ["4.2"]}

@@ -130,7 +130,7 @@ def test_channel_grids_blank_panels_and_size(tmp_path, drawn):
 
 
 def test_channel_grid_rows_from_a_study(tmp_path):
-    """Centre FZs from the study's bank (a stand-in), channel FZs from a real 2-step channel bank,
+    """Centre FZs from the study's bank (a stand-in), channel FZs from Study.channel_fzs (a real 2-step bank),
     top-9 images from the row of each requested channel among the studied ones."""
     from types import SimpleNamespace
 
@@ -149,6 +149,8 @@ def test_channel_grid_rows_from_a_study(tmp_path):
         channels=lambda block: studied,
         top_images=lambda tap: tops, image_set=SimpleNamespace(pil=lambda i: Image.new("RGB", (8, 8), (i, 0, 0))),
         block=lambda name: SimpleNamespace(m=np.array([0.5, 1.0, 2.0]), sm=np.array([0.1, 0.2, 0.3])))
+    from rsi_core.analysis import Study  # the analysis renders channel FZs; the figure only draws them
+    study.channel_fzs = lambda block, chans: Study.channel_fzs(study, block, chans)
     rows = plots.channel_grid_rows(study, "1.1", [20, 3])
     assert [(r["block"], r["channel"], r["label"]) for r in rows] == [("1.1", 20, "M=2.00 SM=0.3"),
                                                                      ("1.1", 3, "M=0.50 SM=0.1")]

@@ -190,6 +190,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="precision/recall of the criteria on planted networks, controls")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--fz-target", choices=("as-written", "as-run", "both"), default=None,
+                   help="planted benchmark under this FZ reading (default both)")
     p.set_defaults(func=cmd_validate)
 
     args = parser.parse_args(argv)

@@ -34,6 +34,9 @@ PLANTED_NETS = int(os.environ.get("RSI_VALIDATE_NETS", 6))
 #: images, so that three random-init ResNet18s fit the 10-minute CPU budget.
 CONTROL_STEPS = int(os.environ.get("RSI_CONTROL_STEPS", 8))
 CONTROL_IMAGES = int(os.environ.get("RSI_CONTROL_IMAGES", 200))
+#: Random-init ResNet18s on which the strict scale test's pass rate is measured (its false-positive
+#: floor; at most ``--seeds``): every channel of the 7 studied blocks, no FZs.
+FLOOR_SEEDS = int(os.environ.get("RSI_VALIDATE_FLOOR_SEEDS", 2))
 #: The margin variant: each criterion's normalized margin (a term of SM) must exceed this.
 MARGIN = 0.25
 #: jitter table: "paper". It gives jitter 0 to every tap of 1.1 and 2.0 (the planted networks'
@@ -45,7 +48,7 @@ JITTER_TABLE = "paper"
 
 
 def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu",
-            progress: bool = False, images=None, strict: bool = True) -> list[dict]:
+            progress: bool = False, images=None, strict: bool = True, target: str = "as-written") -> list[dict]:
     """Build ``spec``, make its FZs with the FZ bank, run the paper's analysis and (``strict``)
     the strict scale test on ``images`` (default: the default natural image set); one row per
     planted channel with its truth and every measured number."""
@@ -59,7 +62,8 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
         images = ImageSet.from_dir(None)
 
     model = P.build(spec)
-    settings = FZSettings(steps=steps, jitter_table=JITTER_TABLE)
+    # FZ target (SPEC, "What the authors' code optimized"): M and the criteria always read the true taps
+    settings = FZSettings(steps=steps, jitter_table=JITTER_TABLE, **({"target": target} if target != "as-written" else {}))
     bank = FZBank(model, cache, settings, device=device, progress=progress)
     blocks = [b for b in P.STUDIED_BLOCKS if spec.roles(b)]
     bank.ensure({f"{b}.{t}": spec.channels(b) for b in blocks for t in "IB"})
@@ -171,10 +175,29 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def planted_net(seed: int, cache_root: str | None, steps: int = PLANTED_STEPS) -> list[dict]:
-    """Rows of benchmark network ``seed`` (a pool task)."""
+def planted_net(seed: int, cache_root: str | None, steps: int = PLANTED_STEPS, target: str = "as-written") -> list[dict]:
+    """Rows of benchmark network ``seed`` (a pool task); the strict test only once (it reads no FZ)."""
     from .cache import Cache
-    return analyse(P.benchmark_spec(seed), Cache(cache_root), steps)
+    return analyse(P.benchmark_spec(seed), Cache(cache_root), steps, target=target, strict=target == "as-written")
+
+
+def strict_floor(seed: int, cache_root: str | None) -> dict:
+    """The strict scale test on random-init ResNet18 ``random:seed`` (a pool task), every channel of
+    every studied block, on the default natural images: its false-positive floor (no learning, so
+    no channel is I's feature at twice the scale by design)."""
+    from .anatomy import block_roles, blocks
+    from .cache import Cache
+    from .images import ImageSet
+    from .models import load_model
+    model = load_model("resnet18", f"random:{seed}")
+    images, width = ImageSet.from_dir(None), {b.name: b.channels for b in blocks(model)}
+    out = {}
+    for b in block_roles(model)["studied"]:
+        tr = scale_test.strict_scale(model, images, b, range(width[b]), Cache(cache_root), progress=False)
+        out[b] = {"channels": width[b], "pass": int(tr["passes"].sum()), "tracks": int(tr["tracks"].sum())}
+    n = sum(v["channels"] for v in out.values())
+    return {"weights": f"random:{seed}", "images": len(images), "blocks": out,
+            "rate": sum(v["pass"] for v in out.values()) / n, "tracks_rate": sum(v["tracks"] for v in out.values()) / n}
 
 
 # ------------------------------------------------------------------------------- controls
@@ -286,21 +309,31 @@ def run_tasks(tasks: list[tuple], n_workers: int, log=None) -> list:
 
 
 def validate(seeds: int = 3, nets: int | None = None, steps: int | None = None, cache_root=None,
-             n_workers: int | None = None, log=None) -> tuple[dict, dict]:
-    """(planted, controls): the planted benchmark and the random-init controls."""
+             n_workers: int | None = None, log=None, targets=("as-written",), floor_seeds: int = 0) -> tuple[dict, dict]:
+    """(planted, controls): the planted benchmark (per FZ target; the first is the headline)
+    and the random-init controls (claims, and the strict test's floor on ``floor_seeds`` seeds)."""
     nets = PLANTED_NETS if nets is None else nets
     steps = PLANTED_STEPS if steps is None else steps
     ok, reason = claims_available() if seeds > 0 else (False, "controls: not run (--seeds 0)")
     cache_root = str(cache_root) if cache_root else None
     # controls first: they are the longest tasks
     tasks = [(f"control random:{s}", control_seed, s, cache_root) for s in range(seeds if ok else 0)]
-    tasks += [(f"planted network benchmark-{s}", planted_net, s, cache_root, steps) for s in range(nets)]
-    results = run_tasks(tasks, n_workers or workers(), log)
     n_ctrl = seeds if ok else 0
-    rows = [r for net in results[n_ctrl:] for r in net]
-    planted = {"rows": rows, "summary": summarize(rows), "nets": nets, "steps": steps,
+    tasks += [(f"strict floor random:{s}", strict_floor, s, cache_root) for s in range(floor_seeds)]
+    tasks += [(f"planted network benchmark-{s} ({t})", planted_net, s, cache_root, steps, t)
+              for t in targets for s in range(nets)]
+    results = run_tasks(tasks, n_workers or workers(), log)
+    floors, nets_out = results[n_ctrl:n_ctrl + floor_seeds], results[n_ctrl + floor_seeds:]
+    readings = {}
+    for j, t in enumerate(targets):
+        rows = [r for net in nets_out[j * nets:(j + 1) * nets] for r in net]
+        readings[t] = {"rows": rows, "summary": summarize(rows)}
+    head = readings[targets[0]]
+    planted = {"rows": head["rows"], "summary": head["summary"], "nets": nets, "steps": steps, "target": targets[0],
+               "readings": {t: v["summary"] for t, v in readings.items()},
                "roles_per_block": [role_key({"role": r, "kind": k}) for r, k in P.benchmark_roles()]}
     ctrl = control_rates(results[:n_ctrl]) if ok else {"available": False, "reason": reason}
+    ctrl["strict_floor"] = floors
     return planted, ctrl
 
 
@@ -384,6 +417,18 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
                       "extends I's surround past I's receptive field (a low-frequency halo) into B's, and B, "
                       "tuned to 2s, answers it: B(X_I) is 0.2-0.4 of B's best (greying the FZ outside I's "
                       "support removes it), which adds to M's numerator; the bias stays at 512 FZ steps"]
+    if len(planted.get("readings", {})) > 1:
+        lines += ["", "  FZ readings (SPEC: the FZ target as written vs as the authors' code ran it; M and the criteria "
+                      "read the true taps):",
+                  f"  {'reading':12} {'precision':>9} {'recall':>7} {'Spearman(M, gain)':>18} {'same relation':>14}"]
+        for t, r in planted["readings"].items():
+            lines.append(f"  {t:12} {_f(r['paper']['precision']):>9} {_f(r['paper']['recall']):>7} "
+                         f"{_f(r['spearman_m_gain']['rho']):>18} {_f(r['spearman_m_gain_same_relation']['rho']):>14}")
+    floor = ctrl.get("strict_floor") or []
+    if floor:
+        lines += ["", f"  strict test on random-init resnet18 (false-positive floor), {floor[0]['images']} images: "
+                  + ", ".join(f"{f['weights']} {f['rate']:.1%} of channels pass ({f['tracks_rate']:.1%} track)"
+                              for f in floor)]
     lines += ["", "controls: random-init resnet18"]
     if not ctrl.get("available"):
         lines.append(f"  {ctrl.get('reason', 'not run')}")
@@ -403,6 +448,18 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def fz_targets(arg: str | None) -> tuple[str, ...]:
+    """``--fz-target``: as-written, as-run or both (default: both, when the FZ engine knows both)."""
+    from .fz.render import FZSettings
+    known = "target" in getattr(FZSettings, "__dataclass_fields__", {})
+    arg = arg or ("both" if known else "as-written")
+    if arg not in ("as-written", "as-run", "both"):
+        raise ValueError(f"--fz-target {arg!r}: use as-written, as-run or both")
+    if arg != "as-written" and not known:
+        raise ValueError("--fz-target as-run needs an FZ engine with FZSettings.target (issue 8)")
+    return ("as-written", "as-run") if arg == "both" else (arg,)
+
+
 def main(args) -> int:
     from .cache import Cache
 
@@ -415,9 +472,11 @@ def main(args) -> int:
         print(f"[{time.time() - started:5.0f}s] {msg}", file=sys.stderr, flush=True)
 
     n = workers()
-    log(f"planted benchmark ({PLANTED_NETS} networks, {PLANTED_STEPS} FZ steps) and {seeds} control seed(s) "
-        f"on {n} worker process{'es' if n > 1 else ''}; FZs cached in {cache_root}")
-    planted, ctrl = validate(seeds, cache_root=cache_root, n_workers=n, log=log)
+    targets = fz_targets(getattr(args, "fz_target", None))
+    log(f"planted benchmark ({PLANTED_NETS} networks, {PLANTED_STEPS} FZ steps, FZ target {' and '.join(targets)}) "
+        f"and {seeds} control seed(s) on {n} worker process{'es' if n > 1 else ''}; FZs cached in {cache_root}")
+    planted, ctrl = validate(seeds, cache_root=cache_root, n_workers=n, log=log, targets=targets,
+                             floor_seeds=min(seeds, FLOOR_SEEDS))
     seconds = time.time() - started
     print(render_table(planted, ctrl, seconds))
     if as_json:
@@ -430,7 +489,15 @@ def main(args) -> int:
                           **s.get("strict", {}), "with_m_band": s.get("strict_with_m")},
                "spearman_m_gain": s["spearman_m_gain"],
                "spearman_m_gain_same_relation": s["spearman_m_gain_same_relation"], "missed_by": s["missed_by"], "roles": s["roles"],
-               "fz_convergence": s["fz_convergence"], "planted": {
+               "fz_convergence": s["fz_convergence"],
+               "readings": {t: {"precision": r["paper"]["precision"], "recall": r["paper"]["recall"],
+                                "confusion": {k: r["paper"][k] for k in ("tp", "fp", "fn", "tn")},
+                                "spearman_m_gain": r["spearman_m_gain"],
+                                "spearman_m_gain_same_relation": r["spearman_m_gain_same_relation"],
+                                "fz_convergence": r["fz_convergence"]} for t, r in planted["readings"].items()},
+               "strict_floor": {"rate": float(np.mean([f["rate"] for f in ctrl["strict_floor"]]))
+                                if ctrl["strict_floor"] else None, "per_seed": ctrl["strict_floor"]},
+               "planted": {
                    "nets": planted["nets"], "steps": planted["steps"], "jitter_table": JITTER_TABLE,
                    "roles_per_block": planted["roles_per_block"], "channels": planted["rows"]},
                "controls": ctrl, "seconds": seconds}

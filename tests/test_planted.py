@@ -308,8 +308,9 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     monkeypatch.delattr(rsi_core, "claims", raising=False)
     monkeypatch.setattr(V, "PLANTED_NETS", 1)
     monkeypatch.setattr(V, "PLANTED_STEPS", 8)
+    monkeypatch.setattr(V, "FLOOR_SEEDS", 0)
     monkeypatch.setenv("RSI_VALIDATE_WORKERS", "1")
-    assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path))) == 0
+    assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("controls: claims module not available yet" in line for line in lines)
     assert any("precision" in line and "recall" in line for line in lines[:-1])
@@ -320,5 +321,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     assert len(report["planted"]["channels"]) == 2 * len(P.benchmark_roles())
     strict = report["strict"]  # the strict scale test, beside the paper's criteria
     assert strict["tp"] + strict["fn"] == sum(r["truth"] for r in report["planted"]["channels"])
-    assert strict["r_min"] == 0.8 and strict["precision"] is None or 0 <= strict["precision"] <= 1
+    assert strict["r_min"] == 0.8
+    assert strict["precision"] is None or 0 <= strict["precision"] <= 1
+    assert list(report["readings"]) == ["as-written"] and report["strict_floor"]["rate"] is None
     assert all(isinstance(r["strict"], bool) for r in report["planted"]["channels"])

@@ -251,50 +251,10 @@ def report_table(entries: list[dict]) -> list[str]:
     return lines
 
 
-# Each claim's headline value and the direction that supports it, read from its ``measured``
-# numbers; an entry that carries ``value`` and ``direction`` itself (a Verdict) takes precedence.
-def _nan(x):
-    return math.nan if x is None else float(x)
-
-
-def _least(values):  # NaN when any value is missing: a headline is computed from every block or not at all
-    values = [_nan(v) for v in values]
-    return math.nan if any(math.isnan(v) for v in values) else min(values)
-
-
-def _most(values):
-    values = [_nan(v) for v in values]
-    return math.nan if any(math.isnan(v) for v in values) else max(values)
-
-
-HEADLINES = {
-    "fig2-downsample-overwrite": ("greater", lambda m: _least(m[b]["share"] for b in ("2.0", "3.0", "4.0"))),
-    "fig2-simple-less-skewed": ("greater", lambda m: m["downsample_overwrite_share"] - m["simple_overwrite_share"]),
-    "fig2-final-block": ("greater", lambda m: _nan(m["lowest_bin_share"])),
-    "fig3-weight-magnitude": ("less", lambda m: _most(m[b][k] for b in m for k in ("rho_bn", "rho_conv"))),
-    "fig4-inhibition": ("less", lambda m: _most(m[b]["p"] for b in ("2.1", "3.1"))),
-    "fig4-input-block-correlation": ("less", lambda m: _nan(m["3.1"]["p"])),
-    "fig5-scale-counts": ("greater", lambda m: _least(m[b]["with_mix"] for b in ("1.1", "2.0", "2.1", "3.1"))),
-    "fig6-top-scale": ("less", lambda m: _nan(m["combined_p"])),
-    "fig7-robust": ("less", lambda m: _nan(m["combined_p"])),
-    "fig8-top-mixes": ("less", lambda m: _nan(m["combined_p"])),
-}
-
-
 def headline(entry: dict) -> tuple[float | None, str | None]:
-    """(value, direction) of a claim entry: its own, else ``HEADLINES``; value None when not computed
-    (a NaN, a missing number)."""
-    if "direction" in entry:
-        value, direction = entry.get("value"), entry["direction"]
-    elif entry.get("id") in HEADLINES:
-        direction, fn = HEADLINES[entry["id"]]
-        try:
-            value = float(fn(entry.get("measured") or {}))
-        except (KeyError, TypeError, ValueError):
-            value = None
-    else:
-        return None, None
-    return (value if _finite(value) else None), direction
+    """(value, direction) of a claim entry (``Verdict.to_json()``); value None when not computed."""
+    value = entry.get("value")
+    return (value if _finite(value) else None), entry.get("direction")
 
 
 def add_controls(entry: dict, runs: list, evaluate) -> dict:
@@ -310,7 +270,7 @@ def add_controls(entry: dict, runs: list, evaluate) -> dict:
         except Exception as exc:  # a control that cannot compute the claim is reported, not fatal
             results.append({**base, "verdict": "error", "value": None, "reason": f"{type(exc).__name__}: {exc}"})
             continue
-        results.append({**base, "verdict": e["verdict"], "value": headline({**e, "id": entry["id"]})[0],
+        results.append({**base, "verdict": e["verdict"], "value": headline(e)[0],
                         "reason": e["reason"]})
     entry["controls"] = results
     entry["beyond_controls"] = (beyond(entry["value"], [c["value"] for c in results], entry["direction"])

@@ -86,13 +86,13 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
     js = folder / "claims-report.json"
     js.write_text(json.dumps({"provenance": prov, "control": control, "claims": entries}, indent=1))
     lines = ["# Claims report: Interpreting the Residual Stream of ResNet18", ""]
+    lines += report_preamble(entries) + [""]  # controls or their absence, in the first lines
     lines += [f"- {k}: `{v}`" for k, v in prov.items() if k != "fz"]
     lines += [f"- FZ settings: `{json.dumps(prov.get('fz', {}))}`"]
     if control:
         lines += ["", "**Random-init or weight-shuffled weights: a control.** A claim that holds here holds "
                       "without any learning (or without its learned arrangement); expectations are 'observe' "
                       "and nothing fails."]
-    lines += [""] + report_preamble(entries)
     lines += ["", "| claim | blocks read | verdict | expectation | outcome | measured | paper |",
               "|---|---|---|---|---|---|---|"]
     for e in entries:

@@ -1,9 +1,9 @@
 """Controls: the shuffled copy keeps every layer's values and loses their arrangement; control
 lists and the "beyond controls" rule."""
+import json
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -238,32 +238,28 @@ def test_control_study_keeps_everything_but_the_model(tmp_path):
     assert shuffled.describe()["weights"] == "shuffle:1:random:0"
 
 
-def _entry(cid, verdict, measured, reason="r"):
-    return {"id": cid, "verdict": verdict, "measured": measured, "reason": reason}
-
-
-def _overwrite(*shares):
-    return {b: {"share": s} for b, s in zip(("2.0", "3.0", "4.0"), shares)}
+def _entry(verdict, value, direction="greater", reason="r"):
+    """What a claim function's ``Verdict.to_json()`` carries for the controls."""
+    return {"id": "c", "verdict": verdict, "value": value, "direction": direction, "reason": reason}
 
 
 class FakeStudy:
-    def __init__(self, weights_id, measured=None, verdict="holds"):
+    def __init__(self, weights_id, value=None, verdict="holds"):
         self.model = type("M", (), {"rsi_weights_id": weights_id})()
-        self.measured, self.verdict = measured, verdict
+        self.value, self.verdict = value, verdict
 
 
 def _evaluate(study):
-    if study.measured is None:
+    if study.verdict == "raise":
         raise RuntimeError("cannot compute")
-    return _entry("fig2-downsample-overwrite", study.verdict, study.measured)
+    return _entry(study.verdict, study.value)
 
 
 def test_add_controls_records_each_control_and_the_beyond_cell():
-    tested = _entry("fig2-downsample-overwrite", "holds", _overwrite(0.9, 0.8, 0.95))
-    runs = [("random:1", "random", FakeStudy("a", _overwrite(0.5, 0.6, 0.7), "fails")),
-            ("shuffle:1:W", "shuffle", FakeStudy("b", _overwrite(0.4, None, 0.7), "inconclusive"))]
+    tested = _entry("holds", 0.8)
+    runs = [("random:1", "random", FakeStudy("a", 0.5, "fails")),
+            ("shuffle:1:W", "shuffle", FakeStudy("b", math.nan, "inconclusive"))]
     got = controls.add_controls(dict(tested), runs, _evaluate)
-    assert (got["value"], got["direction"]) == (0.8, "greater")
     assert got["controls"] == [
         {"weights": "random:1", "weights_id": "a", "kind": "random", "verdict": "fails", "value": 0.5, "reason": "r"},
         {"weights": "shuffle:1:W", "weights_id": "b", "kind": "shuffle", "verdict": "inconclusive", "value": None,
@@ -271,11 +267,14 @@ def test_add_controls_records_each_control_and_the_beyond_cell():
     assert got["beyond_controls"] == "n/a: 1 of 2 controls could not compute the value"
     assert got["label"] == "holds"
     # a control that reaches the tested value: the claim holds, not beyond controls
-    runs.append(("random:2", "random", FakeStudy("c", _overwrite(0.85, 0.8, 0.9))))
+    runs.append(("random:2", "random", FakeStudy("c", 0.8)))
     got = controls.add_controls(dict(tested), runs, _evaluate)
     assert got["beyond_controls"] == "no" and got["label"] == "holds, not beyond controls"
+    # every control below: beyond controls
+    got = controls.add_controls(dict(tested), runs[:1], _evaluate)
+    assert got["beyond_controls"] == "yes" and got["label"] == "holds"
     # a control that raises is an error, not a crash
-    got = controls.add_controls(dict(tested), [("random:3", "random", FakeStudy("d"))], _evaluate)
+    got = controls.add_controls(dict(tested), [("random:3", "random", FakeStudy("d", verdict="raise"))], _evaluate)
     assert got["controls"][0]["verdict"] == "error" and "cannot compute" in got["controls"][0]["reason"]
     assert got["beyond_controls"] == "n/a: 1 of 1 controls could not compute the value"
     # without controls: no beyond cell, the verdict stands
@@ -283,14 +282,10 @@ def test_add_controls_records_each_control_and_the_beyond_cell():
     assert got["controls"] == [] and got["beyond_controls"] is None and got["label"] == "holds"
 
 
-def test_headline_prefers_the_entrys_own_value_and_covers_every_claim():
-    from rsi_core.claims import CLAIMS
-    assert set(controls.HEADLINES) == set(CLAIMS)
-    assert controls.headline({"id": "x", "value": 0.3, "direction": "less"}) == (0.3, "less")
-    assert controls.headline({"id": "x", "value": math.nan, "direction": "less"}) == (None, "less")
-    assert controls.headline({"id": "unknown", "measured": {}}) == (None, None)
-    assert controls.headline(_entry("fig2-final-block", "fails", {})) == (None, "greater")
-    assert controls.headline(_entry("fig6-top-scale", "holds", {"combined_p": 0.01})) == (0.01, "less")
+def test_headline_reads_the_entrys_value_and_direction():
+    assert controls.headline(_entry("holds", 0.3, "less")) == (0.3, "less")
+    assert controls.headline(_entry("holds", math.nan, "less")) == (None, "less")
+    assert controls.headline({"verdict": "error"}) == (None, None)
 
 
 def test_verdict_labels():
@@ -318,8 +313,60 @@ def test_report_says_when_there_are_no_controls_and_tabulates_them():
 
 
 def test_control_weights_are_observed_never_expected():
-    from rsi_core.claims import expectation
+    from rsi_core.expectations import for_run
     assert controls.is_control("random:3") and controls.is_control("shuffle:1:IMAGENET1K_V1")
     assert not controls.is_control("IMAGENET1K_V1")
-    assert expectation("fig2-downsample-overwrite", "resnet18", "shuffle:1:IMAGENET1K_V1") == "observe"
-    assert expectation("fig2-downsample-overwrite", "resnet18", "IMAGENET1K_V1") == "holds"
+    assert set(for_run("resnet18", "shuffle:1:IMAGENET1K_V1").values()) == {"observe"}
+    assert for_run("resnet18", "IMAGENET1K_V1")["fig2-downsample-overwrite"] == "holds"
+
+
+# ------------------------------------------------------------------ through the claims harness and the report
+class ControlStudy:
+    """What the harness and a toy claim read: a value, a model with a weights identity, provenance."""
+
+    def __init__(self, weights, value):
+        self.value, self.weights = value, weights
+        self.model = type("M", (), {"rsi_weights_id": f"id-{weights}"})()
+
+    def describe(self):
+        return {"model": "resnet18", "weights": self.weights, "weights_id": f"id-{self.weights}", "profile": "test"}
+
+
+def share_claim(study):
+    """A toy claim: holds when the share exceeds one half."""
+    from rsi_core.verdicts import Verdict
+    return Verdict("", "holds" if study.value > 0.5 else "fails", "share > 0.5", {"share": study.value}, {},
+                   f"share {study.value}", value=study.value, direction="greater")
+
+
+def test_harness_reports_holds_not_beyond_controls_without_failing(tmp_path, monkeypatch):
+    from rsi_core import claims, report
+    runs = [("random:1", "random", ControlStudy("random:1", 0.9)),
+            ("shuffle:1:IMAGENET1K_V1", "shuffle", ControlStudy("shuffle:1:IMAGENET1K_V1", 0.2))]
+    asked = []
+    monkeypatch.setattr(controls, "control_studies", lambda study, k: asked.append(k) or runs)
+    harness = claims.Harness(ControlStudy("IMAGENET1K_V1", 0.8), tmp_path, controls=2)
+    entry = harness.run("fig2-downsample-overwrite", share_claim)
+    harness.run("fig2-final-block", share_claim)
+    assert asked == [2]  # the controls are built once per run
+    assert entry["verdict"] == "holds" and entry["outcome"] == "pass"  # not beyond controls does not fail
+    assert entry["label"] == "holds, not beyond controls" and entry["beyond_controls"] == "no"
+    assert [(c["weights"], c["verdict"], c["value"]) for c in entry["controls"]] == [
+        ("random:1", "holds", 0.9), ("shuffle:1:IMAGENET1K_V1", "fails", 0.2)]
+    md, js = report.write_report(report.collect(tmp_path), tmp_path)
+    lines = md.read_text().splitlines()
+    assert lines[2].startswith("**Controls:** `random:1` (random), `shuffle:1:IMAGENET1K_V1` (shuffle)")
+    assert any(line.startswith("| fig2-downsample-overwrite | ") and "| holds, not beyond controls |" in line
+               for line in lines)
+    assert "| fig2-downsample-overwrite | greater | 0.8 (holds) | 0.9 (holds) | 0.2 (fails) | no |" in lines
+    saved = json.loads(js.read_text())["claims"][0]
+    assert saved["beyond_controls"] == "no" and len(saved["controls"]) == 2
+
+
+def test_a_report_without_controls_says_so_first(tmp_path):
+    from rsi_core import claims, report
+    claims.Harness(ControlStudy("IMAGENET1K_V1", 0.8), tmp_path).run("fig2-final-block", share_claim)
+    md, _ = report.write_report(report.collect(tmp_path), tmp_path)
+    text = md.read_text()
+    assert text.splitlines()[2].startswith("**No controls were run**")
+    assert "Beside the controls" not in text

@@ -10,9 +10,9 @@ Two kinds of control, both of the tested architecture:
   layer keeps exactly its multiset of weight values (its distribution of magnitudes, which keeps
   Figure 3's weight magnitudes meaningful) while which channel holds which value is random.
   BatchNorm running statistics are then recomputed: running stats reset, a pass over
-  ``BN_IMAGES`` images of the default image set (``$RSI_IMAGES``, else the bundled stand-in,
-  evenly spaced) in train-mode BN with ``momentum=None`` (a plain average over the batches),
-  then eval. Given the base weights and the seed the result is deterministic on a device; its
+  ``BN_IMAGES`` evenly spaced images of the run's image folder (on its own: the default image
+  set, ``$RSI_IMAGES`` else the bundled sample) in train-mode BN with ``momentum=None`` (a plain
+  average over the batches), then eval. Given the base weights and the seed the result is deterministic on a device; its
   ``rsi_weights`` is the full string and its ``rsi_weights_id`` hashes the new state dict, so
   caches never mix a control with its base.
 

@@ -1,9 +1,10 @@
 """Run profiles: how many FZ steps and which channels a run studies.
 
-``paper`` is the paper's setting (every channel, 2,560 steps). ``quick`` and ``smoke`` sample
-channels evenly (``quick`` adds the channels the paper names, so list claims can be checked)
-and take fewer steps; a claim whose statistic cannot decide on so few channels is reported
-inconclusive, never passed.
+``paper`` is the paper's setting (every channel, 2,560 steps: a census). ``quick`` and ``smoke``
+study an unbiased sample: evenly spaced channels (``sample_channels``), never chosen by what the
+paper found. ``quick`` also renders the channels the paper names (``named_channels``) IN ADDITION,
+for the list claims (Figures 1, 6-8) only: they were picked for M near 1 or for passing the
+criteria, so a proportion, rank or ANOVA over them would be biased; no other statistic reads them.
 """
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import PAPER_BLOCKS
-
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     steps: int
     channels_per_block: int | None  # None: all
-    paper_channels: bool            # add the channels the paper names (Figures 6-8)
+    paper_channels: bool            # also render the channels the paper names (list claims only)
     natural_images: int | None      # None: every image of the set
 
 
@@ -51,12 +50,34 @@ def get_profile(name: str) -> Profile:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
 
 
-def channels_for(profile: Profile, block: str, n_channels: int) -> list[int]:
-    """The channels of ``block`` that ``profile`` studies, sorted."""
-    if profile.channels_per_block is None or profile.channels_per_block >= n_channels:
+def evenly_spaced(n_channels: int, n: int | None) -> list[int]:
+    """``n`` channel ids spread evenly over ``0..n_channels-1`` (both ends included); all for None."""
+    if n is None or n >= n_channels:
         return list(range(n_channels))
-    chosen = set(np.linspace(0, n_channels - 1, profile.channels_per_block).round().astype(int).tolist())
-    if profile.paper_channels and block in PAPER_BLOCKS:
-        named = [c for fig in (PAPER_FIG1, PAPER_FIG6, PAPER_FIG7, PAPER_FIG8) for c in fig.get(block, [])]
-        chosen |= {c for c in named if c < n_channels}
-    return sorted(chosen)
+    return sorted(set(np.linspace(0, n_channels - 1, n).round().astype(int).tolist()))
+
+
+def sample_channels(profile: Profile, block: str, n_channels: int) -> list[int]:
+    """The channels every share, rank and group statistic reads: all (census) or evenly spaced."""
+    return evenly_spaced(n_channels, profile.channels_per_block)
+
+
+def named_channels(profile: Profile, block: str, n_channels: int, lists: dict | None = PAPER_LISTS) -> list[int]:
+    """The paper's named channels of ``block`` that the profile studies beyond its sample (list
+    claims only); empty for a census (they are in the sample), for profiles without named channels
+    and for models without lists (``lists`` None)."""
+    if not profile.paper_channels or not lists or profile.channels_per_block is None:
+        return []
+    sample = set(sample_channels(profile, block, n_channels))
+    named = {c for fig in lists.values() for c in fig.get(block, []) if c < n_channels}
+    return sorted(named - sample)
+
+
+def is_census(profile: Profile, block: str, n_channels: int) -> bool:
+    return len(sample_channels(profile, block, n_channels)) == n_channels
+
+
+def channels_for(profile: Profile, block: str, n_channels: int, lists: dict | None = PAPER_LISTS) -> list[int]:
+    """Every channel of ``block`` that ``profile`` renders, sorted: the sample and the named ones."""
+    return sorted(set(sample_channels(profile, block, n_channels)) | set(named_channels(profile, block, n_channels,
+                                                                                         lists)))

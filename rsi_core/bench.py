@@ -30,8 +30,8 @@ import torch
 
 from .anatomy import PAPER_BLOCKS, TapCapture, centre_crop_window, find_block
 from .fz.bank import default_batch_size
-from .fz.render import FZSettings, _set_lucent_device, render
-from .fz.transform import jitter_for, transforms_for
+from .fz.render import FZSettings, canonical_tap, element_streams, image_parameter, optimized_tap, render
+from .fz.transform import jitter_for, lucent_draws, transforms_for
 from .models import load_model
 
 PAPER_STEPS = 2560
@@ -44,29 +44,34 @@ def default_steps(device) -> int:
 
 
 def lucent_render(model, tap: str, channel: int, steps: int, seed: int = 0, device="cpu",
-                  lr: float = 0.05, jitter_table: str = "paper") -> np.ndarray:
-    """One FZ the paper's way: lucent's ``render_vis`` on the full model. Returns lucent's final
-    image [1, 224, 224, 3] as floats in [0, 1] (quantize with ``(x * 255).astype(uint8)``)."""
+                  lr: float = 0.05, jitter_table: str = "paper", target: str = "as-written",
+                  objective=None) -> np.ndarray:
+    """One FZ the paper's way: lucent's ``render_vis`` on the full model, driven by the channel's
+    own random stream (``element_streams``: initial spectrum and transform draws), so it is the
+    engine's element for that channel. ``objective``: a lucent objective (e.g. the authors'
+    literal ``objectives.neuron("layer2_1_bn2", c)``); by default the centre neuron of what
+    ``target`` optimizes, read with ``TapCapture``. Returns lucent's final image
+    [1, 224, 224, 3] as floats in [0, 1] (quantize with ``(x * 255).astype(uint8)``)."""
     from lucent.optvis import objectives as lucent_objectives
-    from lucent.optvis import param as lucent_param
     from lucent.optvis.render import render_vis
 
     device = torch.device(device)
     lmodel = copy.deepcopy(model)  # render_vis leaves its hooks (and their tensors) on the model
-    _set_lucent_device(device)
+    tap = canonical_tap(model, tap)
+    read, relu = optimized_tap(model, tap, target)
+    init, (rng,) = element_streams(seed, tap, [channel], device)
     transforms = transforms_for(jitter_for(tap, jitter_table), device)
-    with TapCapture(lmodel, [tap], stop=False) as cap:
-        def objective(_hook):
-            a = cap.acts[tap]
+    with TapCapture(lmodel, [read], stop=False) as cap:
+        def centre(_hook):
+            a = torch.relu(cap.acts[read]) if relu else cap.acts[read]
             return -a[:, channel, a.shape[2] // 2, a.shape[3] // 2].mean()
 
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        images = render_vis(lmodel, lucent_objectives.Objective(objective),
-                            lambda: lucent_param.image(224, decorrelate=True),
-                            optimizer=lambda params: torch.optim.Adam(params, lr=lr),
-                            transforms=transforms, thresholds=(steps,), show_image=False,
-                            progress=False)
+        with lucent_draws(rng):
+            images = render_vis(lmodel, objective or lucent_objectives.Objective(centre),
+                                lambda: image_parameter(1, device, init),
+                                optimizer=lambda params: torch.optim.Adam(params, lr=lr),
+                                transforms=transforms, thresholds=(steps,), show_image=False,
+                                progress=False)
     return images[-1]
 
 
@@ -97,7 +102,7 @@ def measure_tap(model, tap: str, steps: int, batch: int, device, repeats: int = 
             lambda: render(model, tap, channels, settings, device=device, progress=False), device))
     window = centre_crop_window(model, tap, 224, 224)
     crop = 1.0 if window is None else (window[0][1] - window[0][0]) * (window[0][3] - window[0][2]) / 224 ** 2
-    return {"tap": tap, "jitter": jitter_for(tap), "crop_area": round(crop, 3), "batch": len(channels),
+    return {"tap": tap, "jitter": jitter_for(canonical_tap(model, tap)), "crop_area": round(crop, 3), "batch": len(channels),
             "lucent_s_per_fz": lucent_s, "engine_s_per_fz": engine_s / len(channels),
             "ratio": lucent_s / (engine_s / len(channels))}
 

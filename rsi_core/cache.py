@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 from filelock import FileLock
 
-ALGORITHM_VERSION = 1  # bump when a computation's result changes meaning
+ALGORITHM_VERSION = 2  # bump when a computation's result changes meaning (2: per-channel FZ streams, canonical taps, FZ targets)
 
 
 class CorruptEntryWarning(UserWarning):

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .models import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsError
 
@@ -62,9 +63,13 @@ def cmd_fz(args) -> int:
     device = resolve_device(args.device)
     model = load_model(args.model, args.weights, device)
     steps = args.steps or get_profile(args.profile).steps
-    settings = FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
-                          crop=not args.no_crop, precision=args.precision)
-    bank = FZBank(model, Cache(args.cache_dir), settings, device=device, batch_size=args.batch_size)
+    # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
+    targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
+    banks = [FZBank(model, Cache(args.cache_dir),
+                    FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
+                               crop=not args.no_crop, precision=args.precision, target=target),
+                    device=device, batch_size=args.batch_size) for target in targets]
+    bank = banks[0]
     blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
     requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels)
                 for b in blocks for t in args.taps.split(",")}
@@ -72,13 +77,17 @@ def cmd_fz(args) -> int:
         from .shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
         requests = shard_requests(requests, k, n)
-        bank.lock_tag = f"shard{k}of{n}"
-    bank.ensure(requests)
+        for bank in banks:
+            bank.lock_tag = f"shard{k}of{n}"
+    for bank in banks:
+        bank.ensure(requests)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
           f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
-        for tap, chans in requests.items():
-            print(export_pngs(bank, tap, chans, args.export))
+        for bank in banks:
+            folder = Path(args.export) / bank.settings.target if len(banks) > 1 else args.export
+            for tap, chans in requests.items():
+                print(export_pngs(bank, tap, chans, folder))
     return 0
 
 
@@ -120,6 +129,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.claims:  # planted-claims helper: every claim on planted networks with known verdicts
+        from .validate_claims import main as claims_main
+        return claims_main(args)
     from .validate import main as validate_main
     return validate_main(args)
 
@@ -141,7 +153,10 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="paper", help="paper, quick or smoke: sets the steps")
     p.add_argument("--steps", type=int, default=None, help="override the profile's steps")
     p.add_argument("--objective", default="neuron", choices=["neuron", "channel"])
-    p.add_argument("--jitter-table", default="paper")
+    p.add_argument("--jitter-table", default="paper", help="paper, authors-script or none")
+    p.add_argument("--fz-target", default="as-written", choices=["as-written", "as-run", "both"],
+                   help="what an FZ optimizes: the tap (paper's text) or the post-ReLU block output "
+                        "(the authors' code as it ran); both renders each")
     p.add_argument("--no-crop", action="store_true", help="forward the whole image (slower, same result)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--batch-size", type=int, default=None)
@@ -190,6 +205,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="precision/recall of the criteria on planted networks, controls")
     p.add_argument("--json", action="store_true")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--claims", action="store_true",
+                   help="instead: each claim on a planted network where it holds and one where it fails "
+                        "(expected vs obtained verdict, verdict_accuracy)")
+    p.add_argument("--case", action="append", default=None,
+                   help="with --claims: only this planted case (repeatable; names in rsi_core.planted_resnet)")
+    p.add_argument("--cache-dir", default=None, help="FZ cache (default $RSI_CACHE or ~/.cache/rsi)")
     p.add_argument("--fz-target", choices=("as-written", "as-run", "both"), default=None,
                    help="planted benchmark under this FZ reading (default both)")
     p.set_defaults(func=cmd_validate)

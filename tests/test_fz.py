@@ -15,7 +15,8 @@ from rsi_core.cache import Cache
 from rsi_core.fz import bank as bank_mod
 from rsi_core.fz.bank import FZBank
 from rsi_core.fz.export import export_pngs
-from rsi_core.fz.render import CentreCone, FZSettings, measure, render
+from rsi_core.fz.render import CentreCone, FZSettings, canonical_tap, effective_target, measure, render
+from rsi_core.fz.transform import JITTER_TABLES, jitter_for
 from rsi_core.images import MEAN, STD
 from rsi_core.models import load_model
 
@@ -210,7 +211,7 @@ def test_bank_resumes_after_an_interrupt(model, tmp_path, monkeypatch):
     assert calls == [[2, 3], [4, 5]]  # only the remaining channels, and the lock was released
     for c in (0, 1):
         assert np.array_equal(resumed["image"][c], first[c]["image"])
-    # per-chunk seeds: an interrupted-and-resumed bank equals one that never stopped
+    # per-channel streams: an interrupted-and-resumed bank equals one that never stopped
     calls.clear()
     clean = FZBank(model, Cache(tmp_path / "clean"), settings, batch_size=2, progress=False).get(tap, chans)
     assert len(calls) == 3
@@ -259,14 +260,146 @@ def _quantized(lucent_image):
     return (lucent_image * 255).astype(np.uint8)  # the engine's quantization (render.quantize)
 
 
-def test_engine_reproduces_lucent_exactly_for_one_channel(model):
-    """One channel, no crop: the engine's optimization is lucent's render_vis step for step
-    (same parameterization, transform draws, objective, optimizer), to float rounding."""
-    tap, channel, steps = "2.1.B", 5, 6
-    engine = render(model, tap, [channel], FZSettings(steps=steps, seed=3, crop=False), progress=False)
+def _same_image(a, b, tap=""):
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and np.mean(diff == 0) >= 0.999, f"{tap}: max {diff.max()}, equal {np.mean(diff == 0):.5f}"
+
+
+@pytest.mark.parametrize("tap", ["2.1.B", "2.1.I", "3.1.B"])  # jitter 4, 0 (= 2.0.O), 16
+def test_engine_reproduces_lucent_exactly_for_one_channel(model, tap):
+    """No crop: every element of a batch is lucent's render_vis run for its channel, step for
+    step (same parameterization and initial spectrum, transform draws, objective, optimizer),
+    to float rounding; lucent is driven by the channel's own random stream."""
+    channel, steps = 5, 6
+    engine = render(model, tap, [7, channel, 9], FZSettings(steps=steps, seed=3, crop=False), progress=False)
     lucent = _quantized(lucent_render(model, tap, channel, steps, seed=3))
-    diff = np.abs(engine["images"].astype(int) - lucent.astype(int))
-    assert diff.max() <= 1 and np.mean(diff == 0) > 0.999, diff.max()
+    _same_image(engine["images"][1], lucent[0], tap)
+
+
+# ---------------------------------------------------------------- (g) a channel's FZ is its own
+
+INDEPENDENCE_STEPS = 32
+
+
+@pytest.mark.parametrize("tap, channel", [("1.1.B", 6), ("2.1.B", 40), ("3.0.I", 100)])  # jitter 0, 4, 4
+def test_channel_fz_does_not_depend_on_its_batch(model, tap, channel):
+    """Channel c alone, in a batch of 3 and in a batch of 16 (at other positions), crop on,
+    32 steps: the same image (at most 1 grey level apart, >= 99.9 % of pixels equal)."""
+    settings = FZSettings(steps=INDEPENDENCE_STEPS, seed=2)
+    alone = render(model, tap, [channel], settings, progress=False)["images"][0]
+    three = render(model, tap, [channel + 1, channel + 2, channel], settings, progress=False)["images"][2]
+    sixteen = [channel + 3 + k for k in range(16)]
+    sixteen[9] = channel
+    in16 = render(model, tap, sixteen, settings, progress=False)["images"][9]
+    _same_image(alone, three, tap)
+    _same_image(alone, in16, tap)
+    other = render(model, tap, [channel], FZSettings(steps=INDEPENDENCE_STEPS, seed=3), progress=False)
+    assert not np.array_equal(alone, other["images"][0])  # the seed still matters
+
+
+def test_bank_fz_does_not_depend_on_batch_size(model, tmp_path):
+    tap, chans, settings = "2.0.B", [1, 2, 3, 4, 5], FZSettings(steps=8)
+    one = FZBank(model, Cache(tmp_path / "a"), settings, batch_size=1, progress=False).get(tap, chans)
+    four = FZBank(model, Cache(tmp_path / "b"), settings, batch_size=4, progress=False).get(tap, chans)
+    for c in range(len(chans)):
+        _same_image(one["image"][c], four["image"][c], f"{tap} ch{chans[c]}")
+
+
+# ---------------------------------------------------------------- (h) jitter of a simple block's I
+
+def test_simple_block_input_is_the_previous_output(model):
+    assert [canonical_tap(model, t) for t in ("1.1.I", "2.1.I", "3.1.I", "4.1.I")] == ["1.0.O", "2.0.O", "3.0.O", "4.0.O"]
+    for t in ("1.0.I", "2.0.I", "3.0.I", "2.1.B", "2.1.O"):  # the stem's output, downsample inputs, B, O
+        assert canonical_tap(model, t) == t
+    # SPEC's table: 1.1.I 0, 2.1.I 0, 3.1.I 4, 4.1.I 16, each that O's jitter; downsample I 0, 4, 16
+    jit = {t: jitter_for(canonical_tap(model, t)) for t in ("1.1.I", "2.1.I", "3.1.I", "4.1.I", "2.0.I", "3.0.I", "4.0.I")}
+    assert jit == {"1.1.I": 0, "2.1.I": 0, "3.1.I": 4, "4.1.I": 16, "2.0.I": 0, "3.0.I": 4, "4.0.I": 16}
+    for table in ("paper", "authors-script"):  # a table's simple-I entry is its O's
+        for b, prev in (("1.1", "1.0"), ("2.1", "2.0"), ("3.1", "3.0"), ("4.1", "4.0")):
+            assert jitter_for(f"{b}.I", table) == jitter_for(f"{prev}.O", table)
+    taps = [f"{b}.{k}" for b in ("1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for k in "IBO"]
+    differ = [t for t in taps if jitter_for(t, "paper") != jitter_for(t, "authors-script")]
+    assert differ == ["2.1.O"] and jitter_for("2.1.O", "authors-script") == 4
+    assert jitter_for("2.1.B") == 4 and jitter_for("3.1.B") == 16 and set(JITTER_TABLES) >= {"paper", "none"}
+
+
+def test_bank_shares_one_fz_between_a_simple_input_and_the_previous_output(model, tmp_path, monkeypatch):
+    real, calls = bank_mod.render, []
+    monkeypatch.setattr(bank_mod, "render", lambda *a, **k: calls.append((a[1], list(a[2]))) or real(*a, **k))
+    bank = FZBank(model, Cache(tmp_path / "c"), FZSettings(steps=2), progress=False)
+    as_input = bank.get("2.1.I", [3, 8])
+    as_output = bank.get("2.0.O", [8, 3])
+    assert calls == [("2.0.O", [3, 8])]  # one render, one entry per channel
+    assert bank._key("2.1.I", 3) == bank._key("2.0.O", 3)
+    assert np.array_equal(as_input["image"], as_output["image"][::-1])
+    # activations are those of the block asked for: 2.1's I is 2.0's O, re-measured on the image
+    np.testing.assert_array_equal(as_input["I"], as_output["O"][::-1])
+    truth = measure(model, as_input["image"], "2.1")
+    for k in "IBO":
+        np.testing.assert_array_equal(as_input[k], truth[k])
+
+
+def test_cache_key_holds_target_and_jitter(model, tmp_path):
+    cache = Cache(tmp_path)
+    written = FZBank(model, cache, FZSettings(steps=2), progress=False)
+    run = FZBank(model, cache, FZSettings(steps=2, target="as-run"), progress=False)
+    assert written._key("2.1.B", 0) != run._key("2.1.B", 0)
+    assert written._key("2.1.I", 0) != run._key("2.1.I", 0)
+    assert written._key("2.0.I", 0) == run._key("2.0.I", 0)  # a downsample block's I: one FZ for both
+    assert effective_target(model, "2.0.I", "as-run") == "as-written"
+    assert effective_target(model, "2.1.I", "as-run") == "as-run"
+    script = FZBank(model, cache, FZSettings(steps=2, jitter_table="authors-script"), progress=False)
+    assert script._key("2.1.O", 0) != written._key("2.1.O", 0)
+    with pytest.raises(ValueError, match="as-written"):
+        FZSettings(target="as-ran")
+
+
+# ---------------------------------------------------------------- (i) the authors' code as it ran
+
+def test_lucent_hook_reads_the_post_relu_block_output(model):
+    """The fact the as-run reading rests on: on stock torchvision resnet18, lucent's own hook for
+    ``layer1_1_bn2`` holds the block's post-ReLU output after a forward pass, while the true bn2
+    output (copied when read) has negative values."""
+    from lucent.optvis.render import hook_model
+
+    assert type(model).__module__.startswith("torchvision")
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+    hook = hook_model(model, lambda: x)
+    with torch.no_grad():
+        model(x)
+        block_out = model.layer1[1](model.layer1[0](model.maxpool(model.relu(model.bn1(model.conv1(x))))))
+    lucent_bn2 = hook("layer1_1_bn2")
+    true_bn2 = read_taps(model, x, ["1.1.B"])["1.1.B"]
+    assert lucent_bn2.min().item() == 0
+    assert torch.equal(lucent_bn2, block_out)
+    assert true_bn2.min().item() < 0 and not torch.allclose(true_bn2, lucent_bn2)
+    for module in model.modules():  # hook_model leaves its hooks on the model: remove them
+        module._forward_hooks.clear()
+
+
+def test_as_run_equals_lucent_literal_objective(model):
+    """rsi's as-run B FZ is the authors' literal ``render_vis(model, objectives.neuron(
+    "layer2_1_bn2", c), ...)``, step for step (same streams, no cone)."""
+    from lucent.optvis import objectives as lucent_objectives
+
+    channel, steps = 6, 6  # a channel whose I is positive at the centre, so ReLU(O) is not B
+    engine = render(model, "2.1.B", [7, channel], FZSettings(steps=steps, seed=4, crop=False, target="as-run"),
+                    progress=False)
+    lucent = _quantized(lucent_render(model, "2.1.B", channel, steps, seed=4,
+                                      objective=lucent_objectives.neuron("layer2_1_bn2", channel)))
+    _same_image(engine["images"][1], lucent[0], "2.1.B as-run")
+    written = render(model, "2.1.B", [channel], FZSettings(steps=steps, seed=4, crop=False), progress=False)
+    assert not np.array_equal(written["images"][0], engine["images"][1])  # the readings differ
+
+
+@pytest.mark.parametrize("tap", ["2.1.B", "3.1.I"])
+def test_as_run_crop_changes_nothing(model, tap):
+    on = render(model, tap, [0, 3], FZSettings(steps=4, target="as-run"), progress=False)
+    off = render(model, tap, [0, 3], FZSettings(steps=4, crop=False, target="as-run"), progress=False)
+    np.testing.assert_allclose(on["reached"], off["reached"], rtol=1e-4, atol=1e-4)
+    assert (on["reached"] >= 0).all()  # a ReLU's output
+    diff = np.abs(on["images"].astype(int) - off["images"].astype(int))
+    assert np.mean(diff <= 1) > 0.99
 
 
 PARITY_STEPS = 48

@@ -5,6 +5,13 @@ activations re-measured on it, so a run that is interrupted loses at most the ba
 and a later run (or another pytest-xdist worker) picks up where it stopped. Workers that ask for
 the same tap wait on one lock per tap instead of computing the same FZs twice; while waiting,
 they compute other taps that nobody holds.
+
+Entries are keyed by the canonical tap (``canonical_tap``: a simple block's I is the previous
+block's O, one FZ for both names), the reading actually optimized (``effective_target``: a
+downsample block's I is shared by both readings), the jitter used and every setting. A channel's
+FZ depends on nothing else: not the batch, its neighbours or the cache's history (render).
+An entry holds the image and the true I, B, O centre activations re-measured on it for every
+block the FZ serves (``BLOCK:T`` fields, e.g. ``2.0:O`` and ``2.1:O`` for 2.0.O = 2.1.I).
 """
 from __future__ import annotations
 
@@ -13,12 +20,10 @@ import torch
 from filelock import Timeout
 from tqdm.auto import tqdm
 
-from ..anatomy import parse_tap
+from ..anatomy import blocks, parse_tap
 from ..cache import Cache
-from .render import FZSettings, measure, render
-
-FIELDS = ("image", "I", "B", "O")
-
+from .render import FZSettings, canonical_tap, effective_target, measure, render
+from .transform import jitter_for
 
 def default_batch_size(device) -> int:
     return 256 if torch.device(device).type == "cuda" else 16
@@ -36,29 +41,43 @@ class FZBank:
         self.progress = progress
 
     def _key(self, tap: str, channel: int) -> str:
+        tap = canonical_tap(self.model, tap)
+        fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
         return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
-                         tap=tap, channel=int(channel), **self.settings.describe())
+                         tap=tap, channel=int(channel), jitter=jitter_for(tap, self.settings.jitter_table),
+                         **fields)
+
+    def _served(self, tap: str) -> list[str]:
+        """Blocks whose I, B, O an FZ of canonical ``tap`` is re-measured for."""
+        name, kind = parse_tap(tap)
+        names = [b.name for b in blocks(self.model)]
+        i = names.index(name)
+        nxt = blocks(self.model)[i + 1] if i + 1 < len(names) else None
+        return [name] + ([nxt.name] if kind == "O" and nxt is not None and nxt.kind == "simple" else [])
 
     def _missing(self, tap: str, channels) -> list[int]:
         return [c for c in channels if not self.cache.path(self._key(tap, c)).exists()]
 
     def _compute(self, tap: str, channels: list[int], bar) -> None:
-        block = parse_tap(tap)[0]
+        tap = canonical_tap(self.model, tap)
         for start in range(0, len(channels), self.batch_size):
             chunk = channels[start:start + self.batch_size]
-            settings = self.settings
-            # a per-chunk seed keeps chunks independent and the whole run reproducible
-            chunk_settings = FZSettings(**{**settings.describe(), "seed": settings.seed * 100003 + chunk[0]})
-            out = render(self.model, tap, chunk, chunk_settings, device=self.device, progress=False)
-            acts = measure(self.model, out["images"], block, device=self.device)
+            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False)
+            acts = {f"{b}:{k}": v for b in self._served(tap)
+                    for k, v in measure(self.model, out["images"], b, device=self.device).items()}
             for n, c in enumerate(chunk):
                 self.cache.save(self._key(tap, c), {"image": out["images"][n],
-                                                    **{k: acts[k][n] for k in "IBO"}})
+                                                    **{k: v[n] for k, v in acts.items()}})
             bar.update(len(chunk))
 
     def ensure(self, requests: dict[str, list[int]]) -> None:
         """Compute every missing FZ of ``{tap: channels}``; taps locked by another process are
-        left for later, and waited for only when nothing else is left to do."""
+        left for later, and waited for only when nothing else is left to do. Taps are merged by
+        their canonical name (2.1.I and 2.0.O are one request)."""
+        merged = {}
+        for t, chans in requests.items():
+            merged.setdefault(canonical_tap(self.model, t), []).extend(int(c) for c in chans)
+        requests = {t: list(dict.fromkeys(c)) for t, c in merged.items()}
         pending = {t: self._missing(t, chans) for t, chans in requests.items()}
         pending = {t: c for t, c in pending.items() if c}
         total = sum(len(c) for c in pending.values())
@@ -88,8 +107,10 @@ class FZBank:
                             del pending[tap]
 
     def get(self, tap: str, channels) -> dict[str, np.ndarray]:
-        """``image`` [N, 224, 224, 3] uint8 and ``I``, ``B``, ``O`` [N, C] for ``channels`` in order."""
+        """``image`` [N, 224, 224, 3] uint8 and ``I``, ``B``, ``O`` [N, C] of ``tap``'s block for
+        ``channels`` in order."""
         channels = [int(c) for c in channels]
+        block = parse_tap(tap)[0]
         self.ensure({tap: channels})
         entries = []
         for c in channels:
@@ -98,4 +119,5 @@ class FZBank:
                 self.ensure({tap: [c]})
                 found = self.cache.load(self._key(tap, c))
             entries.append(found)
-        return {k: np.stack([e[k] for e in entries]) for k in FIELDS}
+        return {"image": np.stack([e["image"] for e in entries]),
+                **{k: np.stack([e[f"{block}:{k}"] for e in entries]) for k in "IBO"}}

@@ -8,10 +8,25 @@ each block's input to what the neuron needs. The activation and the input gradie
 the full forward pass up to float rounding (pixels outside the cut have zero gradient either
 way). ``crop=False`` keeps the reference path (the model's own forward, read by
 ``TapCapture``), which follows lucent's ``render_vis`` step for step.
+
+Each element is independent of its batch: its image initialization and every transform draw come
+from its own random stream, derived from (seed, canonical tap, channel) (``element_streams``), so
+channel c's FZ is the same alone, in any batch and at any position, and equals a lucent
+``render_vis`` run driven by the same stream (``rsi_core.bench.lucent_render``). Image
+parameters are batch-1 each, and on the CPU each element's forward runs alone (mkldnn's kernels
+round differently by batch size, and Adam amplifies rounding into visibly different FZs within
+tens of steps); the transforms run batched (they are exact per element). On CUDA the forward is
+batched: there the FZ can still differ by rounding with the batch (cuDNN picks kernels by shape).
+
+Two readings of what an FZ optimizes (``FZSettings.target``, SPEC "What the authors' code
+optimized"): "as-written" optimizes the tap itself; "as-run" what the authors' lucent hooks read,
+the post-ReLU block output: a B tap's block ReLU(O), a simple block's I the previous block's
+ReLU(O) (a downsample block's I is unchanged). ``optimized_tap`` says which.
 """
 from __future__ import annotations
 
 import contextlib
+import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,7 +38,7 @@ from tqdm.auto import tqdm
 from ..anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
 from ..images import normalize
 from .objectives import OBJECTIVES
-from .transform import jitter_for, transforms_for
+from .transform import apply, draw, jitter_for
 
 IMAGE_SIZE = 224
 
@@ -38,19 +53,81 @@ class FZSettings:
     crop: bool = True               # forward only the receptive-field crop (exact)
     seed: int = 0
     precision: str = "fp32"         # "fp32", or on CUDA "tf32" / "bf16" (autocast)
+    target: str = "as-written"      # "as-written" (the tap) or "as-run" (post-ReLU block output)
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown FZ target {self.target!r}: use one of {', '.join(TARGETS)}")
 
     def describe(self) -> dict:
         return asdict(self)
+
+
+TARGETS = ("as-written", "as-run")
+
+
+def canonical_tap(model, tap: str) -> str:
+    """The tap an FZ of ``tap`` is rendered for: a simple block's I is the previous block's O
+    (the same tensor: one FZ, one cache entry), every other tap is itself."""
+    name, kind = parse_tap(tap)
+    all_blocks = blocks(model)
+    i = all_blocks.index(find_block(model, name))
+    if kind == "I" and all_blocks[i].kind == "simple" and i > 0:
+        return f"{all_blocks[i - 1].name}.O"
+    return tap
+
+
+def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, bool]:
+    """(tap whose map the objective reads, whether ReLU is applied first) for an FZ of ``tap``.
+    "as-run": B and O taps read the block's ReLU(O) (a simple block's I is its previous block's
+    O, so it reads that block's ReLU(O)); a downsample block's I and the stem's output are read
+    as they are."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown FZ target {target!r}: use one of {', '.join(TARGETS)}")
+    tap = canonical_tap(model, tap)
+    name, kind = parse_tap(tap)
+    if target == "as-run" and kind in ("B", "O"):
+        return f"{name}.O", True
+    return tap, False
+
+
+def effective_target(model, tap: str, target: str) -> str:
+    """``target``, or "as-written" where "as-run" optimizes the same thing (shared cache entries)."""
+    return target if optimized_tap(model, tap, target) != optimized_tap(model, tap, "as-written") else "as-written"
+
+
+def element_streams(seed: int, tap: str, channels, device="cpu") -> tuple[torch.Tensor, list]:
+    """Each channel's own random stream, from (seed, tap, channel): its initial Fourier spectrum
+    (lucent's ``fft_image`` init, batch 1: ``randn * 0.01``, drawn on the CPU) stacked to
+    [N, 3, 224, 113, 2], and its numpy Generator for the transform draws."""
+    inits, rngs = [], []
+    for c in channels:
+        ss = np.random.SeedSequence([int(seed), zlib.crc32(tap.encode()), int(c)])
+        torch_seed, np_seed = ss.spawn(2)
+        g = torch.Generator().manual_seed(int(torch_seed.generate_state(1, np.uint64)[0] >> 1))
+        inits.append(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE // 2 + 1, 2, generator=g) * 0.01)
+        rngs.append(np.random.default_rng(np_seed))
+    return torch.cat(inits).to(device), rngs
 
 
 def _set_lucent_device(device: torch.device) -> None:
     lucent_param.spatial.device = device
 
 
-def image_parameter(n: int, device: torch.device):
-    """lucent's decorrelated Fourier image parameter for ``n`` images."""
+def image_parameter(n: int, device: torch.device, init: torch.Tensor | None = None):
+    """lucent's decorrelated Fourier image parameter, one per image (batch 1 each, so an image
+    never depends on its neighbours: lucent's batched colour matmul rounds by batch size), each
+    spectrum set to ``init[k]`` when given. Returns (params, image_f) as lucent does."""
     _set_lucent_device(device)
-    return lucent_param.image(IMAGE_SIZE, decorrelate=True, batch=n)
+    params, fs = [], []
+    for k in range(n):
+        p, f = lucent_param.image(IMAGE_SIZE, decorrelate=True, batch=1)
+        if init is not None:
+            with torch.no_grad():
+                p[0].copy_(init[k:k + 1])
+        params += p
+        fs.append(f)
+    return params, (fs[0] if n == 1 else lambda: torch.cat([f() for f in fs]))
 
 
 def quantize(images: torch.Tensor) -> np.ndarray:
@@ -95,10 +172,18 @@ class CentreCone:
         (y0, y1, iy), (x0, x1, ix) = (aligned_window(path, maps[0].shape[d], position[d - 2]) for d in (2, 3))
         return [t[:, :, y0:y1, x0:x1] for t in maps], (iy, ix)
 
-    def __call__(self, image: torch.Tensor):
-        m = self.model
+    def cut_image(self, image: torch.Tensor):
+        """The image cut to the centre neuron's cone, and that neuron's index in the tap's map
+        of the cut (images of different sizes may give cuts that stack)."""
         position = (map_size(self.path, image.shape[2]) // 2, map_size(self.path, image.shape[3]) // 2)
         (x,), position = self._cut(self.path, position, image)
+        return x, position
+
+    def __call__(self, image: torch.Tensor):
+        return self.forward_cut(*self.cut_image(image))
+
+    def forward_cut(self, x: torch.Tensor, position):
+        m = self.model
         if x.device.type == "cpu":  # mkldnn's convolutions and max-pool run faster so
             x = x.contiguous(memory_format=torch.channels_last)
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
@@ -127,46 +212,54 @@ class CentreCone:
 
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
            progress: bool = True) -> dict[str, np.ndarray]:
-    """Optimize one image per channel of ``tap``; return ``images`` ([N, 224, 224, 3] uint8) and
-    ``reached`` (each element's objective at the last step, on its transformed image)."""
+    """Optimize one image per channel of ``tap`` (each element independent of the others);
+    return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
+    last step, on its transformed image)."""
     device = torch.device(device)
-    parse_tap(tap)
+    tap = canonical_tap(model, tap)
+    read, relu = optimized_tap(model, tap, settings.target)
     objective = OBJECTIVES[settings.objective]
-    cone = CentreCone(model, tap) if settings.crop and settings.objective == "neuron" else None
-    chans = torch.as_tensor(list(channels), dtype=torch.long, device=device)
-    transforms = transforms_for(jitter_for(tap, settings.jitter_table), device)
+    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" else None
+    channels = [int(c) for c in channels]
+    chans = torch.as_tensor(channels, dtype=torch.long, device=device)
+    jitter = jitter_for(tap, settings.jitter_table)
+    init, rngs = element_streams(settings.seed, tap, channels, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.precision == "tf32"
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        np_state = np.random.get_state()
-        torch.manual_seed(settings.seed)
-        np.random.seed(settings.seed)  # lucent draws its transforms with numpy
-        try:
-            params, image_f = image_parameter(len(chans), device)
-            optimizer = torch.optim.Adam(params, lr=settings.lr)
-            with contextlib.ExitStack() as stack:
-                capture = None if cone else stack.enter_context(TapCapture(model, [tap]))
-                for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
-                              disable=not progress, leave=False):
-                    optimizer.zero_grad()
-                    x = image_f()
-                    for t in transforms:
-                        x = t(x)
-                    x = normalize(x)
-                    position = None
-                    with _autocast(device, settings.precision):
-                        if cone is not None:
-                            acts, position = cone(x)
-                        else:
-                            acts = capture(x)[tap]
-                    reached = objective(acts.float(), chans, position)
-                    (-reached.sum()).backward()
-                    optimizer.step()
-            with torch.no_grad():
-                images = quantize(image_f())
-        finally:
-            np.random.set_state(np_state)
-    return {"images": images, "reached": reached.detach().cpu().numpy()}
+    params, image_f = image_parameter(len(chans), device, init)
+    optimizer = torch.optim.Adam(params, lr=settings.lr)
+    reached = torch.empty(len(chans), device=device)
+    with contextlib.ExitStack() as stack:
+        capture = None if cone else stack.enter_context(TapCapture(model, [read]))
+        for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+                      disable=not progress, leave=False):
+            optimizer.zero_grad()
+            groups = apply(image_f(), draw(rngs, jitter), jitter)
+            # one forward per shape; with the cone, cut first: cuts of different sizes often stack
+            buckets = {}
+            for idx, x in groups:
+                x, position = cone.cut_image(normalize(x)) if cone is not None else (normalize(x), None)
+                buckets.setdefault((tuple(x.shape[2:]), position), []).append((idx, x))
+            batches = [(sum((i for i, _ in b), []), torch.cat([x for _, x in b]), key[1])
+                       for key, b in buckets.items()]
+            if device.type == "cpu":  # mkldnn rounds by batch size: one element per forward
+                batches = [([i], x[k:k + 1], pos) for idx, x, pos in batches for k, i in enumerate(idx)]
+            loss = 0
+            for idx, x, position in batches:
+                with _autocast(device, settings.precision):
+                    if cone is not None:
+                        acts, position = cone.forward_cut(x, position)
+                    else:
+                        acts = capture(x)[read]
+                acts = torch.relu(acts.float()) if relu else acts.float()
+                value = objective(acts, chans[idx], position)
+                reached[idx] = value.detach()
+                loss = loss - value.sum()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        images = quantize(image_f())
+    return {"images": images, "reached": reached.cpu().numpy()}
 
 
 @torch.no_grad()

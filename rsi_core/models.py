@@ -156,6 +156,9 @@ def load_model(name: str = DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS,
     if weights.startswith("shuffle:"):  # controls helper: the weight-shuffled control
         from .controls import shuffled_model
         return shuffled_model(name, weights, device, base=base)
+    if weights.startswith("planted:"):  # planted-claims helper: a planted network with known verdicts
+        from .planted_resnet import build, get_case
+        return build(get_case(weights.split(":", 1)[1])).to(device)
     if weights.startswith("random:"):
         try:
             seed = int(weights.split(":", 1)[1])

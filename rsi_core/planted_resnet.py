@@ -1,0 +1,308 @@
+"""Planted ResNet18-shaped networks whose claim verdicts are known by construction.
+
+``rsi validate --claims`` runs each paper claim of ``rsi_core.claims`` on two planted networks,
+one where the claim holds by construction and one where it fails, through the real pipeline
+(FZ bank, re-measure, metrics, claim, verdict) on a census of the claim's blocks.
+
+The network is torchvision's resnet18 layout: stem, ``layer1`` .. ``layer4`` with two
+``BasicBlock`` s each, 2.0 / 3.0 / 4.0 with a 1x1 stride-2 ``downsample``. Every stage has the
+same narrow width ``1 + n``: channel 0 carries a luminance map ``L + 4`` (``rsi_core.planted``'s
+stem and constants: L in [-2, 2] on a 57 / 29 / 15 / 8 grid), channels ``1..n`` are planted.
+A branch is ``conv1`` 1x1 (copies the carrier), ``bn1``, ReLU (a no-op), ``conv2`` 17x17 (stride 2
+in a downsample block: it reads the previous stage's finer map), ``bn2``; BNs are exact affine maps.
+
+A planted channel c of stage L is set by ``Chan(a, g0, g1, pt)`` (kernels on the carrier):
+
+* ``I`` of L.0 = ``a * delta`` (the downsample reads the carrier's centre unit: a luminance
+  detector, best response 2 a); stage 1 has no studied L.0: block 1.0's branch writes it.
+* ``B`` of L.0 = ``g0 * A`` with ``A`` an ON dot (scale 1.25 units) 4 units right of the centre,
+  at the previous stage's resolution (best response 4 g0; in 4.0 a luminance unit, 2 g0).
+* ``I`` of L.1 = ``O`` of L.0 = ``a * delta + g0 * A``.
+* ``B`` of L.1 = ``g1 * D + pt * delta`` with ``D`` the same dot 4 units below the centre (in
+  4.1 a luminance unit 2 above it, best response 2 g1: the 8x8 map has no room for the dot).
+
+The three supports are disjoint, so each FZ drives its own kernels and leaves the others near
+zero: M of L.0 ~ ``a / (2 g0)`` (skip, M ~ 5, when ``g0`` = 0) and M of L.1 ~
+``(2a + 4 g0 + 2 pt) / (4 g1 + 2 |pt| + [pt > 0] 2a)``; ``pt`` < 0 makes ``B(X_I)`` negative
+(inhibition) and the natural-image correlation of B with I negative, ``pt`` > 0 positive.
+``bn2``'s weight and ``conv2``'s scale are both ``sqrt`` of the branch gain (Figure 3 reads them).
+In 4.1 (the last block) the carrier channel's own branch can be planted too (``carrier41``).
+
+List claims (Figures 6-8) read the case's own ``lists`` instead of the paper's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from .images import MEAN, STD
+from .models import weights_identity
+from .planted import CARRIER, CARRIER_BIAS, KERNEL, LUM_GAIN, UNIT, Pattern
+
+OFFSET = 4               # map units between the centre and the A / D dots
+DOT = Pattern("dot", 1.25)
+STAGES = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Chan:
+    a: float = 1.0       # I of L.0 (and the delta part of I of L.1)
+    g0: float = 0.0      # B of L.0: A dot (stage 1: written by 1.0 into I of 1.1)
+    g1: float = 0.0      # B of L.1: D dot
+    pt: float = 0.0      # B of L.1: delta part (negative: inhibition)
+
+
+@dataclass
+class Case:
+    """One planted network and the verdict one claim must give on it."""
+    name: str
+    claim: str
+    expect: str                                   # "holds" | "fails"
+    stages: dict                                  # stage -> list[Chan] (same n everywhere)
+    carrier41: float = 0.0                        # branch gain on the carrier in 4.1
+    lists: dict = field(default_factory=dict)     # figure -> {block: [channels]}
+    why: str = ""
+
+
+def _kernel(pattern_kernel: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
+    k = np.zeros((KERNEL, KERNEL))
+    c = KERNEL // 2
+    h = pattern_kernel.shape[0] // 2
+    k[c + dy - h:c + dy + h + 1, c + dx - h:c + dx + h + 1] = pattern_kernel
+    return k
+
+
+def delta() -> np.ndarray:
+    k = np.zeros((KERNEL, KERNEL))
+    k[KERNEL // 2, KERNEL // 2] = 1.0
+    return k
+
+
+def dot_a(stage: int) -> np.ndarray:
+    """A: the dot right of the centre, at the previous stage's resolution; for 4.0 the dot's FZ
+    (jitter 16 on a 15x15 map) reaches too little of its best response in few steps, so there A
+    is the luminance 4 units right of the centre (best response 2, not 4)."""
+    if stage == 4:
+        k = np.zeros((KERNEL, KERNEL))
+        k[KERNEL // 2, KERNEL // 2 + OFFSET] = 1.0
+        return k
+    return _kernel(DOT.kernel(7), dx=OFFSET)
+
+
+def dot_d(stage: int) -> np.ndarray:
+    """D: the dot below the centre; stage 4's 8x8 map has no room for it beside the centre
+    unit, so there D is the luminance two units above the centre (best response 2, not 4)."""
+    if stage == 4:
+        k = np.zeros((KERNEL, KERNEL))
+        k[KERNEL // 2 - 2, KERNEL // 2] = 1.0
+        return k
+    return _kernel(DOT.kernel(7), dy=OFFSET)
+
+
+def _set_bn(bn: nn.BatchNorm2d, weight, bias=None) -> None:
+    bn.eps = 0.0
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0)
+    bn.weight.copy_(torch.as_tensor(np.asarray(weight), dtype=torch.float32))
+    bn.bias.copy_(torch.zeros_like(bn.bias) if bias is None
+                  else torch.as_tensor(np.asarray(bias), dtype=torch.float32))
+
+
+class PlantedResNet18(nn.Module):
+    """torchvision resnet18's module tree (conv1, bn1, relu, maxpool, layer1..4 of 2
+    BasicBlocks, avgpool) at width ``width`` in every stage, with single-channel branches."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, UNIT, stride=UNIT, padding=UNIT // 2, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=1, stride=1, padding=0)
+
+        def block(stride: int) -> BasicBlock:
+            ds = None
+            if stride != 1:
+                ds = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+            blk = BasicBlock(width, width, stride=stride, downsample=ds)
+            blk.conv1 = nn.Conv2d(width, 1, 1, bias=False)
+            blk.bn1 = nn.BatchNorm2d(1)
+            blk.conv2 = nn.Conv2d(1, width, KERNEL, stride=stride, padding=KERNEL // 2, bias=False)
+            blk.bn2 = nn.BatchNorm2d(width)
+            return blk
+
+        for s in STAGES:
+            setattr(self, f"layer{s}", nn.Sequential(block(1 if s == 1 else 2), block(1)))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for s in STAGES:
+            x = getattr(self, f"layer{s}")(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def _branch(blk: BasicBlock, rows: dict) -> None:
+    """``rows``: channel -> (kernel, gain): B[c] = gain * (kernel * L); the gain is split as
+    sqrt(gain) on conv2 and on bn2's weight (|bn2 weight| and |conv2| both grow with it). The
+    branch reads L + CARRIER_BIAS: bn2's bias removes the kernel sum times that offset."""
+    width = blk.bn2.num_features
+    w1 = torch.zeros_like(blk.conv1.weight)
+    w1[0, CARRIER, 0, 0] = 1.0
+    blk.conv1.weight.copy_(w1)
+    _set_bn(blk.bn1, np.ones(1))
+    w2 = torch.zeros_like(blk.conv2.weight)
+    bn, bias = np.zeros(width), np.zeros(width)
+    for c, (k, g) in rows.items():
+        if g == 0:
+            continue
+        root = math.sqrt(abs(g))
+        w2[c, 0] = torch.as_tensor(k * root, dtype=torch.float32)
+        bn[c] = root * (1 if g > 0 else -1)
+        bias[c] = -g * float(k.sum()) * CARRIER_BIAS
+    blk.conv2.weight.copy_(w2)
+    _set_bn(blk.bn2, bn, bias)
+
+
+@torch.no_grad()
+def build(case: Case) -> nn.Module:
+    n = {len(v) for v in case.stages.values()}
+    if len(n) != 1:
+        raise ValueError(f"case {case.name}: every stage needs the same number of planted channels")
+    n = n.pop()
+    width = n + 1
+    model = PlantedResNet18(width)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.zero_()
+    for k in range(3):
+        model.conv1.weight[CARRIER, k] = LUM_GAIN * STD[k] / 3 / UNIT ** 2
+    bias = np.zeros(width)
+    bias[CARRIER] = LUM_GAIN * (sum(MEAN) / 3 - 0.5) + CARRIER_BIAS
+    _set_bn(model.bn1, np.ones(width), bias)
+    d = delta()
+    for s in STAGES:
+        chans = case.stages.get(s, [Chan(0, 0, 0, 0)] * n)
+        b0, b1 = getattr(model, f"layer{s}")
+        a_dot = dot_a(s)
+        if s == 1:  # 1.0 writes I of 1.1 (a delta + g0 A): one kernel per channel, gain 1
+            _branch(b0, {c + 1: (ch.a * d + ch.g0 * a_dot, 1.0) for c, ch in enumerate(chans)})
+        else:
+            ds_conv, ds_bn = b0.downsample
+            w, bb = np.zeros(width), np.zeros(width)
+            ds_conv.weight[CARRIER, CARRIER, 0, 0] = 1.0
+            w[CARRIER] = 1.0
+            for c, ch in enumerate(chans):
+                ds_conv.weight[c + 1, CARRIER, 0, 0] = 1.0
+                w[c + 1], bb[c + 1] = ch.a, -ch.a * CARRIER_BIAS
+            _set_bn(ds_bn, w, bb)
+            _branch(b0, {c + 1: (a_dot, ch.g0) for c, ch in enumerate(chans)})
+        rows, d_dot = {}, dot_d(s)
+        for c, ch in enumerate(chans):
+            g = max(abs(ch.g1), abs(ch.pt))
+            if g:
+                rows[c + 1] = ((ch.g1 * d_dot + ch.pt * d) / g, g)
+        if s == 4 and case.carrier41:
+            rows[CARRIER] = (d_dot, case.carrier41)
+        _branch(b1, rows)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.rsi_model = "planted-resnet18"
+    model.rsi_weights = f"planted:{case.name}"
+    model.rsi_weights_id = weights_identity(model)
+    model.rsi_case = case
+    model.rsi_lists = dict(case.lists) or None   # list claims read these instead of resnet18's
+    return model
+
+
+# ------------------------------------------------------------------------------------ cases
+# Measured on these networks (64 FZ steps): an L.1 channel with a = 1, g0 = 0 has M ~ 2 / (4 g1)
+# (stage 4: 2 / (2 g1)); an L.0 channel M ~ a / g0 (the stride-2 A dot's FZ reaches about half
+# of its best response); skip channels (no branch) M = 5; the carrier M ~ 1.5.
+
+def _all(ch: Chan, n: int, stages=STAGES) -> dict:
+    return {s: [ch] * n for s in stages}
+
+
+def _mixed(first: Chan, second: Chan, n: int, k: int, stages=STAGES) -> dict:
+    return {s: [first] * k + [second] * (n - k) for s in stages}
+
+
+OVER0_SKIP1 = Chan(1, 4, 0)          # L.0 overwrite (M ~ 0.2), L.1 skip (M 5)
+SKIP0_OVER1 = Chan(1, 0, 4)          # L.0 skip (M 5), L.1 overwrite (M ~ 0.13)
+INHIBIT1 = Chan(1, 0, 2, -2)         # L.1: B(X_I) ~ -4, M 0, corr(B, I) over images ~ -1
+SKIP1 = Chan(1, 1, 0.25)             # L.1: I also reads A, B tiny: M > 1, B(X_I) ~ 0
+EXCITE1 = Chan(1, 0, 2, 1)           # L.1: overwrite (M ~ 0.33) with B(X_I) ~ +2
+SKIP1_POS = Chan(1, 2, 0, 0.1)       # L.1: skip with B = 0.1 delta: corr(B, I) > 0
+MIX0 = Chan(1, 1, 4)                 # L.0 mix (M ~ 1), L.1 overwrite
+MIX1 = Chan(1, 0, 0.5)               # L.0 skip, L.1 mix (M ~ 1; stage 4 needs g1 = 1)
+MIX1_4 = Chan(1, 0, 1)
+
+
+def _fig3(sign: int) -> dict:
+    gains = [0.1 * 2 ** k for k in range(8)]
+    if sign < 0:   # M ~ 1 / (2 g1): falls as the branch weights grow
+        return {s: [Chan(1, 0, g) for g in gains] for s in STAGES}
+    return {s: [Chan(g * g, 0, g) for g in gains] for s in STAGES}   # M ~ g1 / 2: rises
+
+
+def _corr_null() -> list:
+    """Pairs (overwrite, skip) with the same I: equal B-I correlations in both groups."""
+    return [c for k in (0.0, 0.5, 1.0) for c in (Chan(1, k, 8), Chan(1, k, 0.05))]
+
+
+def _corr_signed() -> list:
+    return [INHIBIT1] * 3 + [SKIP1_POS] * 3
+
+
+_FIG8_STAGES = {s: [MIX0] * 3 + [MIX1_4 if s == 4 else MIX1] * 3 for s in STAGES}
+_FIG8_MIXES = {**{f"{s}.0": [1, 2, 3] for s in (2, 3, 4)}, **{f"{s}.1": [4, 5, 6] for s in STAGES}}
+_FIG8_WRONG = {**{f"{s}.0": [4, 5, 6] for s in (2, 3, 4)}, **{f"{s}.1": [1, 2, 3] for s in STAGES}}
+
+CASES = [
+    Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
+         why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
+    Case("downsample-overwrite-fails", "fig2-downsample-overwrite", "fails",
+         {**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0, 0)] * 9}, why="3.0: every planted channel skips"),
+    Case("simple-less-skewed-holds", "fig2-simple-less-skewed", "holds", _all(OVER0_SKIP1, 4),
+         why="downsample blocks overwrite, simple blocks skip"),
+    Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _all(SKIP0_OVER1, 4),
+         why="downsample blocks skip, simple blocks overwrite"),
+    Case("final-block-holds", "fig2-final-block", "holds", {4: [Chan(1, 0, 8)] * 29}, carrier41=16,
+         why="4.1: 29 channels with M ~ 0.13 and the carrier's own branch at M ~ 0.17"),
+    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [Chan(1, 0, 0)] * 5},
+         carrier41=16, why="4.1: 5 of 10 channels skip"),
+    Case("weight-magnitude-holds", "fig3-weight-magnitude", "holds", _fig3(-1),
+         why="1.1, 2.1, 3.1: branch gain 0.1 .. 12.8 on bn2 and conv2, M ~ 1 / (2 g)"),
+    Case("weight-magnitude-fails", "fig3-weight-magnitude", "fails", _fig3(+1),
+         why="input gain g^2 grows faster than the branch gain g: M ~ g / 2 rises with the weights"),
+    Case("inhibition-holds", "fig4-inhibition", "holds", _mixed(INHIBIT1, SKIP1, 6, 3),
+         why="3 overwrite channels subtract their input (B(X_I) ~ -4), 3 skip channels B(X_I) ~ 0"),
+    Case("inhibition-fails", "fig4-inhibition", "fails", _mixed(EXCITE1, SKIP1, 6, 3),
+         why="the overwrite channels add to their input: B(X_I) ~ +2 above the skip channels' 0"),
+    Case("input-block-correlation-holds", "fig4-input-block-correlation", "holds",
+         {1: _corr_null(), 2: _corr_null(), 3: _corr_signed(), 4: _corr_null()},
+         why="3.1: overwrite B = 2D - 2I (corr ~ -1), skip B = 0.1 I (corr ~ +1); 1.1, 2.1: pairs "
+             "with the same I and B up to a gain (equal correlations in both groups)"),
+    Case("input-block-correlation-fails", "fig4-input-block-correlation", "fails",
+         {1: _corr_signed(), 2: _corr_null(), 3: _corr_signed(), 4: _corr_null()},
+         why="1.1 separates the groups as 3.1 does"),
+    Case("scale-counts-fails", "fig5-scale-counts", "fails", _all(OVER0_SKIP1, 4),
+         why="no channel near M = 1: none passes criterion 1 in 1.1, 2.0, 2.1, 3.1"),
+    Case("top-mixes-holds", "fig8-top-mixes", "holds", _FIG8_STAGES, lists={"fig8": _FIG8_MIXES},
+         why="3 planted mixes per block (M ~ 1), the case's list names them"),
+    Case("top-mixes-fails", "fig8-top-mixes", "fails", _FIG8_STAGES, lists={"fig8": _FIG8_WRONG},
+         why="the case's list names the block's skip / overwrite channels"),
+]
+
+
+def get_case(name: str) -> Case:
+    for c in CASES:
+        if c.name == name:
+            return c
+    raise ValueError(f"unknown planted case {name!r}: one of {', '.join(c.name for c in CASES)}")

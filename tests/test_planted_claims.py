@@ -1,0 +1,72 @@
+"""Planted ResNet18-shaped networks (rsi_core.planted_resnet) and ``rsi validate --claims``."""
+import numpy as np
+import pytest
+import torch
+
+from rsi_core import planted_resnet as PR
+from rsi_core.anatomy import block_roles, read_taps
+from rsi_core.cache import Cache
+from rsi_core.images import normalize
+from rsi_core.models import load_model
+from rsi_core.validate_claims import claim_functions, run_case
+
+TAPS = [f"{b}.{t}" for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IBO"]
+
+
+def centre_square(value: float, size: int = 224) -> torch.Tensor:
+    """Grey image (L = 0 everywhere) with the stage-1 centre unit (pixels 110..113) at ``value``:
+    L = 4 (value - 1/2) there."""
+    img = torch.full((1, 3, size, size), 0.5)
+    img[..., 110:114, 110:114] = value
+    return normalize(img)
+
+
+def test_resnet18_anatomy():
+    model = PR.build(PR.get_case("top-mixes-holds"))
+    assert block_roles(model)["studied"] == ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
+    assert [len(getattr(model, f"layer{s}")) for s in PR.STAGES] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("value", [0.0, 0.8, 1.0])
+def test_taps_are_the_planted_linear_functions_of_luminance(value):
+    """A centre luminance step reaches the delta parts only: I of L.0 = a L_c (stages 2, 3),
+    I of L.1 = a L_c, B of L.1 = pt L_c, B of L.0 = 0 (the A dot lies elsewhere)."""
+    chans = [PR.Chan(1.5, 2, 3, -0.5), PR.Chan(0.5, 0, 1, 2), PR.Chan(2, 1, 0, 0)]
+    model = PR.build(PR.Case("t", "none", "holds", {s: chans for s in PR.STAGES}))
+    taps = read_taps(model, centre_square(value), TAPS, centre=True)
+    lum = 4 * (value - 0.5)
+    for n, ch in enumerate(chans):
+        c = n + 1
+        for s in (1, 2, 3):
+            np.testing.assert_allclose(taps[f"{s}.1.I"][0, c].item(), ch.a * lum, atol=1e-4)
+            np.testing.assert_allclose(taps[f"{s}.1.B"][0, c].item(), ch.pt * lum, atol=1e-4)
+        for s in (2, 3):
+            np.testing.assert_allclose(taps[f"{s}.0.I"][0, c].item(), ch.a * lum, atol=1e-4)
+            np.testing.assert_allclose(taps[f"{s}.0.B"][0, c].item(), 0.0, atol=1e-4)
+    # the carrier: L + 4 at the centre, untouched by every branch
+    np.testing.assert_allclose(taps["3.1.O"][0, 0].item(), lum + 4, atol=1e-4)
+
+
+def test_weights_string_builds_the_case_with_its_own_lists():
+    model = load_model("resnet18", "planted:top-mixes-holds")
+    assert model.rsi_weights == "planted:top-mixes-holds"
+    assert model.rsi_lists["fig8"]["2.0"] == [1, 2, 3]
+    assert load_model("resnet18", "planted:final-block-holds").rsi_lists is None
+    with pytest.raises(ValueError, match="unknown planted case"):
+        load_model("resnet18", "planted:nope")
+
+
+def test_every_case_builds_and_claim_functions_are_found():
+    fns = claim_functions()
+    for case in PR.CASES:
+        assert case.expect in ("holds", "fails")
+        assert case.claim in fns, case.claim
+        PR.build(case)
+
+
+def test_final_block_fails_end_to_end(tmp_path):
+    """The real pipeline on the cheapest case (one block, 10 channels, 16 FZ steps): half of
+    4.1's channels skip, so 'all channels in the lowest bin' fails."""
+    row = run_case(PR.get_case("final-block-fails"), Cache(tmp_path), claim_functions(), steps=16)
+    assert row["obtained"] == "fails", row
+    assert row["correct"]

@@ -334,3 +334,55 @@ def tracking_test(i_x, b_x, b_sx, i_sinvx, r_min: float = 0.8, delta_min: float 
         balance = np.sqrt(sd[2] / sd[0] * sd[1] / sd[3])
     return {"r_zoom": r_zoom, "r_shrink": r_shrink, "r_same": r_same, "d_zoom": d_zoom, "d_shrink": d_shrink,
             "tracks": tracks, "balance": balance}
+
+
+# ---------------------------------------------------------------- the authors' code as it ran
+# fz (issue 8): the "as-run" analysis variants (SPEC, "What the authors' code optimized"),
+# beside the paper's text ("as-written"). Pure functions; Study chooses by its FZ reading.
+
+READINGS = ("as-written", "as-run")
+
+
+def _reading(reading: str) -> str:
+    if reading not in READINGS:
+        raise ValueError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
+    return reading
+
+
+def scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, reading: str = "as-written",
+                        b_xb=None, i_xi=None, use_mix: bool = True, mix_low: float = 2 / 3,
+                        mix_high: float = 3 / 2) -> np.ndarray:
+    """:func:`scale_criteria` under a reading. "as-run" (the authors' ``stream_inspect.py``)
+    tests criteria 2 and 3 on deltas divided by ``b_xb`` = B_c(X_hat_{B_c}) and ``i_xi`` =
+    I_c(X_hat_{I_c}): ``(B_c(S(X_I)) - ReLU(B_c(X_I))) / B_c(X_B) > 0`` and likewise for I, so a
+    negative denominator flips the criterion (a zero one gives +-inf or NaN, as numpy does)."""
+    if _reading(reading) == "as-written":
+        return scale_criteria(m, b_xi, b_s_xi, i_xb, i_sinv_xb, use_mix, mix_low, mix_high)
+    if b_xb is None or i_xi is None:
+        raise ValueError("the as-run criteria need b_xb = B_c(X_hat_B) and i_xi = I_c(X_hat_I)")
+    b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi = map(_f64, (b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = ((b_s_xi - np.maximum(b_xi, 0.0)) / b_xb > 0) & ((i_sinv_xb - np.maximum(i_xb, 0.0)) / i_xi > 0)
+    if use_mix:
+        m = _f64(m)
+        ok = ok & (mix_low < m) & (m < mix_high)
+    return ok
+
+
+def robust_relu_term(acts, reading: str = "as-written", axis: int = 0) -> np.ndarray:
+    """The natural-image (robustness) version's ReLU'd term from the activations of the top
+    images (``axis`` indexes the images). "as-written" returns their mean (the criteria take
+    ReLU of it: ReLU(mean)); "as-run" returns mean(ReLU(a)), the authors' ``mean(clip(a, 0))``
+    (the criteria's ReLU then changes nothing)."""
+    a = _f64(acts)
+    return a.mean(axis=axis) if _reading(reading) == "as-written" else np.maximum(a, 0.0).mean(axis=axis)
+
+
+def is_skip(m, reading: str = "as-written") -> np.ndarray:
+    """Figure 4's skip group: M > 1 as written, M >= 1 in the authors' plotting code
+    (overwrite is M < 1 under both)."""
+    m = _f64(m)
+    return m > 1 if _reading(reading) == "as-written" else m >= 1
+
+
+__all__ += ["READINGS", "scale_criteria_read", "robust_relu_term", "is_skip"]

@@ -453,3 +453,30 @@ def test_bench_reports_one_json_line(capsys):
     assert out["speedup"] > 0 and out["steps"] == 2 and out["device"] == "cpu"
     assert out["extrapolated_paper_bank"]["fzs"] == 128
     assert "EXTRAPOLATION (not measured)" in captured.err and "lucent s/FZ" in captured.err
+
+
+# ---------------------------------------------------------------- (j) the as-run analysis variants
+
+def test_as_run_metric_variants():
+    from rsi_core.metrics import is_skip, robust_relu_term, scale_criteria, scale_criteria_read
+
+    m = np.array([1.0, 1.0, 1.0, 1.0, 3.0])
+    b_xi, b_s_xi = np.array([1.0, 1.0, 1.0, -1.0, 1.0]), np.array([2.0, 2.0, 2.0, 0.5, 2.0])
+    i_xb, i_sinv_xb = np.array([1.0, 1.0, 1.0, 1.0, 1.0]), np.array([2.0, 2.0, 2.0, 2.0, 2.0])
+    b_xb, i_xi = np.array([1.0, -1.0, 1.0, 1.0, 1.0]), np.array([1.0, 1.0, -2.0, 1.0, 1.0])
+    written = scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb)
+    assert np.array_equal(written, scale_criteria(m, b_xi, b_s_xi, i_xb, i_sinv_xb))
+    assert written.tolist() == [True, True, True, True, False]
+    run = scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, "as-run", b_xb=b_xb, i_xi=i_xi)
+    assert run.tolist() == [True, False, False, True, False]  # a negative denominator flips it
+    no_mix = scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, "as-run", b_xb, i_xi, use_mix=False)
+    assert no_mix.tolist() == [True, False, False, True, True]
+    with pytest.raises(ValueError, match="b_xb"):
+        scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, "as-run")
+    acts = np.array([[2.0, -1.0], [-4.0, -1.0], [5.0, 1.0]])  # 3 images, 2 channels
+    np.testing.assert_allclose(robust_relu_term(acts), [1.0, -1 / 3])
+    np.testing.assert_allclose(robust_relu_term(acts, "as-run"), [7 / 3, 1 / 3])
+    assert is_skip([0.5, 1.0, 2.0]).tolist() == [False, False, True]
+    assert is_skip([0.5, 1.0, 2.0], "as-run").tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="as-written"):
+        is_skip([1.0], "as-ran")

@@ -55,6 +55,8 @@ class Chan:
     g0: float = 0.0      # B of L.0: A dot (stage 1: written by 1.0 into I of 1.1)
     g1: float = 0.0      # B of L.1: D dot
     pt: float = 0.0      # B of L.1: delta part (negative: inhibition)
+    scale: float = 0.0   # stage 1 only, > 0: a scale channel as rsi_core.planted's: I of 1.1 = a * (ON dot
+    #                      at this scale, centred), B of 1.1 = g1 * (the dot at twice the scale)
 
 
 @dataclass
@@ -190,7 +192,8 @@ def build(case: Case) -> nn.Module:
         b0, b1 = getattr(model, f"layer{s}")
         a_dot = dot_a(s)
         if s == 1:  # 1.0 writes I of 1.1 (a delta + g0 A): one kernel per channel, gain 1
-            _branch(b0, {c + 1: (ch.a * d + ch.g0 * a_dot, 1.0) for c, ch in enumerate(chans)})
+            _branch(b0, {c + 1: (ch.a * (Pattern("dot", ch.scale).kernel() if ch.scale else d) + ch.g0 * a_dot, 1.0)
+                         for c, ch in enumerate(chans)})
         else:
             ds_conv, ds_bn = b0.downsample
             w, bb = np.zeros(width), np.zeros(width)
@@ -205,7 +208,8 @@ def build(case: Case) -> nn.Module:
         for c, ch in enumerate(chans):
             g = max(abs(ch.g1), abs(ch.pt))
             if g:
-                rows[c + 1] = ((ch.g1 * d_dot + ch.pt * d) / g, g)
+                b_kernel = Pattern("dot", 2 * ch.scale).kernel() if (ch.scale and s == 1) else d_dot
+                rows[c + 1] = ((ch.g1 * b_kernel + ch.pt * d) / g, g)
         if s == 4 and case.carrier41:
             rows[CARRIER] = (d_dot, case.carrier41)
         _branch(b1, rows)
@@ -264,6 +268,10 @@ _FIG8_STAGES = {s: [MIX0] * 3 + [MIX1_4 if s == 4 else MIX1] * 3 for s in STAGES
 _FIG8_MIXES = {**{f"{s}.0": [1, 2, 3] for s in (2, 3, 4)}, **{f"{s}.1": [4, 5, 6] for s in STAGES}}
 _FIG8_WRONG = {**{f"{s}.0": [4, 5, 6] for s in (2, 3, 4)}, **{f"{s}.1": [1, 2, 3] for s in STAGES}}
 
+_SCALE_STAGES = {1: [Chan(1, 0, 1, scale=x) for x in (1.5, 1.75, 2.0)] + [Chan(1, 0, 0)] * 2 + [Chan(1, 0, 4)] * 2,
+                 **{s: [Chan(0, 0, 0)] * 7 for s in (2, 3, 4)}}
+_SCALE_RIGHT, _SCALE_WRONG = {"1.1": [1, 2, 3]}, {"1.1": [4, 5, 6]}
+
 CASES = [
     Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
          why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
@@ -294,6 +302,15 @@ CASES = [
          why="1.1 separates the groups as 3.1 does"),
     Case("scale-counts-fails", "fig5-scale-counts", "fails", _all(OVER0_SKIP1, 4),
          why="no channel near M = 1: none passes criterion 1 in 1.1, 2.0, 2.1, 3.1"),
+    Case("top-scale-holds", "fig6-top-scale", "holds", _SCALE_STAGES, lists={"fig6": _SCALE_RIGHT},
+         why="1.1: 3 scale channels (I: dot at s, B: dot at 2s, balanced gains), 2 skip, 2 overwrite; "
+             "the case's list names the scale channels"),
+    Case("top-scale-fails", "fig6-top-scale", "fails", _SCALE_STAGES, lists={"fig6": _SCALE_WRONG},
+         why="the case's list names skip / overwrite channels"),
+    Case("robust-holds", "fig7-robust", "holds", _SCALE_STAGES, lists={"fig7": _SCALE_RIGHT},
+         why="as top-scale-holds, with the natural-image version of the criteria too"),
+    Case("robust-fails", "fig7-robust", "fails", _SCALE_STAGES, lists={"fig7": _SCALE_WRONG},
+         why="the case's list names skip / overwrite channels"),
     Case("top-mixes-holds", "fig8-top-mixes", "holds", _FIG8_STAGES, lists={"fig8": _FIG8_MIXES},
          why="3 planted mixes per block (M ~ 1), the case's list names them"),
     Case("top-mixes-fails", "fig8-top-mixes", "fails", _FIG8_STAGES, lists={"fig8": _FIG8_WRONG},

@@ -26,6 +26,8 @@ PROFILES = {
     "paper": Profile("paper", 2560, None, False, None),
     "quick": Profile("quick", 256, 16, True, None),
     "smoke": Profile("smoke", 24, 6, False, 500),
+    # planted-claims helper: planted networks (--weights planted:CASE), every channel, few steps
+    "census-planted": Profile("census-planted", 32, None, False, 250),
 }
 
 # Channels the paper names per block: Figure 1 (examples), Figure 7 (robust scale invariance), Figure 8 (top mixes),

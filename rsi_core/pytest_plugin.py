@@ -110,7 +110,8 @@ def rsi_study(rsi_model, rsi_options):
     from .profiles import get_profile
     study = Study(rsi_model, get_profile(rsi_options["profile"]), Cache(rsi_options["cache-dir"]),
                   images=ImageSet.from_dir(rsi_options["images"]), device=rsi_options["device"],
-                  antialias=rsi_options["antialias"], jitter_table=rsi_options["jitter-table"])
+                  antialias=rsi_options["antialias"], jitter_table=rsi_options["jitter-table"],
+                  lists=getattr(rsi_model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
     study.prepare()
     return study
 

@@ -530,3 +530,41 @@ def overlap(per_block: dict, census: bool) -> Verdict:
     reason = "; ".join(f"{b}: {len(v_['overlap'])}/{len(v_['reference_studied'])} recovered {v_['overlap']}"
                        for b, v_ in per.items()) + f"; combined p = {combined:.3g}"
     return _mk(st, {"blocks": per, "combined_p": combined}, {"all": list(per_block)}, reason, v, combined, "less")
+
+
+# ---------------------------------------------------------------------------- reading a Study
+# What the claim functions pass to the helpers above: the VALID channels of the UNBIASED sample
+# (``profiles.sample_channels``; the paper's named channels that ``quick`` renders in addition
+# never enter a share, rank or group statistic), and whether each block is a census.
+
+def is_census(study, block: str) -> bool:
+    from .anatomy import find_block
+    from .profiles import is_census as census_
+    return census_(study.profile, block, find_block(study.model, block).channels)
+
+
+def census_map(study, blocks) -> dict:
+    return {b: is_census(study, b) for b in blocks}
+
+
+def kept(study, block: str, r=None) -> np.ndarray:
+    """Mask over ``study.block(block).channels`` (or ``r.channels``): in the sample and FZs valid."""
+    from .anatomy import find_block
+    from .profiles import sample_channels
+    r = r if r is not None else study.block(block)
+    sample = sample_channels(study.profile, block, find_block(study.model, block).channels)
+    return np.isin(r.channels, sample) & valid(r)
+
+
+def sample_m(study, block: str) -> np.ndarray:
+    """M of the kept channels (``kept``)."""
+    r = study.block(block)
+    return r.m[kept(study, block, r)]
+
+
+def sample_groups(study, block: str, values) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (one per studied channel) of the kept overwrite (M < 1) and skip (M > 1) channels."""
+    r = study.block(block)
+    values = np.asarray(values, dtype=float)
+    ok = kept(study, block, r) & np.isfinite(values)
+    return values[ok & (r.m < 1)], values[ok & (r.m > 1)]

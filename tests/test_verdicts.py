@@ -290,3 +290,40 @@ def test_overlap_paths_fig6_fig7_shapes():
     assert both.measured["blocks"]["2.1"]["p"] == 1.0
     assert both.measured["combined_p"] > one.measured["combined_p"]
     assert V.overlap({"4.1": (range(8), [100], [1])}, census=True).verdict == "inconclusive"  # nothing studied
+
+
+# ----------------------------------------------------------------------------- reading a Study
+
+class _Block:
+    def __init__(self, channels, m, failed):
+        self.channels, self.m, self.failed = np.asarray(channels), np.asarray(m, float), np.asarray(failed)
+
+
+class _Study:
+    """What the adapters read: profile, model, block(name)."""
+    def __init__(self, profile, blocks):
+        import torchvision
+        from rsi_core.profiles import get_profile
+        self.profile, self.model, self._blocks = get_profile(profile), torchvision.models.resnet18(), blocks
+
+    def block(self, name):
+        return self._blocks[name]
+
+
+def test_adapters_read_only_the_valid_unbiased_sample():
+    from rsi_core.profiles import channels_for, get_profile, sample_channels
+    quick = get_profile("quick")
+    chans = channels_for(quick, "2.1", 128)                      # sample + the paper's named channels
+    sample = sample_channels(quick, "2.1", 128)
+    m = np.where(np.isin(chans, sample), 0.5, 1.0)               # named channels sit at M = 1 ...
+    m[chans.index(108)] = 0.9                                    # ... one named channel is an overwrite
+    failed = np.zeros(len(chans), bool)
+    failed[chans.index(sample[0])] = True
+    s = _Study("quick", {"2.1": _Block(chans, m, failed)})
+    assert len(V.sample_m(s, "2.1")) == len(sample) - 1          # named and failed channels left out
+    assert set(V.sample_m(s, "2.1")) == {0.5}
+    over, skip = V.sample_groups(s, "2.1", np.arange(len(chans), dtype=float))
+    assert len(over) == len(sample) - 1 and len(skip) == 0
+    assert V.census_map(s, ["2.1"]) == {"2.1": False}
+    full = _Study("paper", {"1.1": _Block(range(64), np.full(64, 2.0), np.zeros(64, bool))})
+    assert V.is_census(full, "1.1") and len(V.sample_m(full, "1.1")) == 64

@@ -188,6 +188,9 @@ def pytest_sessionfinish(session, exitstatus):
     if _is_worker(config) or not config.getoption("--artifacts-dir", None) or config.option.collectonly:
         return
     from .report import collect, remove_report, write_report
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and _weights_skip_reasons(reporter) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # nothing was verified: not a success
     folder = Path(config.getoption("--artifacts-dir"))
     entries = collect(folder)
     if entries:

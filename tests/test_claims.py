@@ -301,3 +301,91 @@ def test_other_resnets_reach_a_verdict_by_role(name):
             assert v.verdict in ("holds", "fails"), (cid, v.reason)
             assert set(sum(v.blocks.values(), [])) <= set(roles["studied"])
     assert CLAIM["fig2-final-block"](study).blocks == {"final": ["4.2"]}
+
+
+FAKE_CONFTEST = '''
+import pytest
+from types import SimpleNamespace
+from rsi_core.fz.render import FZSettings
+
+@pytest.fixture(scope="session")
+def rsi_study():
+    return SimpleNamespace(settings=FZSettings(steps=1), profile=SimpleNamespace(name="test"),
+                           describe=lambda: {"model": "resnet18", "weights": "random:0", "profile": "test"})
+'''
+
+FAKE_CLAIMS = '''
+import pytest
+from rsi_core.verdicts import Verdict
+
+def _v(verdict):
+    return lambda study: Verdict("", verdict, "stat", {"x": 1.0}, {"final": ["4.1"]}, f"measured {verdict}")
+
+@pytest.mark.claim("fig2-downsample-overwrite")
+def test_holds(rsi_claims):
+    rsi_claims.check(_v("holds"))
+
+@pytest.mark.claim("fig2-final-block")
+def test_fails_as_expected(rsi_claims):
+    rsi_claims.check(_v("fails"))
+
+@pytest.mark.claim("fig5-scale-counts")
+def test_inconclusive(rsi_claims):
+    rsi_claims.check(_v("inconclusive"))
+
+@pytest.mark.claim("fig7-robust")
+def test_raises(rsi_claims):
+    def broken(study):
+        """Raises."""
+        raise RuntimeError("boom")
+    rsi_claims.check(broken)
+'''
+
+
+def _pytest_claims(tmp_path, *extra, claims_py=FAKE_CLAIMS):
+    import subprocess
+    import sys
+    (tmp_path / "conftest.py").write_text("pytest_plugins = ['rsi_core.pytest_plugin']\n" + FAKE_CONFTEST)
+    (tmp_path / "claims").mkdir(exist_ok=True)
+    (tmp_path / "claims" / "test_fake.py").write_text(claims_py)
+    out = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "-rsx",
+                          "--artifacts-dir", str(tmp_path / "art"), "--rootdir", str(tmp_path), *extra],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
+    """Through pytest: expected claim passes, expected failure xfails, inconclusive skips, an
+    error fails the run and is in the report; a blessed file turns a changed verdict into a failure."""
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[claims]\nfig2-downsample-overwrite = "holds"\nfig2-final-block = "fails"\n')
+    code, text = _pytest_claims(tmp_path, "--expectations", str(mine))
+    assert code == 1, text
+    assert "1 passed" in text and "1 xfailed" in text and "1 skipped" in text and "1 failed" in text, text
+    assert "rewritten: 4 claims" in text
+    rep = json.loads((tmp_path / "art" / "claims-report.json").read_text())
+    by_id = {e["id"]: e for e in rep["claims"]}
+    assert by_id["fig7-robust"]["verdict"] == "error" and "RuntimeError: boom" in by_id["fig7-robust"]["error"]
+    assert by_id["fig2-final-block"]["outcome"] == "fails as expected"
+    mine.write_text('[claims]\nfig2-downsample-overwrite = "fails"\n')  # blessed as failing; now it holds
+    code, text = _pytest_claims(tmp_path, "--expectations", str(mine), "-k", "holds")
+    assert code == 1 and "expected to fail, holds" in text, text
+    code, text = _pytest_claims(tmp_path, claims_py="def test_nothing():\n    pass\n")
+    assert code == 0 and "removed the previous report" in text and not (tmp_path / "art" / "claims-report.md").exists()
+
+
+def test_rsi_run_passes_its_options_to_pytest(tmp_path):
+    from argparse import Namespace
+
+    from rsi_core.runner import pytest_args
+    args = Namespace(model="resnet34", weights="random:0", images=None, profile="smoke", device="cpu", cache_dir=None,
+                     artifacts_dir="art", baseline=None, fz_target="both", fz_seeds=2, controls=1,
+                     expectations=["a.toml"], claims=str(tmp_path))
+    argv = pytest_args(args)
+    assert argv[0] == str(tmp_path)
+    for pair in (["--model", "resnet34"], ["--fz-target", "both"], ["--fz-seeds", "2"], ["--controls", "1"],
+                 ["--expectations", "a.toml"]):
+        assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
+    assert "--images" not in argv
+    args.claims = None
+    assert pytest_args(args)[0] == str(claims.claims_dir())

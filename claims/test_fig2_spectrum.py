@@ -64,9 +64,9 @@ def fig1_examples(study, path, measured, controls):
     """Figure 1: the paper's example channels (resnet18's lists only), beside Figure 2."""
     out = mix_histograms(study, path, measured, controls)
     if study.lists:
-        rows = [row for b, chans in study.lists["fig1"].items()
-                for row in plots.channel_grid_rows(study, b, [c for c in chans if c in study.channels(b)],
-                                                   channel_fzs=study.profile.name == "paper")]
+        shown = {b: [c for c in chans if c in study.channels(b)] for b, chans in study.lists["fig1"].items()}
+        rows = [row for b, chans in shown.items() if chans
+                for row in plots.channel_grid_rows(study, b, chans, channel_fzs=study.profile.name == "paper")]
         if rows:
             out.append(plots.channel_grids(rows, study.describe(), path.with_name("fig1-examples.png"),
                                            "Figure 1: the paper's example channels"))

@@ -1,0 +1,57 @@
+"""Study.robust (appendix A.3) on a planted network, recomputed independently.
+
+Each FZ is replaced by the 9 natural images that most activate that tap's centre neuron of the
+channel, activations averaged over the nine; S and S_inv are applied to those images. Here the
+nine are found and every average is computed again from full centre-activation tables.
+"""
+import numpy as np
+import pytest
+import torch
+
+from rsi_core import metrics, planted as P
+from rsi_core.analysis import Study
+from rsi_core.anatomy import TapCapture
+from rsi_core.cache import Cache
+from rsi_core.images import ImageSet
+from rsi_core.profiles import Profile
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    model = P.build(P.benchmark_spec(0))
+    profile = Profile("robust-test", steps=2, channels_per_block=None, paper_channels=False, natural_images=24)
+    return Study(model, profile, Cache(tmp_path_factory.mktemp("cache")), images=ImageSet.from_dir(None),
+                 blocks=["1.1", "2.0"], progress=False, lists={})
+
+
+def _centre(model, x, tap):
+    with TapCapture(model, [tap], centre=True) as cap, torch.no_grad():
+        return cap(x)[tap].double().numpy()
+
+
+@pytest.mark.parametrize("block", ["1.1", "2.0"])
+def test_robust_is_the_top9_average(study, block):
+    images = torch.stack([study.image_set[i] for i in range(len(study.image_set))])
+    assert len(images) == 24
+    acts = {t: _centre(study.model, images, f"{block}.{t}") for t in "IBO"}
+    r = study.robust(block)
+    chans = study.channels(block)
+    assert list(r.channels) == chans
+    for n, c in enumerate(chans):
+        top_i = np.argsort(-acts["I"][:, c], kind="stable")[:9]
+        top_b = np.argsort(-acts["B"][:, c], kind="stable")[:9]
+        assert r.i_xi[n] == pytest.approx(acts["I"][top_i, c].mean(), rel=1e-4, abs=1e-5)
+        assert r.b_xi[n] == pytest.approx(acts["B"][top_i, c].mean(), rel=1e-4, abs=1e-5)
+        assert r.o_xi[n] == pytest.approx(acts["O"][top_i, c].mean(), rel=1e-4, abs=1e-5)
+        assert r.b_xb[n] == pytest.approx(acts["B"][top_b, c].mean(), rel=1e-4, abs=1e-5)
+        assert r.i_xb[n] == pytest.approx(acts["I"][top_b, c].mean(), rel=1e-4, abs=1e-5)
+        # no other nine images give the I tap a larger mean: they are the top nine
+        assert r.i_xi[n] >= np.sort(acts["I"][:, c])[-9:].mean() - 1e-5
+        zoomed = _centre(study.model, metrics.scale_up(images[top_i]), f"{block}.B")[:, c]
+        shrunk = _centre(study.model, metrics.scale_down(images[top_b], antialias=study.antialias), f"{block}.I")[:, c]
+        assert r.b_s_xi[n] == pytest.approx(zoomed.mean(), rel=1e-4, abs=1e-5)
+        assert r.i_sinv_xb[n] == pytest.approx(shrunk.mean(), rel=1e-4, abs=1e-5)
+    # the criteria read these averages exactly as they read FZ activations
+    np.testing.assert_array_equal(r.scale_invariant(), metrics.scale_criteria(
+        r.m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb))
+    assert study.robust(block) is r          # computed once

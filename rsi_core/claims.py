@@ -27,13 +27,13 @@ class Harness:
         if fz_seeds < 1:
             raise ValueError(f"--fz-seeds {fz_seeds}: use 1 or more")
         self.study, self.folder = study, Path(artifacts_dir)
-        prov = study.describe()
+        self.fz_target, self.fz_seeds, self.n_controls = fz_target, fz_seeds, controls
+        self._variants: dict = {}
+        prov = self.primary().describe()
         self.expectations = expectations or expect_mod.for_run(prov["model"], prov["weights"])
         self.baseline = baseline
         if baseline:
             report.check_baseline(baseline, prov)
-        self.fz_target, self.fz_seeds, self.n_controls = fz_target, fz_seeds, controls
-        self._variants: dict = {}
 
     # studies --------------------------------------------------------------------------------
     def primary(self):
@@ -78,7 +78,7 @@ class Harness:
         return entry
 
     def _entry(self, claim_id, paper, v: Verdict) -> dict:
-        prov = self.study.describe()
+        prov = self.primary().describe()
         expect = self.expectations.get(claim_id, "observe")
         entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
                  "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov}

@@ -100,7 +100,7 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
         flag = " **regressed: " + "; ".join(e["regressions"]) + "**" if e.get("regressions") else ""
         label = e.get("label") or e["verdict"]
         lines.append(f"| {e['id']} | {_blocks(e)} | {label} | {e.get('expectation', '')} | "
-                     f"{e.get('outcome', '')}{flag} | {cell} | {e.get('paper', '')} |")
+                     f"{e.get('outcome', '')}{flag} | {cell} | {e.get('paper', '').replace('|', '/')} |")
     if any("readings" in e for e in entries):
         lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it):", "",
                   "| claim | as-written | as-run |", "|---|---|---|"]

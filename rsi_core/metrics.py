@@ -30,6 +30,8 @@ __all__ = [
     "scale_down",
     "scale_criteria",
     "scale_metric",
+    "scale_criteria_parts",
+    "scale_metric_terms",
     "weight_magnitudes",
     "spearman",
     "anova_two_groups",
@@ -139,12 +141,17 @@ def scale_criteria(
     3. ReLU(I_c(X_hat_{B_c})) < I_c(S_inv(X_hat_{B_c})): the input responds more to the
        zoomed-out block feature than to the feature itself.
     """
+    c1, c2, c3 = scale_criteria_parts(m if use_mix else None, b_xi, b_s_xi, i_xb, i_sinv_xb, mix_low, mix_high)
+    return c2 & c3 & c1 if use_mix else c2 & c3
+
+
+def scale_criteria_parts(m, b_xi, b_s_xi, i_xb, i_sinv_xb, mix_low: float = 2 / 3,
+                         mix_high: float = 3 / 2) -> tuple:
+    """Each of :func:`scale_criteria`'s three criteria on its own (criterion 1 is None when
+    ``m`` is None): which one a channel fails."""
     b_xi, b_s_xi, i_xb, i_sinv_xb = map(_f64, (b_xi, b_s_xi, i_xb, i_sinv_xb))
-    ok = (np.maximum(b_xi, 0.0) < b_s_xi) & (np.maximum(i_xb, 0.0) < i_sinv_xb)
-    if use_mix:
-        m = _f64(m)
-        ok = ok & (mix_low < m) & (m < mix_high)
-    return ok
+    c1 = None if m is None else (mix_low < _f64(m)) & (_f64(m) < mix_high)
+    return c1, np.maximum(b_xi, 0.0) < b_s_xi, np.maximum(i_xb, 0.0) < i_sinv_xb
 
 
 def scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi) -> np.ndarray:
@@ -154,13 +161,18 @@ def scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi) -> np.ndarray:
     best response), so channels of different magnitude compare. Zero denominators give
     +-inf/NaN, without warnings.
     """
+    zoom, shrink = scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi)
+    return zoom + shrink
+
+
+def scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi) -> tuple[np.ndarray, np.ndarray]:
+    """SM's two terms: criterion 2's and criterion 3's margins, each normalized by its tap's
+    own FZ activation."""
     b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi = map(
         _f64, (b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi)
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (b_s_xi - np.maximum(b_xi, 0.0)) / b_xb + (
-            i_sinv_xb - np.maximum(i_xb, 0.0)
-        ) / i_xi
+        return (b_s_xi - np.maximum(b_xi, 0.0)) / b_xb, (i_sinv_xb - np.maximum(i_xb, 0.0)) / i_xi
 
 
 # --------------------------------------------------------------------------- mechanisms

@@ -23,7 +23,7 @@ from rsi_core.anatomy import TapCapture, blocks, describe_blocks
 from rsi_core.cache import Cache
 from rsi_core.images import normalize
 from rsi_core.metrics import scale_down, scale_up, weight_magnitudes
-from rsi_core.validate import analyse
+from rsi_core.planted_bench import analyse
 
 FZ_STEPS = 32
 PIPELINE = settings(max_examples=5, deadline=None,
@@ -234,7 +234,7 @@ def gain_spec(seed: int, block: str, relation: str, n: int = 8) -> P.PlantedSpec
 def test_mix_ratio_orders_channels_by_planted_branch_gain(fz_cache, seed, block, relation):
     """M ~ 1/g + (B's response to I's FZ, which depends on the pattern): the gain orders M,
     up to that cross-term."""
-    rows = analyse(gain_spec(seed, block, relation), fz_cache, steps=FZ_STEPS)
+    rows = analyse(gain_spec(seed, block, relation), fz_cache, steps=FZ_STEPS, strict=False)
     m = np.array([r["m"] for r in rows])
     g = np.array([r["gain_b"] / r["gain_i"] for r in rows])
     assert not any(r["failed"] for r in rows)
@@ -267,7 +267,7 @@ def test_criteria_flag_planted_scale_invariance_and_reject_decoys(fz_cache, seed
     chans = [P.random_channel(rng, "scale", gain_b=float(rng.uniform(1.0, 1.25))) for _ in range(2)]
     chans += [P.random_channel(rng, role, kind) for role, kind in REJECTABLE]
     rows = analyse(P.PlantedSpec(blocks={block: tuple(chans)}, name=f"criteria-{block}-{seed}"), fz_cache,
-                   steps=FZ_STEPS)
+                   steps=FZ_STEPS, strict=False)
     for r in rows:
         if r["truth"]:
             assert r["flag"] and r["margin2"] > 0.25 and r["margin3"] > 0.25, r
@@ -288,7 +288,7 @@ def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
     rng = np.random.default_rng(seed)
     chans = tuple(P.random_channel(rng, "decoy-unrelated", "orientation", gain_b=1.0) for _ in range(3))
     rows = analyse(P.PlantedSpec(blocks={block: chans}, name=f"orientation-{block}-{seed}"), fz_cache,
-                   steps=FZ_STEPS)
+                   steps=FZ_STEPS, strict=False)
     assert sum(r["flag"] for r in rows) >= 2, rows
     for r in rows:
         assert not r["truth"] and not r["flag_margin"], r

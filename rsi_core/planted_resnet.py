@@ -44,6 +44,7 @@ from .images import MEAN, STD
 from .models import weights_identity
 from .planted import CARRIER, CARRIER_BIAS, KERNEL, LUM_GAIN, UNIT, Pattern
 
+HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
 OFFSET = 4               # map units between the centre and the A / D dots
 DOT = Pattern("dot", 1.25)
 STAGES = (1, 2, 3, 4)
@@ -55,8 +56,14 @@ class Chan:
     g0: float = 0.0      # B of L.0: A dot (stage 1: written by 1.0 into I of 1.1)
     g1: float = 0.0      # B of L.1: D dot
     pt: float = 0.0      # B of L.1: delta part (negative: inhibition)
-    scale: float = 0.0   # stage 1 only, > 0: a scale channel as rsi_core.planted's: I of 1.1 = a * (ON dot
-    #                      at this scale, centred), B of 1.1 = g1 * (the dot at twice the scale)
+    scale: float = 0.0   # > 0: a scale channel as rsi_core.planted's. Stage 1: I of 1.1 = a * (ON dot at this
+    #                      scale, centred), B of 1.1 = g1 * (the dot at twice the scale). Stages 2-4: L.0's
+    #                      branch writes g0 * (the dot, previous stage's units) instead of A, so I of L.1 is
+    #                      it, and B of L.1 = g1 * (the dot in this stage's units: twice the size)
+    helper: float = 0.0  # stage 1: carry HELPER + (ON dot at this scale) for a 2.0 scale channel (1.1 sees a
+    #                      constant I: its criterion 3 can never pass)
+    source: int = 0      # stage 2: I of 2.0 = (stream channel ``source`` after 1.1) - HELPER, B of 2.0 =
+    #                      g0 * (the dot at twice ``scale``): the 2.0 scale channel of rsi_core.planted
 
 
 @dataclass
@@ -159,13 +166,14 @@ def _branch(blk: BasicBlock, rows: dict) -> None:
     _set_bn(blk.bn1, np.ones(1))
     w2 = torch.zeros_like(blk.conv2.weight)
     bn, bias = np.zeros(width), np.zeros(width)
-    for c, (k, g) in rows.items():
+    for c, (k, g, *extra) in rows.items():
+        bias[c] = sum(extra)
         if g == 0:
             continue
         root = math.sqrt(abs(g))
         w2[c, 0] = torch.as_tensor(k * root, dtype=torch.float32)
         bn[c] = root * (1 if g > 0 else -1)
-        bias[c] = -g * float(k.sum()) * CARRIER_BIAS
+        bias[c] -= g * float(k.sum()) * CARRIER_BIAS
     blk.conv2.weight.copy_(w2)
     _set_bn(blk.bn2, bn, bias)
 
@@ -192,24 +200,27 @@ def build(case: Case) -> nn.Module:
         b0, b1 = getattr(model, f"layer{s}")
         a_dot = dot_a(s)
         if s == 1:  # 1.0 writes I of 1.1 (a delta + g0 A): one kernel per channel, gain 1
-            _branch(b0, {c + 1: (ch.a * (Pattern("dot", ch.scale).kernel() if ch.scale else d) + ch.g0 * a_dot, 1.0)
-                         for c, ch in enumerate(chans)})
+            _branch(b0, {c + 1: (ch.a * (Pattern("dot", ch.scale).kernel() if ch.scale else d) + ch.g0 * a_dot, 1.0,
+                                 HELPER if ch.helper else 0.0) for c, ch in enumerate(chans)})
         else:
             ds_conv, ds_bn = b0.downsample
             w, bb = np.zeros(width), np.zeros(width)
             ds_conv.weight[CARRIER, CARRIER, 0, 0] = 1.0
             w[CARRIER] = 1.0
             for c, ch in enumerate(chans):
-                ds_conv.weight[c + 1, CARRIER, 0, 0] = 1.0
-                w[c + 1], bb[c + 1] = ch.a, -ch.a * CARRIER_BIAS
+                ds_conv.weight[c + 1, ch.source or CARRIER, 0, 0] = 1.0
+                w[c + 1], bb[c + 1] = ch.a, -ch.a * (HELPER if ch.source else CARRIER_BIAS)
             _set_bn(ds_bn, w, bb)
-            _branch(b0, {c + 1: (a_dot, ch.g0) for c, ch in enumerate(chans)})
+            _branch(b0, {c + 1: (Pattern("dot", ch.scale * (2 if ch.source else 1)).kernel() if ch.scale else a_dot,
+                                 ch.g0) for c, ch in enumerate(chans)})
         rows, d_dot = {}, dot_d(s)
         for c, ch in enumerate(chans):
             g = max(abs(ch.g1), abs(ch.pt))
             if g:
-                b_kernel = Pattern("dot", 2 * ch.scale).kernel() if (ch.scale and s == 1) else d_dot
+                b_kernel = Pattern("dot", ch.scale * (2 if s == 1 else 1)).kernel() if ch.scale else d_dot
                 rows[c + 1] = ((ch.g1 * b_kernel + ch.pt * d) / g, g)
+            elif ch.helper:
+                rows[c + 1] = (Pattern("dot", ch.helper).kernel(), 1.0)
         if s == 4 and case.carrier41:
             rows[CARRIER] = (d_dot, case.carrier41)
         _branch(b1, rows)
@@ -270,6 +281,13 @@ _FIG8_WRONG = {**{f"{s}.0": [4, 5, 6] for s in (2, 3, 4)}, **{f"{s}.1": [1, 2, 3
 
 _SCALE_STAGES = {1: [Chan(1, 0, 1, scale=x) for x in (1.5, 1.75, 2.0)] + [Chan(1, 0, 0)] * 2 + [Chan(1, 0, 4)] * 2,
                  **{s: [Chan(0, 0, 0)] * 7 for s in (2, 3, 4)}}
+_SILENT = Chan(0, 0, 0)
+_FIG5_STAGES = {
+    1: [Chan(1, 0, 1, scale=1.5), Chan(1, 0, 0), Chan(1, 0, 4), Chan(0, helper=1.5), Chan(0, helper=1.75)],
+    2: [Chan(0, 1, 1, scale=1.5), Chan(1, 0, 0), Chan(1, 0, 4), Chan(1, 1, 0, scale=1.5, source=4),
+        Chan(1, 1, 0, scale=1.75, source=5)],
+    3: [Chan(0, 1, 1, scale=1.5), Chan(1, 0, 0), Chan(1, 0, 4), _SILENT, _SILENT],
+    4: [_SILENT] * 5}
 _SCALE_RIGHT, _SCALE_WRONG = {"1.1": [1, 2, 3]}, {"1.1": [4, 5, 6]}
 
 CASES = [
@@ -311,6 +329,9 @@ CASES = [
          why="as top-scale-holds, with the natural-image version of the criteria too"),
     Case("robust-fails", "fig7-robust", "fails", _SCALE_STAGES, lists={"fig7": _SCALE_WRONG},
          why="the case's list names skip / overwrite channels"),
+    Case("scale-counts-holds", "fig5-scale-counts", "holds", _FIG5_STAGES,
+         why="scale channels (I: dot at s, B: dot at 2s) in 1.1, 2.0 (I through a 1.1 helper), 2.1, 3.1; "
+             "3.0's and 4.x's channels far from M = 1 or silent"),
     Case("top-mixes-holds", "fig8-top-mixes", "holds", _FIG8_STAGES, lists={"fig8": _FIG8_MIXES},
          why="3 planted mixes per block (M ~ 1), the case's list names them"),
     Case("top-mixes-fails", "fig8-top-mixes", "fails", _FIG8_STAGES, lists={"fig8": _FIG8_WRONG},

@@ -1,0 +1,17 @@
+"""Not a paper claim: the strict scale test (rsi_core.scale_test) beside the paper's criteria,
+written as the report section ``sections/strict-scale.md`` (+ .json, .png)."""
+from pathlib import Path
+
+from rsi_core.strict_report import NAME, write_section
+
+
+def test_strict_scale_section(rsi_study, rsi_options):
+    """Per block: channels passing the paper's criteria, how many of those pass the strict test;
+    for resnet18, which Figure 7 channels survive."""
+    data = write_section(rsi_study, rsi_options["artifacts-dir"])
+    folder = Path(rsi_options["artifacts-dir"]) / "sections"
+    for ext in ("md", "json", "png"):
+        assert (folder / f"{NAME}.{ext}").stat().st_size > 0
+    for block, c in data["blocks"].items():
+        assert c["paper_and_strict"] <= min(c["paper"], c["strict"]) <= c["studied"], (block, c)
+        assert set(c["survivors"]) <= set(c["paper_channels"])

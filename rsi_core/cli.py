@@ -76,7 +76,11 @@ def cmd_fz(args) -> int:
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from .shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
-        requests = shard_requests(requests, k, n)
+        from .fz.render import canonical_tap  # one entry per tensor: 1.1.I and 1.0.O never in two shards
+        canonical = {}
+        for tap, chans in requests.items():
+            canonical.setdefault(canonical_tap(model, tap), []).extend(chans)
+        requests = shard_requests(canonical, k, n)
         for bank in banks:
             bank.lock_tag = f"shard{k}of{n}"
     for bank in banks:

@@ -51,8 +51,9 @@ sys.exit(cli.main(argv))
 
 def test_two_processes_fill_one_bank_without_overlap(tmp_path):
     cache = tmp_path / "cache"
-    args = ["fz", "--weights", "random:0", "--device", "cpu", "--blocks", "1.1,2.0", "--taps", "I,B",
-            "--channels", "0-4", "--steps", "2", "--cache-dir", str(cache)]
+    # 1.1.I is the same tensor as 1.0.O: one FZ, in one shard only
+    args = ["fz", "--weights", "random:0", "--device", "cpu", "--blocks", "1.0,1.1", "--taps", "I,B,O",
+            "--channels", "0-2", "--steps", "2", "--cache-dir", str(cache)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", RUN_SHARD, str(tmp_path / f"log{k}"), *args,
                                "--shard", f"{k}/2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -61,11 +62,14 @@ def test_two_processes_fill_one_bank_without_overlap(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     computed = [[(tap, c) for line in (tmp_path / f"log{k}").read_text().splitlines()
                  for tap, chans in [json.loads(line)] for c in chans] for k in range(2)]
-    everything = {(f"{b}.{t}", c) for b in ("1.1", "2.0") for t in "IB" for c in range(5)}
-    assert len(computed[0]) == len(computed[1]) == 10
+    from rsi_core.fz.render import canonical_tap  # the bank keys 1.1.I as 1.0.O (the same tensor)
+    from rsi_core.models import load_model
+    model = load_model("resnet18", "random:0")
+    everything = {(canonical_tap(model, f"{b}.{t}"), c) for b in ("1.0", "1.1") for t in "IBO" for c in range(3)}
+    assert len(everything) == 15 and sorted(map(len, computed)) == [7, 8]
     assert not set(computed[0]) & set(computed[1])  # no FZ twice
     assert set(computed[0]) | set(computed[1]) == everything  # the union is the bank
-    assert len(list((cache / "fz").glob("*.npz"))) == 20
+    assert len(list((cache / "fz").glob("*.npz"))) == 15
     # a later unsharded run finds the bank complete and computes nothing
     rerun = subprocess.run([sys.executable, "-c", RUN_SHARD, str(tmp_path / "log-all"), *args],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

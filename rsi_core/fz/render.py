@@ -234,7 +234,12 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
         for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
             optimizer.zero_grad()
-            groups = apply(image_f(), draw(rngs, jitter), jitter)
+            drawn = draw(rngs, jitter)
+            if device.type == "cpu":  # one element at a time (no batch-sized zero fills in backward)
+                groups = [([n], g) for n, xn in enumerate(image_f().split(1))
+                          for _, g in apply(xn, drawn[n:n + 1], jitter)]
+            else:
+                groups = apply(image_f(), drawn, jitter)
             # one forward per shape; with the cone, cut first: cuts of different sizes often stack
             buckets = {}
             for idx, x in groups:
@@ -243,7 +248,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
             batches = [(sum((i for i, _ in b), []), torch.cat([x for _, x in b]), key[1])
                        for key, b in buckets.items()]
             if device.type == "cpu":  # mkldnn rounds by batch size: one element per forward
-                batches = [([i], x[k:k + 1], pos) for idx, x, pos in batches for k, i in enumerate(idx)]
+                batches = [([i], xi, pos) for idx, x, pos in batches for i, xi in zip(idx, x.split(1))]
             loss = 0
             for idx, x, position in batches:
                 with _autocast(device, settings.precision):

@@ -472,29 +472,34 @@ FIG5_FEW_WITHOUT_MIX = ("4.0", "4.1")
 FEW = 0.05                                                  # "a few" <= 5% < "appreciable"
 
 
-def scale_counts(counts: dict, census: dict, population: dict) -> Verdict:
+def scale_counts(counts: dict, census: dict, population: dict, many: dict = FIG5_MANY, both: dict = FIG5_BOTH,
+                 none=FIG5_NONE, few_without_mix=FIG5_FEW_WITHOUT_MIX, appreciable: str = "3.0",
+                 neighbours=("2.1", "3.1")) -> Verdict:
     """fig5-scale-counts. ``counts[b]`` = {"n": valid channels, "with_mix": passing the three
     criteria, "without_mix": passing 2 and 3, "both": passing the FZ and natural-image versions};
-    ``population[b]``: the block's channel count."""
+    ``population[b]``: the block's channel count. Block names default to resnet18's (pass the
+    role-mapped ones for other models)."""
     parts = {}
-    for b, t in FIG5_MANY.items():
+    for b, t in many.items():
         c = counts[b]
         parts[f"{b} many"] = count_test(c["with_mix"], c["n"], t, census=census[b], population=population[b],
                                         noise_key="criteria")
-        parts[f"{b} both"] = count_test(c["both"], c["n"], FIG5_BOTH[b], census=census[b],
-                                        population=population[b], noise_key="criteria")
-    for b in FIG5_NONE:
+        if b in both:
+            parts[f"{b} both"] = count_test(c["both"], c["n"], both[b], census=census[b],
+                                            population=population[b], noise_key="criteria")
+    for b in none:
         parts[f"{b} none"] = none_test(counts[b]["with_mix"], counts[b]["n"], census=census[b], noise_key="criteria")
-    for b in FIG5_FEW_WITHOUT_MIX:
+    for b in few_without_mix:
         parts[f"{b} few without mix"] = share_test(counts[b]["without_mix"], counts[b]["n"], FEW, census=census[b],
                                                    noise_key="criteria_without_mix", direction="less")
-    c3 = counts["3.0"]
-    parts["3.0 appreciable without mix"] = share_test(c3["without_mix"], c3["n"], FEW, census=census["3.0"],
-                                                      noise_key="criteria_without_mix")
-    for nb in ("2.1", "3.1"):
-        parts[f"3.0 below {nb} without mix"] = compare_shares(
-            c3["without_mix"], c3["n"], counts[nb]["without_mix"], counts[nb]["n"],
-            census=census["3.0"] and census[nb], noise_key="criteria_without_mix")
+    if appreciable:
+        c3 = counts[appreciable]
+        parts[f"{appreciable} appreciable without mix"] = share_test(
+            c3["without_mix"], c3["n"], FEW, census=census[appreciable], noise_key="criteria_without_mix")
+        for nb in neighbours:
+            parts[f"{appreciable} below {nb} without mix"] = compare_shares(
+                c3["without_mix"], c3["n"], counts[nb]["without_mix"], counts[nb]["n"],
+                census=census[appreciable] and census[nb], noise_key="criteria_without_mix")
     st = ("counts of valid channels meeting the criteria: at least 3 in 1.1, 2.0, 2.1, 3.1 and at least 1, 4, 9, 9 "
           "passing the natural-image version too; none in 3.0, 4.0, 4.1; without criterion 1, at most 5% in 4.0 "
           "and 4.1 and more than 5% in 3.0 but less than in 2.1 and 3.1; each part against the measured seed "
@@ -504,7 +509,7 @@ def scale_counts(counts: dict, census: dict, population: dict) -> Verdict:
                        for b, c in counts.items())
     verdict_ = combine({k: v["verdict"] for k, v in parts.items()})
     return _mk(st, {"counts": counts, "parts": parts}, {"all": list(counts)}, reason, verdict_,
-               min(counts[b]["with_mix"] for b in FIG5_MANY), "greater")
+               min(counts[b]["with_mix"] for b in many), "greater")
 
 
 def overlap(per_block: dict, census: bool) -> Verdict:

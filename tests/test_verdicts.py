@@ -2,6 +2,7 @@
 
 Every path (holds / fails / inconclusive) of every rule and claim helper, census and sample.
 """
+import json
 
 import numpy as np
 import pytest
@@ -145,6 +146,19 @@ def _v(verdict, value):
 def test_seed_aggregation():
     assert V.seed_verdict([_v("holds", 0.6), _v("holds", 0.7)]) == ("holds", [0.6, 0.7])
     assert V.seed_verdict([_v("holds", 0.6), _v("fails", 0.4), _v("holds", 0.65)]) == ("inconclusive", [0.4, 0.65])
+
+
+# ----------------------------------------------------------------------------- shipped noise table
+
+def test_shipped_seed_noise_table():
+    table = json.loads(V.NOISE_FILE.read_text())
+    assert table["command"].startswith("OMP_NUM_THREADS=1 python benchmarks/seed_noise.py")
+    for key in V.NOISE_KEYS:
+        assert 0.0 <= V.seed_noise(key) <= 1.0
+        rates = [s["pooled"][key]["rate"] for s in table["sources"].values()]
+        assert V.seed_noise(key) == pytest.approx(max(rates))   # the margin is the larger source's rate
+    with pytest.raises(ValueError, match="no seed noise"):
+        V.seed_noise("colour")
 
 
 # ----------------------------------------------------------------------------- claim helpers

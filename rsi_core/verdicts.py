@@ -74,6 +74,8 @@ def seed_verdict(per_seed: list) -> tuple[str, list]:
     verdicts = {v.verdict for v in per_seed}
     values = [v.value for v in per_seed if v.value is not None]
     rng = [min(values), max(values)] if values else None
+    if "error" in verdicts:
+        return "error", rng
     return (verdicts.pop() if len(verdicts) == 1 else "inconclusive"), rng
 
 
@@ -354,7 +356,8 @@ def final_block(m, census: bool, nearly_all: float = 0.9) -> Verdict:
     low = all_test(int(((m >= 0) & (m < 0.25)).sum()), len(m), census=census, noise_key="lowest_bin")
     nz = share_test(int((m > 0).sum()), len(m), nearly_all, census=census, noise_key="nonzero")
     st = (f"in 4.1, every valid channel must have M in [0, 0.25) less a tolerance equal to the measured "
-          f"seed-to-seed flip rate of that bin (census; a sample can refute 'all', never show it), and the "
+          f"seed-to-seed flip rate of that bin ({low['tolerance']:.3f} of the channels, rsi_core/data/seed_noise.json; "
+          f"census; a sample can refute 'all', never show it), and the "
           f"share with M > 0 must exceed {nearly_all:.0%} (by more than its seed noise on a census, by the "
           f"one-sided 95% Clopper-Pearson bound on a sample)")
     reason = f"{low['k']}/{low['n']} in [0, 0.25) ({low['verdict']}), {nz['k']}/{nz['n']} non-zero ({nz['verdict']})"

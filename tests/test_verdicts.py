@@ -341,3 +341,9 @@ def test_adapters_read_only_the_valid_unbiased_sample():
     assert V.census_map(s, ["2.1"]) == {"2.1": False}
     full = _Study("paper", {"1.1": _Block(range(64), np.full(64, 2.0), np.zeros(64, bool))})
     assert V.is_census(full, "1.1") and len(V.sample_m(full, "1.1")) == 64
+
+
+def test_seed_error_is_an_error_and_final_block_states_its_tolerance(noise):
+    assert V.seed_verdict([_v("holds", 0.6), _v("error", None)]) == ("error", [0.6, 0.6])
+    v = V.final_block(np.full(512, 0.1), census=True)
+    assert "0.020 of the channels" in v.statistic and v.measured["lowest_bin"]["tolerance"] == 0.02

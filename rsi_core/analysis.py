@@ -130,7 +130,7 @@ class Study:
         return {t: bank.get(f"{block}.{t}", list(channels))["image"] for t in "OIB"}
 
     def channels(self, block: str) -> list[int]:
-        return channels_for(self.profile, block, find_block(self.model, block).channels)
+        return channels_for(self.profile, block, find_block(self.model, block).channels, self.lists)
 
     def describe(self) -> dict:
         d = {**describe(self.model), "profile": self.profile.name, "fz": self.settings.describe(),

@@ -508,7 +508,8 @@ def scale_counts(counts: dict, census: dict, population: dict, many: dict = FIG5
           "and 4.1 and more than 5% in 3.0 but less than in 2.1 and 3.1; each part against the measured seed "
           "noise on a census (counts: noise share x channels) and exact binomial bounds on a sample; all parts "
           "hold -> holds, any fails -> fails")
-    reason = "; ".join(f"{b}: {c['with_mix']}/{c['n']} ({c['without_mix']} without mix, {c['both']} both)"
+    reason = "; ".join(f"{b}: {c['with_mix']}/{c['n']} ({c['without_mix']} without mix"
+                       + (f", {c['both']} both)" if "both" in c else ")")
                        for b, c in counts.items())
     verdict_ = combine({k: v["verdict"] for k, v in parts.items()})
     return _mk(st, {"counts": counts, "parts": parts}, {"all": list(counts)}, reason, verdict_,

@@ -244,6 +244,19 @@ def layout(n: int) -> dict:
             "helpers": list(range(n + 1, 2 * n + 1)), "width": 2 * n + 1}
 
 
+def luminance_stem(model: nn.Module, width: int, bias=None) -> None:
+    """Zero every conv, then set the stem: carrier = L + CARRIER_BIAS, L = LUM_GAIN * (box(mean
+    RGB) - 1/2), from the normalized input; ``bias`` (per channel) is added after the stem."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.zero_()
+    for k in range(3):
+        model.conv1.weight[CARRIER, k] = LUM_GAIN * STD[k] / 3 / UNIT ** 2
+    total = np.zeros(width) if bias is None else np.array(bias, dtype=np.float64)
+    total[CARRIER] += LUM_GAIN * (sum(MEAN) / 3 - 0.5) + CARRIER_BIAS
+    _set_bn(model.bn1, np.ones(width), total)
+
+
 @torch.no_grad()
 def build(spec: PlantedSpec) -> nn.Module:
     """The planted network of ``spec``, in eval mode, parameters frozen, with ``rsi_model``,
@@ -251,17 +264,10 @@ def build(spec: PlantedSpec) -> nn.Module:
     lay = layout(spec.n)
     width, planted, helpers = lay["width"], lay["planted"], lay["helpers"]
     model = PlantedResNet(width)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.zero_()
-    # stem: carrier = L + CARRIER_BIAS, L = LUM_GAIN * (box(mean RGB) - 1/2), from the normalized
-    # input; helpers start at HELPER_BIAS (so that block 1.0 can write signed values they keep)
-    for k in range(3):
-        model.conv1.weight[CARRIER, k] = LUM_GAIN * STD[k] / 3 / UNIT ** 2
+    # helpers start at HELPER_BIAS (so that block 1.0 can write signed values they keep)
     bias = np.zeros(width)
-    bias[CARRIER] = LUM_GAIN * (sum(MEAN) / 3 - 0.5) + CARRIER_BIAS
     bias[helpers] = HELPER_BIAS
-    _set_bn(model.bn1, np.ones(width), bias)
+    luminance_stem(model, width, bias)
 
     b10, b11 = model.layer1
     b20 = model.layer2[0]

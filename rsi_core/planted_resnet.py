@@ -40,9 +40,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .images import MEAN, STD
 from .models import weights_identity
-from .planted import CARRIER, CARRIER_BIAS, KERNEL, LUM_GAIN, UNIT, Pattern
+from .planted import CARRIER, CARRIER_BIAS, KERNEL, UNIT, Pattern, luminance_stem
 
 HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
 OFFSET = 4               # map units between the centre and the A / D dots
@@ -186,14 +185,7 @@ def build(case: Case) -> nn.Module:
     n = n.pop()
     width = n + 1
     model = PlantedResNet18(width)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.zero_()
-    for k in range(3):
-        model.conv1.weight[CARRIER, k] = LUM_GAIN * STD[k] / 3 / UNIT ** 2
-    bias = np.zeros(width)
-    bias[CARRIER] = LUM_GAIN * (sum(MEAN) / 3 - 0.5) + CARRIER_BIAS
-    _set_bn(model.bn1, np.ones(width), bias)
+    luminance_stem(model, width)
     d = delta()
     for s in STAGES:
         chans = case.stages.get(s, [Chan(0, 0, 0, 0)] * n)

@@ -9,12 +9,10 @@ verdict, and ``verdict_accuracy`` (share of cases whose verdict is the expected 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from . import planted_resnet as PR
 from .profiles import Profile
@@ -23,7 +21,6 @@ from .profiles import Profile
 STEPS = int(os.environ.get("RSI_CLAIMS_STEPS", 32))
 #: Natural images for Figure 4 bottom and Figure 7 (the bundled set has 250).
 NATURAL = int(os.environ.get("RSI_CLAIMS_IMAGES", 250))
-CLAIMS_DIR = Path(__file__).resolve().parents[1] / "claims"
 
 
 def census_profile(steps: int = STEPS, natural: int | None = NATURAL) -> Profile:
@@ -31,36 +28,10 @@ def census_profile(steps: int = STEPS, natural: int | None = NATURAL) -> Profile
     return Profile("census-planted", steps, None, False, natural)
 
 
-class _Capture:
-    """Stands in for the ``rsi_claims`` fixture: keeps the claim function a test checks."""
-    fn = None
-
-    def check(self, fn, **_):
-        self.fn = fn
-
-
-def claim_functions(folder: Path = CLAIMS_DIR) -> dict:
-    """``{claim id: claim_fn}`` from the claim tests (``@pytest.mark.claim(id)`` tests calling
-    ``rsi_claims.check(claim_fn)``): the very functions ``pytest claims`` runs."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: the claims/ test folder is needed (run from a source checkout)")
-    fns = {}
-    for path in sorted(folder.glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"rsi_claims_{path.stem}", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        for name, obj in vars(mod).items():
-            ids = [m.args[0] for m in getattr(obj, "pytestmark", []) if m.name == "claim" and m.args]
-            if not (name.startswith("test_") and ids):
-                continue
-            cap = _Capture()
-            try:
-                obj(cap)
-            except TypeError:  # a test of the older fixture style: not a claim function
-                continue
-            if cap.fn is not None:
-                fns[ids[0]] = cap.fn
-    return fns
+def claim_functions() -> dict:
+    """``{claim id: claim_fn}``: the very functions ``pytest claims`` runs (``rsi_core.claims``)."""
+    from .claims import claim_functions as from_tests
+    return from_tests()
 
 
 def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", progress: bool = False) -> dict:
@@ -73,7 +44,7 @@ def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", 
     blocks = {}
     try:
         if case.claim not in fns:
-            raise LookupError(f"no claim function for {case.claim} in {CLAIMS_DIR}")
+            raise LookupError(f"no claim function for {case.claim} in the claims tests")
         v = fns[case.claim](study)
         verdict, reason, blocks = v.verdict, v.reason, v.blocks
     except Exception as exc:  # an error is a verdict too, never a silent skip

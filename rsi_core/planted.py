@@ -294,14 +294,18 @@ def build(spec: PlantedSpec) -> nn.Module:
     _detector_branch(b20, {planted[j]: ch.b.kernel() - ch.inhibit * ch.i.kernel() for j, ch in enumerate(c20)},
                      {planted[j]: ch.gain_b for j, ch in enumerate(c20)})
 
+    finish(model, "planted", f"planted:{spec.name or spec.identity()}")
+    model.rsi_planted = spec
+    return model
+
+
+def finish(model: nn.Module, name: str, weights: str) -> None:
+    """Eval mode, frozen parameters, and the identity the FZ bank's cache keys read."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    model.rsi_model = "planted"
-    model.rsi_weights = f"planted:{spec.name or spec.identity()}"
+    model.rsi_model, model.rsi_weights = name, weights
     model.rsi_weights_id = weights_identity(model)
-    model.rsi_planted = spec
-    return model
 
 
 def stimulus(pattern: Pattern, contrast: float = 0.5) -> torch.Tensor:

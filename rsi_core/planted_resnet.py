@@ -40,8 +40,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .models import weights_identity
-from .planted import CARRIER, CARRIER_BIAS, KERNEL, UNIT, Pattern, luminance_stem
+from .planted import CARRIER, CARRIER_BIAS, KERNEL, UNIT, Pattern, finish, luminance_stem
 
 HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
 OFFSET = 4               # map units between the centre and the A / D dots
@@ -216,12 +215,7 @@ def build(case: Case) -> nn.Module:
         if s == 4 and case.carrier41:
             rows[CARRIER] = (d_dot, case.carrier41)
         _branch(b1, rows)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.rsi_model = "planted-resnet18"
-    model.rsi_weights = f"planted:{case.name}"
-    model.rsi_weights_id = weights_identity(model)
+    finish(model, "planted-resnet18", f"planted:{case.name}")
     model.rsi_case = case
     model.rsi_lists = dict(case.lists) or None   # list claims read these instead of resnet18's
     return model

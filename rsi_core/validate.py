@@ -63,42 +63,38 @@ def control_profile():
 
 
 def claims_available() -> tuple[bool, str]:
+    """The claim functions of ``claims/`` (a source checkout has them)."""
     try:
-        from . import claims
-        claims.evaluate_all  # noqa: B018 - the API the controls use
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return False, f"controls: claims module not available yet ({type(exc).__name__}: {exc})"
+        from .claims import claim_functions
+        claim_functions()
+    except Exception as exc:  # noqa: BLE001 - any failure to load them means "not available"
+        return False, f"controls: claim functions not available ({type(exc).__name__}: {exc})"
     return True, ""
 
 
 def control_seed(seed: int, cache_root: str | None) -> dict:
-    """Every claim on random-init ResNet18 ``random:seed`` (a pool task): {claim id: holds}."""
-    from . import claims
+    """Every claim on random-init ResNet18 ``random:seed`` (a pool task): {claim id: holds}
+    (True, False, or None for inconclusive); a claim that raises is listed in ``errors``."""
     from .analysis import Study
     from .cache import Cache
+    from .claims import claim_functions
     from .images import ImageSet
     from .models import load_model
 
-    verdicts, errors = {}, []
+    verdicts, reasons, measured, errors = {}, {}, {}, []
     try:
         model = load_model("resnet18", f"random:{seed}")
         study = Study(model, control_profile(), Cache(cache_root), images=ImageSet.from_dir(None), progress=False)
     except Exception as exc:  # noqa: BLE001 - e.g. no natural images: report, do not crash
         return {"seed": seed, "verdicts": {}, "errors": [f"random:{seed}: {type(exc).__name__}: {exc}"]}
-    try:
-        results = claims.evaluate_all(study)
-    except Exception as exc:  # noqa: BLE001 - one broken claim must not hide the others
-        results = []
-        for cid in getattr(claims, "CLAIMS", {}):
-            try:
-                results.append(claims.evaluate(cid, study))
-            except Exception as exc2:  # noqa: BLE001
-                errors.append(f"random:{seed} {cid}: {type(exc2).__name__}: {exc2}")
-        if not results:
-            errors.append(f"random:{seed}: {type(exc).__name__}: {exc}")
-    reasons, measured = {}, {}
-    for r in results:
-        verdicts[r.id], reasons[r.id], measured[r.id] = r.holds, r.reason, r.measured
+    for cid, fn in claim_functions().items():
+        try:  # one broken claim must not hide the others
+            v = fn(study)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"random:{seed} {cid}: {type(exc).__name__}: {exc}")
+            continue
+        verdicts[cid] = {"holds": True, "fails": False}.get(v.verdict)
+        reasons[cid], measured[cid] = v.reason, v.measured
     return {"seed": seed, "verdicts": verdicts, "reasons": reasons, "measured": measured, "errors": errors}
 
 

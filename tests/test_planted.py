@@ -283,13 +283,15 @@ def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
     at 2s) passes all three criteria. I's FZ sits inside B's uniform centre strip, so
     B(X_I) ~ 0, and the zoomed FZ drives B a little (criterion 2 beats ReLU(~0)); the
     zoomed-out B FZ drives I a little (criterion 3). The margins are small (~0.1 of the tap's
-    best response; one in ~30 drawn goes negative at 512 steps), so: most pass; a margin of 0.25
+    best response; one in ~30 drawn goes negative at 512 steps), so: in every draw of three at
+    least one passes (most do: with per-channel FZ streams a search found seed 260, block 1.1,
+    where only 1 of 3 passed; ``rsi validate`` measures the rate over all decoys); a margin of 0.25
     on each SM term rejects every one."""
     rng = np.random.default_rng(seed)
     chans = tuple(P.random_channel(rng, "decoy-unrelated", "orientation", gain_b=1.0) for _ in range(3))
     rows = analyse(P.PlantedSpec(blocks={block: chans}, name=f"orientation-{block}-{seed}"), fz_cache,
                    steps=FZ_STEPS, strict=False)
-    assert sum(r["flag"] for r in rows) >= 2, rows
+    assert sum(r["flag"] for r in rows) >= 1, rows
     for r in rows:
         assert not r["truth"] and not r["flag_margin"], r
 
@@ -312,7 +314,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     monkeypatch.setenv("RSI_VALIDATE_WORKERS", "1")
     assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert any("controls: claims module not available yet" in line for line in lines)
+    assert any("controls: claim functions not available" in line for line in lines)
     assert any("precision" in line and "recall" in line for line in lines[:-1])
     report = json.loads(lines[-1])
     for k in ("precision", "recall"):

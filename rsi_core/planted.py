@@ -169,6 +169,15 @@ class PlantedSpec:
 # --------------------------------------------------------------------------------- network
 
 
+def add_stem(net: nn.Module, width: int) -> None:
+    """torchvision's stem modules for a planted network: a 4x4 stride-4 ``conv1`` (the box
+    filter, set by ``luminance_stem``), ``bn1``, ``relu`` and an identity ``maxpool``."""
+    net.conv1 = nn.Conv2d(3, width, UNIT, stride=UNIT, padding=UNIT // 2, bias=False)
+    net.bn1 = nn.BatchNorm2d(width)
+    net.relu = nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(kernel_size=1, stride=1, padding=0)
+
+
 class PlantedResNet(nn.Module):
     """conv1 / bn1 / relu / maxpool / layer1 (1.0, 1.1) / layer2 (2.0) / avgpool, as torchvision's.
 
@@ -182,10 +191,7 @@ class PlantedResNet(nn.Module):
 
     def __init__(self, width: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, UNIT, stride=UNIT, padding=UNIT // 2, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=1, stride=1, padding=0)
+        add_stem(self, width)
 
         def block(stride: int, k: int) -> BasicBlock:
             downsample = None
@@ -209,7 +215,7 @@ class PlantedResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def _set_bn(bn: nn.BatchNorm2d, weight, bias=None) -> None:
+def set_bn(bn: nn.BatchNorm2d, weight, bias=None) -> None:
     """Eval-mode BN as an exact affine map: y = weight * x + bias."""
     bn.eps = 0.0
     bn.running_mean.zero_()
@@ -231,9 +237,9 @@ def _detector_branch(blk: BasicBlock, kernels: dict, gains: dict) -> None:
         w2[c, 0] = torch.as_tensor(k, dtype=torch.float32)
         gain[c] = gains[c]
     blk.conv1.weight.copy_(w1)
-    _set_bn(blk.bn1, np.ones(1))
+    set_bn(blk.bn1, np.ones(1))
     blk.conv2.weight.copy_(w2)
-    _set_bn(blk.bn2, gain)
+    set_bn(blk.bn2, gain)
 
 
 def layout(n: int) -> dict:
@@ -254,7 +260,7 @@ def luminance_stem(model: nn.Module, width: int, bias=None) -> None:
         model.conv1.weight[CARRIER, k] = LUM_GAIN * STD[k] / 3 / UNIT ** 2
     total = np.zeros(width) if bias is None else np.array(bias, dtype=np.float64)
     total[CARRIER] += LUM_GAIN * (sum(MEAN) / 3 - 0.5) + CARRIER_BIAS
-    _set_bn(model.bn1, np.ones(width), total)
+    set_bn(model.bn1, np.ones(width), total)
 
 
 @torch.no_grad()
@@ -290,7 +296,7 @@ def build(spec: PlantedSpec) -> nn.Module:
         weight[planted[j]], bias[planted[j]] = ch.gain_i, -ch.gain_i * HELPER_BIAS
     ds_conv.weight[CARRIER, CARRIER, 0, 0] = 1.0  # keep the carrier for any later block
     weight[CARRIER] = 1.0
-    _set_bn(ds_bn, weight, bias)
+    set_bn(ds_bn, weight, bias)
     _detector_branch(b20, {planted[j]: ch.b.kernel() - ch.inhibit * ch.i.kernel() for j, ch in enumerate(c20)},
                      {planted[j]: ch.gain_b for j, ch in enumerate(c20)})
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .planted import CARRIER, CARRIER_BIAS, KERNEL, UNIT, Pattern, finish, luminance_stem
+from .planted import CARRIER, CARRIER_BIAS, KERNEL, Pattern, add_stem, finish, luminance_stem, set_bn
 
 HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
 OFFSET = 4               # map units between the centre and the A / D dots
@@ -111,25 +111,13 @@ def dot_d(stage: int) -> np.ndarray:
     return _kernel(DOT.kernel(7), dy=OFFSET)
 
 
-def _set_bn(bn: nn.BatchNorm2d, weight, bias=None) -> None:
-    bn.eps = 0.0
-    bn.running_mean.zero_()
-    bn.running_var.fill_(1.0)
-    bn.weight.copy_(torch.as_tensor(np.asarray(weight), dtype=torch.float32))
-    bn.bias.copy_(torch.zeros_like(bn.bias) if bias is None
-                  else torch.as_tensor(np.asarray(bias), dtype=torch.float32))
-
-
 class PlantedResNet18(nn.Module):
     """torchvision resnet18's module tree (conv1, bn1, relu, maxpool, layer1..4 of 2
     BasicBlocks, avgpool) at width ``width`` in every stage, with single-channel branches."""
 
     def __init__(self, width: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, UNIT, stride=UNIT, padding=UNIT // 2, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=1, stride=1, padding=0)
+        add_stem(self, width)
 
         def block(stride: int) -> BasicBlock:
             ds = None
@@ -161,7 +149,7 @@ def _branch(blk: BasicBlock, rows: dict) -> None:
     w1 = torch.zeros_like(blk.conv1.weight)
     w1[0, CARRIER, 0, 0] = 1.0
     blk.conv1.weight.copy_(w1)
-    _set_bn(blk.bn1, np.ones(1))
+    set_bn(blk.bn1, np.ones(1))
     w2 = torch.zeros_like(blk.conv2.weight)
     bn, bias = np.zeros(width), np.zeros(width)
     for c, (k, g, *extra) in rows.items():
@@ -173,7 +161,7 @@ def _branch(blk: BasicBlock, rows: dict) -> None:
         bn[c] = root * (1 if g > 0 else -1)
         bias[c] -= g * float(k.sum()) * CARRIER_BIAS
     blk.conv2.weight.copy_(w2)
-    _set_bn(blk.bn2, bn, bias)
+    set_bn(blk.bn2, bn, bias)
 
 
 @torch.no_grad()
@@ -201,7 +189,7 @@ def build(case: Case) -> nn.Module:
             for c, ch in enumerate(chans):
                 ds_conv.weight[c + 1, ch.source or CARRIER, 0, 0] = 1.0
                 w[c + 1], bb[c + 1] = ch.a, -ch.a * (HELPER if ch.source else CARRIER_BIAS)
-            _set_bn(ds_bn, w, bb)
+            set_bn(ds_bn, w, bb)
             _branch(b0, {c + 1: (Pattern("dot", ch.scale * (2 if ch.source else 1)).kernel() if ch.scale else a_dot,
                                  ch.g0) for c, ch in enumerate(chans)})
         rows, d_dot = {}, dot_d(s)

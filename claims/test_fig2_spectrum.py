@@ -19,7 +19,8 @@ def mix_histograms(study, path, measured, controls):
 def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
-    return V.downsample_overwrite({b: V.sample_m(study, b) for b in blocks}, V.census_map(study, blocks))
+    return V.downsample_overwrite({b: V.sample_m(study, b) for b in blocks}, V.census_map(study, blocks),
+                                  noise_source=V.noise_for(study))
 
 
 @pytest.mark.claim("fig2-downsample-overwrite")
@@ -58,7 +59,8 @@ def final_block(study) -> Verdict:
     """In the final block (4.1) all channels fall in the lowest bin [0, 0.25), and nearly all M
     are non-zero."""
     (b,) = study.roles["final"]
-    return replace(V.final_block(V.sample_m(study, b), census=V.is_census(study, b)), blocks={"final": [b]})
+    return replace(V.final_block(V.sample_m(study, b), census=V.is_census(study, b), noise_source=V.noise_for(study)),
+                   blocks={"final": [b]})
 
 
 @pytest.mark.claim("fig2-final-block")

@@ -42,7 +42,7 @@ def inhibition(study) -> Verdict:
     significantly in 2.1 and 3.1."""
     blocks = study.roles["simple"]
     return V.inhibition({b: V.sample_groups(study, b, study.block(b).b_xi) for b in blocks},
-                        V.census_map(study, blocks), significant_in=tuple(blocks[1:]))
+                        V.census_map(study, blocks), significant_in=tuple(blocks[1:]), noise_source=V.noise_for(study))
 
 
 def inhibition_figure(study, path, measured, controls):

@@ -42,7 +42,7 @@ def scale_counts(study) -> Verdict:
         {b: find_block(study.model, b).channels for b in counts},
         many={b: 3 for b in many_b}, both={b: len(fig7[b]) for b in many_b if fig7.get(b)},
         none=tuple(down[1:] + final), few_without_mix=tuple(down[2:] + final),
-        appreciable=down[1] if len(down) > 1 else None, neighbours=tuple(simple[1:])),
+        appreciable=down[1] if len(down) > 1 else None, neighbours=tuple(simple[1:]), noise_source=V.noise_for(study)),
         blocks={"many": many_b, "none": down[1:] + final, "few without mix": down[2:] + final})
 
 

@@ -175,11 +175,38 @@ def _noise_table(path: str) -> dict:
     return json.loads(p.read_text())
 
 
-def seed_noise(key: str) -> float:
-    """Measured seed-to-seed flip rate of a per-channel class (``NOISE_KEYS``): the census margin."""
+PLANTED_SOURCE = "planted benchmark"   # the table's source measured on planted networks
+
+
+def seed_noise(key: str, source: str | None = None) -> float:
+    """Measured seed-to-seed flip rate of a per-channel class (``NOISE_KEYS``): the census margin.
+    ``source`` None: the larger rate over the table's sources (any model); a source name (a key of
+    the table's ``sources``): that source's pooled rate (``noise_for``)."""
     if key not in NOISE_KEYS:
         raise ValueError(f"no seed noise for {key!r}: use one of {', '.join(NOISE_KEYS)}")
-    return float(_noise_table(str(NOISE_FILE))["margin"][key])
+    table = _noise_table(str(NOISE_FILE))
+    if source is None:
+        return float(table["margin"][key])
+    if source not in table["sources"]:
+        raise ValueError(f"no seed-noise source {source!r} in {NOISE_FILE}: use one of {', '.join(table['sources'])}")
+    return float(table["sources"][source]["pooled"][key]["rate"])
+
+
+def noise_for(study) -> str | None:
+    """Which measured seed noise a census verdict on ``study`` uses: a planted network (weights
+    ``planted:...``, the family the "planted benchmark" source measured) its source's rates; any
+    other model None, the larger rate over all sources (its family was not measured)."""
+    return PLANTED_SOURCE if str(getattr(study.model, "rsi_weights", "")).startswith("planted:") else None
+
+
+MAX_SOURCES = "max over sources"       # what ``measured`` records for source None
+
+
+def noise_label(source: str | None) -> str:
+    """The noise source as a statistic's sentence states it."""
+    if source is not None:
+        return f"the {source} source's rates"
+    return "the larger rate of the sources " + " and ".join(_noise_table(str(NOISE_FILE))["sources"])
 
 
 def noise_command() -> str:
@@ -196,17 +223,26 @@ def exact_bounds(k: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def _noise(noise_key: str | None, noise: float | None) -> float:
-    return float(noise) if noise is not None else seed_noise(noise_key)
+def _noise(noise_key: str | None, noise: float | None, source: str | None = None) -> float:
+    if noise is not None:
+        return float(noise)
+    return seed_noise(noise_key) if source is None else seed_noise(noise_key, source)
+
+
+def _source(noise: float | None, source: str | None) -> str:
+    """What a census part records as its noise source: the table's source name, ``MAX_SOURCES``,
+    or "given" (the caller passed ``noise``)."""
+    return "given" if noise is not None else source or MAX_SOURCES
 
 
 def share_test(k: int, n: int, threshold: float, *, census: bool, noise_key: str | None = None,
-               noise: float | None = None, direction: str = "greater") -> dict:
+               noise: float | None = None, direction: str = "greater", noise_source: str | None = None) -> dict:
     """Is the share k/n above (``direction`` "greater") or below ("less") ``threshold``?
 
     Census: the margin (share - threshold, sign by direction) against the seed noise of
-    ``noise_key`` (or ``noise``): > noise holds, < -noise fails, else inconclusive. Sample: exact
-    bounds. No channel: inconclusive. Returns the verdict and the numbers behind it."""
+    ``noise_key`` (or ``noise``; ``noise_source``: which measured source, ``seed_noise``): > noise holds,
+    < -noise fails, else inconclusive. Sample: exact bounds. No channel: inconclusive. Returns the
+    verdict and the numbers behind it (on a census the noise and its source)."""
     if direction not in ("greater", "less"):
         raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
     out = {"k": int(k), "n": int(n), "share": k / n if n else float("nan"), "threshold": threshold,
@@ -215,10 +251,10 @@ def share_test(k: int, n: int, threshold: float, *, census: bool, noise_key: str
     if n == 0:
         return {**out, "verdict": "inconclusive"}
     if census:
-        eps = _noise(noise_key, noise)
+        eps = _noise(noise_key, noise, noise_source)
         margin = sign * (k / n - threshold)
         v = "holds" if margin > eps else "fails" if margin < -eps else "inconclusive"
-        return {**out, "noise": eps, "margin": margin, "verdict": v}
+        return {**out, "noise": eps, "noise_source": _source(noise, noise_source), "margin": margin, "verdict": v}
     lo, hi = exact_bounds(k, n)
     above, below = lo > threshold, hi < threshold
     v = ("holds" if above else "fails" if below else "inconclusive") if sign > 0 else \
@@ -226,14 +262,15 @@ def share_test(k: int, n: int, threshold: float, *, census: bool, noise_key: str
     return {**out, "lower95": lo, "upper95": hi, "verdict": v}
 
 
-def all_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None) -> dict:
+def all_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None,
+             noise_source: str | None = None) -> dict:
     """"All n channels" (k of them meet the condition). Census: a tolerance equal to the seed noise
     eps: share >= 1 - eps holds, share < 1 - 2 eps (missing the tolerance by more than the noise)
     fails, between inconclusive. A sample cannot show "all": its upper bound below 1 - eps fails,
     otherwise inconclusive."""
-    eps = _noise(noise_key, noise)
+    eps = _noise(noise_key, noise, noise_source)
     out = {"k": int(k), "n": int(n), "share": k / n if n else float("nan"), "tolerance": eps,
-           "model": "census" if census else "sample"}
+           "noise_source": _source(noise, noise_source), "model": "census" if census else "sample"}
     if n == 0:
         return {**out, "verdict": "inconclusive"}
     if census:
@@ -243,14 +280,15 @@ def all_test(k: int, n: int, *, census: bool, noise_key: str | None = None, nois
     return {**out, "lower95": lo, "upper95": hi, "verdict": "fails" if hi < 1 - eps else "inconclusive"}
 
 
-def none_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None) -> dict:
+def none_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None,
+              noise_source: str | None = None) -> dict:
     """"No channel" (k of n meet the condition): "all" of the n - k others, same tolerance."""
-    return {**all_test(n - k, n, census=census, noise_key=noise_key, noise=noise), "k": int(k),
-            "share": k / n if n else float("nan")}
+    return {**all_test(n - k, n, census=census, noise_key=noise_key, noise=noise, noise_source=noise_source),
+            "k": int(k), "share": k / n if n else float("nan")}
 
 
 def count_test(k: int, n: int, at_least: int, *, census: bool, population: int | None = None,
-               noise_key: str | None = None, noise: float | None = None) -> dict:
+               noise_key: str | None = None, noise: float | None = None, noise_source: str | None = None) -> dict:
     """"At least ``at_least`` channels" in a block (k of the n studied meet the condition). Census:
     the count's seed noise is eps * n channels: k - eps n >= at_least holds, k + eps n < at_least
     fails, else inconclusive. Sample: k >= at_least holds (the sampled ones are channels of the
@@ -258,9 +296,11 @@ def count_test(k: int, n: int, at_least: int, *, census: bool, population: int |
     else inconclusive."""
     out = {"k": int(k), "n": int(n), "at_least": int(at_least), "model": "census" if census else "sample"}
     if census:
-        slack = _noise(noise_key, noise) * n
+        eps = _noise(noise_key, noise, noise_source)
+        slack = eps * n
         v = "holds" if k - slack >= at_least else "fails" if k + slack < at_least else "inconclusive"
-        return {**out, "noise_channels": slack, "verdict": v}
+        return {**out, "noise": eps, "noise_source": _source(noise, noise_source), "noise_channels": slack,
+                "verdict": v}
     if k >= at_least:
         return {**out, "verdict": "holds"}
     hi = exact_bounds(k, n)[1] * (population or n) if n else float("inf")
@@ -268,7 +308,7 @@ def count_test(k: int, n: int, at_least: int, *, census: bool, population: int |
 
 
 def compare_shares(k1: int, n1: int, k2: int, n2: int, *, census: bool, noise_key: str | None = None,
-                   noise: float | None = None) -> dict:
+                   noise: float | None = None, noise_source: str | None = None) -> dict:
     """Is share 1 below share 2? Census: the difference against the seed noise of both shares
     (2 eps). Sample: exact bounds (share 1's upper below share 2's lower holds; its lower above
     share 2's upper fails)."""
@@ -277,9 +317,10 @@ def compare_shares(k1: int, n1: int, k2: int, n2: int, *, census: bool, noise_ke
     if not n1 or not n2:
         return {**out, "verdict": "inconclusive"}
     if census:
-        eps = 2 * _noise(noise_key, noise)
+        eps = 2 * _noise(noise_key, noise, noise_source)
         d = s2 - s1
-        return {**out, "noise": eps, "verdict": "holds" if d > eps else "fails" if d < -eps else "inconclusive"}
+        return {**out, "noise": eps, "noise_source": _source(noise, noise_source),
+                "verdict": "holds" if d > eps else "fails" if d < -eps else "inconclusive"}
     (lo1, hi1), (lo2, hi2) = exact_bounds(k1, n1), exact_bounds(k2, n2)
     return {**out, "verdict": "holds" if hi1 < lo2 else "fails" if lo1 > hi2 else "inconclusive"}
 
@@ -337,27 +378,30 @@ def _mk(statistic, measured, blocks, reason, v, value=None, direction=None) -> V
     return Verdict("", v, statistic, measured, blocks, reason, value, direction)
 
 
-def downsample_overwrite(m: dict, census: dict) -> Verdict:
+def downsample_overwrite(m: dict, census: dict, noise_source: str | None = None) -> Verdict:
     """fig2-downsample-overwrite: per downsample block, the share of M < 1 is above 1/2."""
-    per = {b: share_test(int((np.asarray(x) < 1).sum()), len(x), 0.5, census=census[b], noise_key="overwrite")
-           for b, x in m.items()}
+    per = {b: share_test(int((np.asarray(x) < 1).sum()), len(x), 0.5, census=census[b], noise_key="overwrite",
+                         noise_source=noise_source) for b, x in m.items()}
     st = ("per downsample block, the share of valid channels with M < 1 must exceed 1/2: on a census by "
-          "more than the measured seed-to-seed flip rate of 'M < 1' (within it: inconclusive), on a sample "
-          "by its one-sided 95% Clopper-Pearson bound; every block holds -> holds, any fails -> fails")
+          f"more than the measured seed-to-seed flip rate of 'M < 1' ({noise_label(noise_source)}; within it: "
+          "inconclusive), on a sample by its one-sided 95% Clopper-Pearson bound; every block holds -> holds, "
+          "any fails -> fails")
     reason = "; ".join(f"{b}: {v['k']}/{v['n']} overwrite ({v['verdict']})" for b, v in per.items())
     return _mk(st, per, {"downsample": list(m)}, reason, combine({b: v["verdict"] for b, v in per.items()}),
                min((v["share"] for v in per.values()), default=None), "greater")
 
 
-def final_block(m, census: bool, nearly_all: float = 0.9) -> Verdict:
+def final_block(m, census: bool, nearly_all: float = 0.9, noise_source: str | None = None) -> Verdict:
     """fig2-final-block: ALL valid channels of 4.1 in [0, 0.25) (census tolerance = seed noise)
     and NEARLY ALL (> ``nearly_all``) with M > 0."""
     m = np.asarray(m, dtype=float)
-    low = all_test(int(((m >= 0) & (m < 0.25)).sum()), len(m), census=census, noise_key="lowest_bin")
-    nz = share_test(int((m > 0).sum()), len(m), nearly_all, census=census, noise_key="nonzero")
+    low = all_test(int(((m >= 0) & (m < 0.25)).sum()), len(m), census=census, noise_key="lowest_bin",
+                   noise_source=noise_source)
+    nz = share_test(int((m > 0).sum()), len(m), nearly_all, census=census, noise_key="nonzero",
+                    noise_source=noise_source)
     st = (f"in 4.1, every valid channel must have M in [0, 0.25) less a tolerance equal to the measured "
-          f"seed-to-seed flip rate of that bin ({low['tolerance']:.3f} of the channels, rsi_core/data/seed_noise.json; "
-          f"census; a sample can refute 'all', never show it), and the "
+          f"seed-to-seed flip rate of that bin ({low['tolerance']:.3f} of the channels, {noise_label(noise_source)}, "
+          f"rsi_core/data/seed_noise.json; census; a sample can refute 'all', never show it), and the "
           f"share with M > 0 must exceed {nearly_all:.0%} (by more than its seed noise on a census, by the "
           f"one-sided 95% Clopper-Pearson bound on a sample)")
     reason = f"{low['k']}/{low['n']} in [0, 0.25) ({low['verdict']}), {nz['k']}/{nz['n']} non-zero ({nz['verdict']})"
@@ -417,7 +461,8 @@ def _group(over, skip) -> dict:
             "n_overwrite": len(over), "n_skip": len(skip)}
 
 
-def inhibition(per_block: dict, census: dict, significant_in=("2.1", "3.1"), many: float = 0.25) -> Verdict:
+def inhibition(per_block: dict, census: dict, significant_in=("2.1", "3.1"), many: float = 0.25,
+               noise_source: str | None = None) -> Verdict:
     """fig4-inhibition: ``{b: (overwrite B_c(X_I), skip B_c(X_I))}``; in ``significant_in``, ANOVA
     overwrite vs skip significant (Holm over those blocks) with the overwrite mean lower, and
     "many" (> ``many``) overwrite channels with B_c(X_I) < 0."""
@@ -429,12 +474,13 @@ def inhibition(per_block: dict, census: dict, significant_in=("2.1", "3.1"), man
         over = np.asarray(per_block[b][0], dtype=float)
         v["p_holm"] = adj[b]
         v["anova_verdict"] = significant_test(v["effect"], adj[b], "negative", census=census[b])
-        v["negative"] = share_test(int((over < 0).sum()), len(over), many, census=census[b], noise_key="inhibit")
+        v["negative"] = share_test(int((over < 0).sum()), len(over), many, census=census[b], noise_key="inhibit",
+                                   noise_source=noise_source)
         parts[b] = combine([v["anova_verdict"], v["negative"]["verdict"]])
     st = (f"in {', '.join(significant_in)}: one-way ANOVA of B_c(X_I), overwrite (M < 1) vs skip (M > 1) valid "
           f"channels, Holm-corrected over these blocks, p < 0.05 with the overwrite mean lower (opposite: fails), "
-          f"and the share of overwrite channels with B_c(X_I) < 0 above {many:.0%} (seed noise on a census, "
-          f"Clopper-Pearson on a sample)")
+          f"and the share of overwrite channels with B_c(X_I) < 0 above {many:.0%} (seed noise on a census: "
+          f"{noise_label(noise_source)}; Clopper-Pearson on a sample)")
     reason = "; ".join(f"{b}: overwrite mean {v['overwrite_mean']:.2f} vs skip {v['skip_mean']:.2f}, p {v['p']:.2g}"
                        for b, v in measured.items())
     effects = [measured[b]["effect"] for b in significant_in if measured[b]["effect"] == measured[b]["effect"]]
@@ -477,37 +523,42 @@ FEW = 0.05                                                  # "a few" <= 5% < "a
 
 def scale_counts(counts: dict, census: dict, population: dict, many: dict = FIG5_MANY, both: dict = FIG5_BOTH,
                  none=FIG5_NONE, few_without_mix=FIG5_FEW_WITHOUT_MIX, appreciable: str = "3.0",
-                 neighbours=("2.1", "3.1")) -> Verdict:
+                 neighbours=("2.1", "3.1"), noise_source: str | None = None) -> Verdict:
     """fig5-scale-counts. ``counts[b]`` = {"n": valid channels, "with_mix": passing the three
     criteria, "without_mix": passing 2 and 3, "both": passing the FZ and natural-image versions};
     ``population[b]``: the block's channel count. Block names default to resnet18's (pass the
-    role-mapped ones for other models)."""
+    role-mapped ones for other models). ``noise_source``: whose measured seed noise (``noise_for``)."""
     parts = {}
+    src = {"noise_source": noise_source}
     for b, t in many.items():
         c = counts[b]
         parts[f"{b} many"] = count_test(c["with_mix"], c["n"], t, census=census[b], population=population[b],
-                                        noise_key="criteria")
+                                        noise_key="criteria", **src)
         if b in both:
             parts[f"{b} both"] = count_test(c["both"], c["n"], both[b], census=census[b],
-                                            population=population[b], noise_key="criteria")
+                                            population=population[b], noise_key="criteria", **src)
     for b in none:
-        parts[f"{b} none"] = none_test(counts[b]["with_mix"], counts[b]["n"], census=census[b], noise_key="criteria")
+        parts[f"{b} none"] = none_test(counts[b]["with_mix"], counts[b]["n"], census=census[b], noise_key="criteria",
+                                       **src)
     for b in few_without_mix:
         parts[f"{b} few without mix"] = share_test(counts[b]["without_mix"], counts[b]["n"], FEW, census=census[b],
-                                                   noise_key="criteria_without_mix", direction="less")
+                                                   noise_key="criteria_without_mix", direction="less", **src)
     if appreciable:
         c3 = counts[appreciable]
         parts[f"{appreciable} appreciable without mix"] = share_test(
-            c3["without_mix"], c3["n"], FEW, census=census[appreciable], noise_key="criteria_without_mix")
+            c3["without_mix"], c3["n"], FEW, census=census[appreciable], noise_key="criteria_without_mix", **src)
         for nb in neighbours:
             parts[f"{appreciable} below {nb} without mix"] = compare_shares(
                 c3["without_mix"], c3["n"], counts[nb]["without_mix"], counts[nb]["n"],
-                census=census[appreciable] and census[nb], noise_key="criteria_without_mix")
-    st = ("counts of valid channels meeting the criteria: at least 3 in 1.1, 2.0, 2.1, 3.1 and at least 1, 4, 9, 9 "
-          "passing the natural-image version too; none in 3.0, 4.0, 4.1; without criterion 1, at most 5% in 4.0 "
-          "and 4.1 and more than 5% in 3.0 but less than in 2.1 and 3.1; each part against the measured seed "
-          "noise on a census (counts: noise share x channels) and exact binomial bounds on a sample; all parts "
-          "hold -> holds, any fails -> fails")
+                census=census[appreciable] and census[nb], noise_key="criteria_without_mix", **src)
+    at_least = lambda d: ", ".join(f"{t} in {b}" for b, t in d.items()) or "none"  # noqa: E731
+    st = (f"counts of valid channels meeting the criteria: at least {at_least(many)}, and passing the "
+          f"natural-image version too at least {at_least(both)}; none in {', '.join(none)}; without criterion 1, "
+          f"at most {FEW:.0%} in {', '.join(few_without_mix)}"
+          + (f" and more than {FEW:.0%} in {appreciable} but less than in {' and '.join(neighbours)}"
+             if appreciable else "")
+          + f"; each part against the measured seed noise on a census ({noise_label(noise_source)}; counts: "
+          "noise share x channels) and exact binomial bounds on a sample; all parts hold -> holds, any fails -> fails")
     reason = "; ".join(f"{b}: {c['with_mix']}/{c['n']} ({c['without_mix']} without mix"
                        + (f", {c['both']} both)" if "both" in c else ")")
                        for b, c in counts.items())

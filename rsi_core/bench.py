@@ -12,10 +12,9 @@ the I and B taps of the seven studied blocks, the same number of steps, each war
 The last line printed is one JSON object; ``speedup`` = total lucent time / total engine time,
 per FZ, summed over the taps.
 
-On a CPU shared with other processes, run with one thread (``OMP_NUM_THREADS=1 rsi bench fz``
-or ``benchmarks/fz_speed.py --threads 1``): OpenMP's spin-waiting threads then slow both sides
-by up to 20x, unevenly. Timings on a busy machine vary by about +-30 %; ``--repeats`` keeps
-the best of several alternating runs.
+On the CPU both sides run on one thread (``fz.render.one_thread``: torch's CPU kernels round by
+thread count, so an FZ is only reproducible on one). Timings on a busy machine vary by about
++-30 %; ``--repeats`` keeps the best of several alternating runs.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import torch
 
 from .anatomy import PAPER_BLOCKS, TapCapture, centre_crop_window, find_block
 from .fz.bank import default_batch_size
-from .fz.render import FZSettings, canonical_tap, element_streams, image_parameter, optimized_tap, render
+from .fz.render import FZSettings, canonical_tap, element_streams, image_parameter, one_thread, optimized_tap, render
 from .fz.transform import jitter_for, lucent_draws, transforms_for
 from .models import load_model
 
@@ -66,9 +65,9 @@ def lucent_render(model, tap: str, channel: int, steps: int, seed: int = 0, devi
             a = torch.relu(cap.acts[read]) if relu else cap.acts[read]
             return -a[:, channel, a.shape[2] // 2, a.shape[3] // 2].mean()
 
-        with lucent_draws(rng):
+        with lucent_draws(rng), one_thread(device):  # as the engine: CPU kernels round by thread count
             images = render_vis(lmodel, objective or lucent_objectives.Objective(centre),
-                                lambda: image_parameter(1, device, init),
+                                lambda: image_parameter(device, init),
                                 optimizer=lambda params: torch.optim.Adam(params, lr=lr),
                                 transforms=transforms, thresholds=(steps,), show_image=False,
                                 progress=False)
@@ -108,11 +107,9 @@ def measure_tap(model, tap: str, steps: int, batch: int, device, repeats: int = 
 
 
 def run(steps: int | None = None, device: str | None = None, batch: int | None = None,
-        blocks=PAPER_BLOCKS, kinds="IB", threads: int | None = None, repeats: int = 1,
+        blocks=PAPER_BLOCKS, kinds="IB", repeats: int = 1,
         out=sys.stdout) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if threads:
-        torch.set_num_threads(threads)
     steps = steps or default_steps(device)
     batch = batch or default_batch_size(device)
     model = load_model("resnet18", "random:0", device)
@@ -120,7 +117,7 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
     def say(line=""):
         print(line, file=out, flush=True)
 
-    say(f"FZ speed on {device} ({_device_name(device)}), {torch.get_num_threads()} CPU threads, "
+    say(f"FZ speed on {device} ({_device_name(device)}{', one CPU thread' if device.type == 'cpu' else ''}), "
         f"{steps} steps, engine batch {batch}, best of {max(1, repeats)}, resnet18 random:0")
     say(f"{'block':5} {'tap':3} {'jit':>3} {'crop':>5} {'lucent s/FZ':>12} {'engine s/FZ':>12} {'ratio':>7}")
     rows = []
@@ -161,7 +158,7 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
                                "engine_s_per_fz": round(r["engine_s_per_fz"], 5),
                                "ratio": round(r["ratio"], 3)} for r in rows},
         "lucent_total_s_per_fz": round(lucent_total, 4), "engine_total_s_per_fz": round(engine_total, 5),
-        "device": str(device), "device_name": _device_name(device), "threads": torch.get_num_threads(),
+        "device": str(device), "device_name": _device_name(device), "threads": 1 if device.type == "cpu" else None,
         "steps": steps, "batch": batch, "repeats": max(1, repeats), "torch": torch.__version__,
         "extrapolated_paper_bank": {**{k: round(v, 1) if isinstance(v, float) else v
                                        for k, v in extrapolated.items()}, "note": "extrapolation, not measured"},
@@ -182,7 +179,7 @@ def main(args) -> int:
     result = run(steps=args.steps, device=args.device, batch=getattr(args, "batch_size", None),
                  blocks=getattr(args, "blocks", None) or PAPER_BLOCKS,
                  kinds=getattr(args, "taps", None) or "IB",
-                 threads=getattr(args, "threads", None), repeats=getattr(args, "repeats", None) or 1,
+                 repeats=getattr(args, "repeats", None) or 1,
                  out=table)
     print(json.dumps(result), flush=True)
     return 0

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 from filelock import FileLock
 
-ALGORITHM_VERSION = 2  # bump when a computation's result changes meaning (2: per-channel FZ streams, canonical taps, FZ targets)
+ALGORITHM_VERSION = 3  # bump when a computation's result changes (2: per-channel FZ streams, canonical taps, FZ
+# targets; 3: one CPU thread, batched cone never of one, transforms over the window)
 
 
 class CorruptEntryWarning(UserWarning):

@@ -16,7 +16,7 @@ from rsi_core.fz import bank as bank_mod
 from rsi_core.fz.bank import FZBank
 from rsi_core.fz.export import export_pngs
 from rsi_core.fz.render import CentreCone, FZSettings, canonical_tap, effective_target, measure, render
-from rsi_core.fz.transform import JITTER_TABLES, jitter_for
+from rsi_core.fz.transform import JITTER_TABLES, apply, cut, draw, final_side, jitter_for
 from rsi_core.images import MEAN, STD
 from rsi_core.models import load_model
 
@@ -142,6 +142,32 @@ def test_no_crop_where_it_saves_nothing(model):
         assert centre_crop_window(model, tap, 224, 224) is None, tap
     (y0, y1, x0, x1), _ = centre_crop_window(model, "4.0.I", 224, 224)
     assert (y0, y1, x0, x1) == (0, 202, 0, 202)
+
+
+@pytest.mark.parametrize("jitter", [0, 4, 16])
+def test_transform_chain_over_a_window_is_the_chain_cut(jitter):
+    """``cut``: the transform chain computed over a window of its output equals the full chain
+    (``apply``, lucent's operations) cut to that window, for each element's own draws and random
+    windows: the values bit for bit (downstream ReLUs and max-pools would turn a rounding
+    difference into another gradient), the input gradient to float rounding."""
+    rngs = [np.random.default_rng(k) for k in range(6)]
+    windows = np.random.default_rng(jitter)
+    for step in range(2):
+        for p in draw(rngs, jitter):
+            x = torch.rand(1, 3, 224, 224, requires_grad=True)
+            (_, full), = apply(x, [p], jitter)
+            n = final_side(p, jitter)
+            assert full.shape[-2:] == (n, n)
+            y0, x0 = (int(v) for v in windows.integers(0, n - 8, 2))
+            y1, x1 = int(windows.integers(y0 + 1, n + 1)), int(windows.integers(x0 + 1, n + 1))
+            window = cut(x, p, jitter, (y0, y1, x0, x1))
+            reference = full[..., y0:y1, x0:x1]
+            assert window.shape == reference.shape
+            assert torch.equal(window, reference)
+            weights = torch.rand_like(reference)
+            expected, = torch.autograd.grad((reference * weights).sum(), x)
+            got, = torch.autograd.grad((window * weights).sum(), x)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------- (b) determinism, crop in render
@@ -445,7 +471,7 @@ def test_bench_reports_one_json_line(capsys):
     from rsi_core import bench
 
     class Args:
-        steps, device, json, batch_size, blocks, taps, threads = 2, "cpu", True, 2, ["1.1"], "IB", None
+        steps, device, json, batch_size, blocks, taps = 2, "cpu", True, 2, ["1.1"], "IB"
 
     assert bench.main(Args()) == 0
     captured = capsys.readouterr()

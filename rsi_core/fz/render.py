@@ -13,10 +13,17 @@ Each element is independent of its batch: its image initialization and every tra
 from its own random stream, derived from (seed, canonical tap, channel) (``element_streams``), so
 channel c's FZ is the same alone, in any batch and at any position, and equals a lucent
 ``render_vis`` run driven by the same stream (``rsi_core.bench.lucent_render``). Image
-parameters are batch-1 each, and on the CPU each element's forward runs alone (mkldnn's kernels
-round differently by batch size, and Adam amplifies rounding into visibly different FZs within
-tens of steps); the transforms run batched (they are exact per element). On CUDA the forward is
-batched: there the FZ can still differ by rounding with the batch (cuDNN picks kernels by shape).
+parameters are batch-1 each (lucent's batched colour matmul rounds by batch size). On the CPU:
+- everything runs on one thread (``one_thread``: torch's CPU kernels round by thread count);
+- each element's transform chain runs alone, with the cone over the cone's window only
+  (``transform.cut``: the same values bit for bit);
+- the cone runs batched, never as a batch of one: mkldnn rounds a batch of one differently from
+  any other, and any batch of two or more alike (values and gradients, on one thread), so the
+  result does not depend on the batch; Adam would amplify such rounding into visibly different
+  FZs within tens of steps. The reference path (``crop=False``) runs each element alone, as
+  lucent does.
+On CUDA the transforms and the forward are batched: there the FZ can still differ by rounding
+with the batch (cuDNN picks kernels by shape).
 
 Two readings of what an FZ optimizes (``FZSettings.target``, SPEC "What the authors' code
 optimized"): "as-written" optimizes the tap itself; "as-run" what the authors' lucent hooks read,
@@ -38,7 +45,7 @@ from tqdm.auto import tqdm
 from ..anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
 from ..images import normalize
 from .objectives import OBJECTIVES
-from .transform import apply, draw, jitter_for
+from .transform import apply, cut, draw, final_side, jitter_for
 
 IMAGE_SIZE = 224
 
@@ -114,20 +121,16 @@ def _set_lucent_device(device: torch.device) -> None:
     lucent_param.spatial.device = device
 
 
-def image_parameter(n: int, device: torch.device, init: torch.Tensor | None = None):
-    """lucent's decorrelated Fourier image parameter, one per image (batch 1 each, so an image
-    never depends on its neighbours: lucent's batched colour matmul rounds by batch size), each
-    spectrum set to ``init[k]`` when given. Returns (params, image_f) as lucent does."""
+def image_parameter(device: torch.device, init: torch.Tensor | None = None):
+    """lucent's decorrelated Fourier image parameter for one image (batch 1, so an image never
+    depends on its neighbours: lucent's batched colour matmul rounds by batch size), its
+    spectrum set to ``init`` [1, ...] when given. Returns (params, image_f) as lucent does."""
     _set_lucent_device(device)
-    params, fs = [], []
-    for k in range(n):
-        p, f = lucent_param.image(IMAGE_SIZE, decorrelate=True, batch=1)
-        if init is not None:
-            with torch.no_grad():
-                p[0].copy_(init[k:k + 1])
-        params += p
-        fs.append(f)
-    return params, (fs[0] if n == 1 else lambda: torch.cat([f() for f in fs]))
+    params, image_f = lucent_param.image(IMAGE_SIZE, decorrelate=True, batch=1)
+    if init is not None:
+        with torch.no_grad():
+            params[0].copy_(init)
+    return params, image_f
 
 
 def quantize(images: torch.Tensor) -> np.ndarray:
@@ -145,6 +148,30 @@ def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+class _StemGradient(torch.autograd.Function):
+    """The stem convolution on the CPU, its input gradient computed by torch's own kernel:
+    mkldnn's is three times slower for three input channels (11.6 against 4.0 ms per 224 x 224
+    image, one thread; the cone of 2.0.B backpropagates 20 % faster), and torch's does not
+    depend on the batch. The forward is mkldnn's."""
+
+    @staticmethod
+    def forward(ctx, x, conv):
+        ctx.conv, ctx.shape = conv, x.shape
+        return conv(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        conv, saved = ctx.conv, torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            gx = torch.ops.aten.convolution_backward(
+                grad.contiguous(), grad.new_empty(ctx.shape), conv.weight, None, conv.stride, conv.padding,
+                conv.dilation, False, [0, 0], conv.groups, [True, False, False])[0]
+        finally:
+            torch.backends.mkldnn.enabled = saved
+        return gx, None
 
 
 class CentreCone:
@@ -172,12 +199,16 @@ class CentreCone:
         (y0, y1, iy), (x0, x1, ix) = (aligned_window(path, maps[0].shape[d], position[d - 2]) for d in (2, 3))
         return [t[:, :, y0:y1, x0:x1] for t in maps], (iy, ix)
 
+    def window(self, side: int):
+        """The centre neuron's cone in a side x side image, (y0, y1, x0, x1), and that neuron's
+        index in the tap's map of the cut (images of different sizes may give cuts that stack)."""
+        (y0, y1, iy), (x0, x1, ix) = [aligned_window(self.path, side, map_size(self.path, side) // 2)] * 2
+        return (y0, y1, x0, x1), (iy, ix)
+
     def cut_image(self, image: torch.Tensor):
-        """The image cut to the centre neuron's cone, and that neuron's index in the tap's map
-        of the cut (images of different sizes may give cuts that stack)."""
-        position = (map_size(self.path, image.shape[2]) // 2, map_size(self.path, image.shape[3]) // 2)
-        (x,), position = self._cut(self.path, position, image)
-        return x, position
+        """The (square) image cut to the centre neuron's cone, and the neuron's index in the cut."""
+        (y0, y1, x0, x1), position = self.window(image.shape[-1])
+        return image[:, :, y0:y1, x0:x1], position
 
     def __call__(self, image: torch.Tensor):
         return self.forward_cut(*self.cut_image(image))
@@ -185,8 +216,10 @@ class CentreCone:
     def forward_cut(self, x: torch.Tensor, position):
         m = self.model
         if x.device.type == "cpu":  # mkldnn's convolutions and max-pool run faster so
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+            x = _StemGradient.apply(x.contiguous(memory_format=torch.channels_last), m.conv1)
+        else:
+            x = m.conv1(x)
+        x = m.maxpool(m.relu(m.bn1(x)))
         prev_o = x
         last = self.index - 1 if self.simple_input else self.index
         for k in range(last + 1):
@@ -210,6 +243,29 @@ class CentreCone:
         return prev_o, position  # the previous block's O: a simple block's I
 
 
+def _stack(elements: list) -> list:
+    """(indices, image, centre position) per element or group -> one batch per image shape and
+    position: cuts of different sizes often stack."""
+    buckets = {}
+    for idx, x, position in elements:
+        buckets.setdefault((tuple(x.shape[2:]), position), []).append((idx, x))
+    return [(sum((i for i, _ in b), []), torch.cat([x for _, x in b]), key[1]) for key, b in buckets.items()]
+
+
+@contextlib.contextmanager
+def one_thread(device):
+    """On the CPU, run on one thread: torch's CPU kernels round by thread count (the scale's
+    bilinear kernel, the convolutions' gradients by batch split), which the optimization amplifies
+    into another FZ; parallelism comes from workers (``-n``) and shards instead."""
+    saved = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
            progress: bool = True) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
@@ -226,44 +282,47 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     init, rngs = element_streams(settings.seed, tap, channels, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.precision == "tf32"
-    params, image_f = image_parameter(len(chans), device, init)
+    images_f = [image_parameter(device, init[k:k + 1]) for k in range(len(chans))]
+    params = [p for ps, _ in images_f for p in ps]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(one_thread(device))
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
         for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
             optimizer.zero_grad()
             drawn = draw(rngs, jitter)
-            if device.type == "cpu":  # one element at a time (no batch-sized zero fills in backward)
-                groups = [([n], g) for n, xn in enumerate(image_f().split(1))
-                          for _, g in apply(xn, drawn[n:n + 1], jitter)]
+            if device.type == "cpu":  # each element's transforms alone, with the cone over its window only
+                elements = []
+                for n, (_, image_f) in enumerate(images_f):
+                    if cone is None:
+                        (_, x), = apply(image_f(), drawn[n:n + 1], jitter)
+                        elements.append(([n], normalize(x), None))
+                    else:
+                        window, position = cone.window(final_side(drawn[n], jitter))
+                        elements.append(([n], normalize(cut(image_f(), drawn[n], jitter, window)), position))
             else:
-                groups = apply(image_f(), drawn, jitter)
-            # one forward per shape; with the cone, cut first: cuts of different sizes often stack
-            buckets = {}
-            for idx, x in groups:
-                x, position = cone.cut_image(normalize(x)) if cone is not None else (normalize(x), None)
-                buckets.setdefault((tuple(x.shape[2:]), position), []).append((idx, x))
-            batches = [(sum((i for i, _ in b), []), torch.cat([x for _, x in b]), key[1])
-                       for key, b in buckets.items()]
-            if device.type == "cpu":  # mkldnn rounds by batch size: one element per forward
-                batches = [([i], xi, pos) for idx, x, pos in batches for i, xi in zip(idx, x.split(1))]
+                elements = [(idx, *(cone.cut_image(normalize(x)) if cone is not None else (normalize(x), None)))
+                            for idx, x in apply(torch.cat([f() for _, f in images_f]), drawn, jitter)]
+            batches = _stack(elements) if cone is not None or device.type != "cpu" else elements
             loss = 0
             for idx, x, position in batches:
+                if len(idx) == 1 and device.type == "cpu" and cone is not None:
+                    x = torch.cat([x, x.detach()])  # mkldnn rounds a batch of one unlike any other
                 with _autocast(device, settings.precision):
                     if cone is not None:
                         acts, position = cone.forward_cut(x, position)
                     else:
                         acts = capture(x)[read]
-                acts = torch.relu(acts.float()) if relu else acts.float()
+                acts = torch.relu(acts[:len(idx)].float()) if relu else acts[:len(idx)].float()
                 value = objective(acts, chans[idx], position)
                 reached[idx] = value.detach()
                 loss = loss - value.sum()
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        images = quantize(image_f())
+        images = quantize(torch.cat([f() for _, f in images_f]))
     return {"images": images, "reached": reached.cpu().numpy()}
 
 

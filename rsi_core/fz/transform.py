@@ -8,17 +8,26 @@ lucent's order (jitter dx, dy; scale; angle; second jitter dx, dy) with lucent's
 crop). Element n is then exactly what a lucent ``render_vis`` run of its own computes with the
 same draws (``lucent_draws`` drives lucent with such a generator). Scale changes the image size,
 so elements are grouped by drawn scale: ``apply`` returns groups of (indices, images).
+
+``cut`` computes the same chain for one element over a window of its output only (the centre
+neuron's receptive field): from the scale on, each step is evaluated only where the next one
+reads it, with the same sampling coordinates (kornia's grids), so the values are ``apply``'s bit
+for bit, and the backward runs over the window's reach only.
 """
 from __future__ import annotations
 
 import contextlib
 import types
+from functools import lru_cache
 
 import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kornia.geometry.conversions import convert_affinematrix_to_homography
 from kornia.geometry.transform import translate
+from kornia.geometry.transform.affwarp import _compute_translation_matrix
+from kornia.geometry.warp import normalize_homography
 from lucent.optvis import transform as lucent_transform
 from torchvision.transforms.functional import center_crop
 
@@ -102,6 +111,141 @@ def apply(x: torch.Tensor, params: list[dict], jitter: int, size: int = 224) -> 
             g = center_crop(_translate(g, [params[n]["shift2"] for n in idx]), [size, size])
         groups.append((idx, g))
     return groups
+
+
+# ------------------------------------------------------------ the chain over a window of its output
+# A window is (y0, y1, x0, x1), stop exclusive, in a step's own (square) image coordinates: a
+# step's ``need`` says which window of its input a window of its output reads, its ``run``
+# computes that output window from that input window. The forward values are those of the whole
+# image bit for bit (downstream, ReLUs and max-pools would turn any rounding difference into
+# another gradient); the gradient is the same to float rounding (sums in another order), as the
+# cone's own is. Up to the scale, the steps run on the whole image: torch's bilinear kernel
+# rounds by thread count and would round differently again on a part of the image.
+
+class _Warp:
+    """kornia's ``warp_affine`` (as ``translate`` and lucent's ``random_rotate`` call it) of a
+    side-``n`` image (``matrix``: ``_warp_matrix``'s kind and value), its sampling grid computed
+    over the window only (``F.affine_grid``'s own steps: the same base coordinates and matrix)."""
+
+    def __init__(self, matrix: tuple, n: int):
+        self.theta, self.n = _warp_matrix(*matrix, n), n
+        self.base = _base_coordinates(n)
+
+    @lru_cache(maxsize=2)
+    def grid(self, w) -> torch.Tensor:
+        x, y = self.base[w[2]:w[3]], self.base[w[0]:w[1]]
+        base = torch.stack(torch.broadcast_tensors(x.view(1, -1), y.view(-1, 1), torch.ones(1, 1)), -1)
+        return base.view(1, -1, 3).bmm(self.theta.transpose(1, 2)).view(1, w[1] - w[0], w[3] - w[2], 2)
+
+    def need(self, w):
+        pixels = ((self.grid(w)[0] + 1) * self.n - 1) / 2  # grid_sample's (x, y) in pixels
+        lo = (pixels.amin((0, 1)).floor().long() - 1).clamp(0, self.n - 1).tolist()
+        hi = (pixels.amax((0, 1)).floor().long() + 3).clamp(1, self.n).tolist()
+        hi = [max(h, l + 1) for l, h in zip(lo, hi)]
+        return lo[1], hi[1], lo[0], hi[0]
+
+    def run(self, x, w_in, w):
+        canvas = F.pad(x, [w_in[2], self.n - w_in[3], w_in[0], self.n - w_in[1]])  # zeros are never read
+        return F.grid_sample(canvas, self.grid(w).to(x.device), mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+
+
+@lru_cache(maxsize=4096)
+def _warp_matrix(kind: str, value: tuple, n: int) -> torch.Tensor:
+    """kornia's [1, 2, 3] matrix of a translation by ``value`` or a rotation by ``value[0]``
+    degrees about the centre of a side-``n`` image, normalized and inverted as ``warp_affine``
+    does (few distinct draws: cached)."""
+    if kind == "translate":
+        m = _compute_translation_matrix(torch.tensor([value], dtype=torch.float32))[:, :2]
+    else:
+        m = kornia.get_rotation_matrix2d(torch.tensor([[(n - 1) / 2, (n - 1) / 2]]), torch.tensor([float(value[0])]),
+                                         torch.ones(1, 2))
+    norm = normalize_homography(convert_affinematrix_to_homography(m), (n, n), (n, n))
+    return torch.inverse(norm)[:, :2, :]
+
+
+@lru_cache(maxsize=None)
+def _base_coordinates(n: int) -> torch.Tensor:
+    """``F.affine_grid``'s base coordinates of a side-n grid (align_corners=False)."""
+    return torch.linspace(-1, 1, n) * (n - 1) / n
+
+
+class _Crop:
+    """torchvision's ``center_crop`` of a side-``n`` image to ``size`` (n >= size)."""
+
+    def __init__(self, n: int, size: int):
+        self.offset = int(round((n - size) / 2.0))
+
+    def need(self, w):
+        return tuple(v + self.offset for v in w)
+
+    def run(self, x, w_in, w):
+        return x
+
+
+class _ScaledWindow(torch.autograd.Function):
+    """A window of ``_scale(x, scale)`` (the whole image, torch's own kernel), whose backward
+    scatters the window's gradient with the same bilinear weights into the pixels it read only,
+    instead of running torch's backward over the whole scaled image."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float, w):
+        with torch.no_grad():
+            out = _scale(x, scale)
+        ctx.shape, ctx.scale, ctx.window = x.shape, scale, w
+        return out[:, :, w[0]:w[1], w[2]:w[3]].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = ctx.shape[-1]
+        size = int(np.ceil(ctx.scale * n))
+        pad = max(0, int(np.ceil((n - size) / 2)))
+        y0, y1, x0, x1 = (min(max(v - pad, 0), size) for v in ctx.window)
+        g = grad[:, :, y0 + pad - ctx.window[0]:y1 + pad - ctx.window[0],
+                 x0 + pad - ctx.window[2]:x1 + pad - ctx.window[2]]  # the padding has no source
+        out = grad.new_zeros(ctx.shape)
+        if g.numel():
+            (r0, r1, wy0, wy1), (c0, c1, wx0, wx1) = (_bilinear_taps(n, size, a, b, grad.device)
+                                                      for a, b in ((y0, y1), (x0, x1)))
+            rows = grad.new_zeros(*g.shape[:3], n)
+            rows.index_add_(3, c0, g * wx0).index_add_(3, c1, g * wx1)
+            out.index_add_(2, r0, rows * wy0.view(-1, 1)).index_add_(2, r1, rows * wy1.view(-1, 1))
+        return out, None, None
+
+
+def _bilinear_taps(n: int, size: int, a: int, b: int, device):
+    """torch's bilinear (align_corners) source indices and weights of outputs a..b-1 of an
+    n -> size resize (float32, as its CPU kernel computes them)."""
+    src = np.float32(n - 1) / np.float32(size - 1) * np.arange(a, b, dtype=np.float32)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    lam = torch.as_tensor(np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32), device=device)
+    return (torch.as_tensor(i0, device=device), torch.as_tensor(i0 + (i0 < n - 1), device=device), 1 - lam, lam)
+
+
+def final_side(p: dict, jitter: int, size: int = 224) -> int:
+    """Side of one element's transformed image: ``size`` after the centre crop (jitter >= 4),
+    else the scaled side (``_scale``'s)."""
+    n = int(np.ceil(p["scale"] * size))
+    return size if jitter >= 4 else n + 2 * max(0, int(np.ceil((size - n) / 2)))
+
+
+def cut(x: torch.Tensor, p: dict, jitter: int, window, size: int = 224) -> torch.Tensor:
+    """``apply`` of one element ``x`` [1, 3, 224, 224] with draws ``p``, only over ``window``
+    (y0, y1, x0, x1) of its output: ``apply(x, [p], jitter)[0][1][..., y0:y1, x0:x1]`` bit for
+    bit, its input gradient to float rounding."""
+    if jitter >= 4:
+        x = _translate(F.pad(x, [jitter] * 4, mode="reflect"), [p["shift"]])
+    n = final_side(p, 0, x.shape[-1])
+    stages = [_Warp(("rotate", (p["angle"],)), n)]
+    if jitter >= 4:
+        stages += [_Warp(("translate", tuple(p["shift2"])), n), _Crop(n, size)]
+    windows = [tuple(int(v) for v in window)]
+    for stage in reversed(stages):
+        windows.insert(0, stage.need(windows[0]))
+    region = _ScaledWindow.apply(x, float(p["scale"]), windows[0])
+    for stage, w_in, w in zip(stages, windows, windows[1:]):
+        region = stage.run(region, w_in, w)
+    return region
 
 
 def transforms_for(jitter: int, device: torch.device | str = "cpu", size: int = 224) -> list:

@@ -36,6 +36,7 @@ class BlockResult:
     o_xb: np.ndarray                # O_c(X_B)
     b_s_xi: np.ndarray              # B_c(S(X_I))
     i_sinv_xb: np.ndarray           # I_c(S_inv(X_B))
+    reading: str = "as-written"     # the criteria and skip group as the text states them, or "as-run"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -46,9 +47,16 @@ class BlockResult:
     def failed(self) -> np.ndarray:
         return metrics.failed_fzs(self.o_xi, self.o_xb)
 
+    @property
+    def skip(self) -> np.ndarray:
+        """Figure 4's skip group: M > 1 as written, M >= 1 as the authors' plotting code ran."""
+        return metrics.is_skip(self.m, self.reading)
+
     def scale_invariant(self, use_mix: bool = True) -> np.ndarray:
-        return metrics.scale_criteria(self.m, self.b_xi, self.b_s_xi, self.i_xb, self.i_sinv_xb,
-                                      use_mix=use_mix)
+        """The three criteria; "as-run" tests 2 and 3 on deltas divided by B_c(X_B) and I_c(X_I),
+        as the authors' ``stream_inspect.py`` does."""
+        return metrics.scale_criteria_read(self.m, self.b_xi, self.b_s_xi, self.i_xb, self.i_sinv_xb,
+                                           self.reading, b_xb=self.b_xb, i_xi=self.i_xi, use_mix=use_mix)
 
     @property
     def sm(self) -> np.ndarray:
@@ -80,7 +88,7 @@ def centre_on(model, x: torch.Tensor, tap: str, channels, device, batch: int = 6
 
 
 def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialias: bool = False,
-                   device="cpu") -> BlockResult:
+                   device="cpu", reading: str = "as-written") -> BlockResult:
     """Mix ratio and scale-criteria inputs from the I and B FZs of ``channels``."""
     x_i, x_b = dequantize(fz_i["image"]), dequantize(fz_b["image"])
     return BlockResult(
@@ -88,7 +96,8 @@ def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialia
         i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
         i_xb=own(fz_b["I"], channels), b_xb=own(fz_b["B"], channels), o_xb=own(fz_b["O"], channels),
         b_s_xi=centre_on(model, metrics.scale_up(x_i), f"{block}.B", channels, device),
-        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), f"{block}.I", channels, device))
+        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), f"{block}.I", channels, device),
+        reading=reading)
 
 
 class Study:
@@ -129,6 +138,13 @@ class Study:
                       progress=self.bank.progress)
         return {t: bank.get(f"{block}.{t}", list(channels))["image"] for t in "OIB"}
 
+    @property
+    def reading(self) -> str:
+        """The FZ target is also how the analysis reads the paper: "as-run" follows the authors'
+        code where SPEC lists a difference (criteria on normalized deltas, skip as M >= 1, the
+        robustness version averaging ReLU of each image's activation)."""
+        return self.settings.target
+
     def channels(self, block: str) -> list[int]:
         return channels_for(self.profile, block, find_block(self.model, block).channels, self.lists)
 
@@ -149,7 +165,7 @@ class Study:
             self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
             self._results[name] = block_from_fzs(
                 self.model, name, chans, self.bank.get(f"{name}.I", chans), self.bank.get(f"{name}.B", chans),
-                antialias=self.antialias, device=self.device)
+                antialias=self.antialias, device=self.device, reading=self.reading)
         return self._results[name]
 
     # natural images -------------------------------------------------------------------------
@@ -189,6 +205,10 @@ class Study:
                 a = nat[tap]
                 return np.array([a[tops[n], c].mean() for n, c in enumerate(chans)], dtype=np.float64)
 
+            def relu_term(tap, tops):  # the criteria's ReLU'd term: "as-run" averages ReLU(a)
+                a = nat[tap]
+                return np.array([metrics.robust_relu_term(a[tops[n], c], self.reading) for n, c in enumerate(chans)])
+
             def scaled_mean(transform, tap, tops):
                 k = tops.shape[1]
                 x = torch.stack([self.image_set[int(i)] for i in tops.reshape(-1)])
@@ -197,11 +217,11 @@ class Study:
 
             self._results[key] = BlockResult(
                 block=name, kind=find_block(self.model, name).kind, channels=np.asarray(chans),
-                i_xi=mean_over(f"{name}.I", top_i), b_xi=mean_over(f"{name}.B", top_i),
-                o_xi=mean_over(f"{name}.O", top_i), i_xb=mean_over(f"{name}.I", top_b),
+                i_xi=mean_over(f"{name}.I", top_i), b_xi=relu_term(f"{name}.B", top_i),
+                o_xi=mean_over(f"{name}.O", top_i), i_xb=relu_term(f"{name}.I", top_b),
                 b_xb=mean_over(f"{name}.B", top_b), o_xb=mean_over(f"{name}.O", top_b),
                 b_s_xi=scaled_mean(metrics.scale_up, f"{name}.B", top_i),
                 i_sinv_xb=scaled_mean(lambda x: metrics.scale_down(x, antialias=self.antialias),
-                                      f"{name}.I", top_b))
+                                      f"{name}.I", top_b), reading=self.reading)
         return self._results[key]
 

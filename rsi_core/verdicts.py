@@ -105,9 +105,10 @@ def valid(r) -> np.ndarray:
 
 
 def groups(r, values) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` of the valid overwrite (M < 1) and skip (M > 1) channels of block result ``r``."""
+    """``values`` of the valid overwrite (M < 1) and skip (``r.skip``: M > 1, or M >= 1 as run)
+    channels of block result ``r``."""
     ok = valid(r) & np.isfinite(values)
-    return values[ok & (r.m < 1)], values[ok & (r.m > 1)]
+    return values[ok & (r.m < 1)], values[ok & r.skip]
 
 
 def compare_groups(over, skip) -> dict:
@@ -623,8 +624,9 @@ def sample_m(study, block: str) -> np.ndarray:
 
 
 def sample_groups(study, block: str, values) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` (one per studied channel) of the kept overwrite (M < 1) and skip (M > 1) channels."""
+    """``values`` (one per studied channel) of the kept overwrite (M < 1) and skip (``skip``: M > 1,
+    or M >= 1 as run) channels."""
     r = study.block(block)
     values = np.asarray(values, dtype=float)
     ok = kept(study, block, r) & np.isfinite(values)
-    return values[ok & (r.m < 1)], values[ok & (r.m > 1)]
+    return values[ok & (r.m < 1)], values[ok & r.skip]

@@ -402,3 +402,17 @@ def test_rsi_run_passes_its_options_to_pytest(tmp_path):
     assert "--images" not in argv
     args.claims = None
     assert pytest_args(args)[0] == str(claims.claims_dir())
+
+
+def test_block_result_reads_the_paper_as_written_or_as_run(model):
+    """The reading (the study's FZ target) decides Figure 4's skip group (M > 1, or M >= 1 as
+    the authors' plotting code ran) and the criteria (as run: deltas divided by B_c(X_B) and
+    I_c(X_I), so a negative B_c(X_B) flips criterion 2)."""
+    written = block_result("2.1", [1.0, 2.0, 0.5, 1.2], model, scale=True)
+    written.b_xb = np.array([1.0, 1.0, 1.0, -1.0])
+    run = replace(written, reading="as-run")
+    assert written.skip.tolist() == [False, True, False, True]
+    assert run.skip.tolist() == [True, True, False, True]
+    assert written.scale_invariant().tolist() == [True, False, False, True]
+    assert run.scale_invariant().tolist() == [True, False, False, False]
+    assert run.scale_invariant(False).tolist() == [True, True, True, False]

@@ -169,6 +169,21 @@ class PlantedSpec:
 # --------------------------------------------------------------------------------- network
 
 
+def narrow_block(width: int, stride: int, kernel: int) -> BasicBlock:
+    """A torchvision ``BasicBlock`` of ``width`` channels whose branch is one 1x1 conv to a
+    single unit and one ``kernel`` conv back (the planted patterns live in its weights); a 1x1
+    downsample when ``stride`` is 2."""
+    downsample = None
+    if stride != 1:
+        downsample = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+    blk = BasicBlock(width, width, stride=stride, downsample=downsample)
+    blk.conv1 = nn.Conv2d(width, 1, 1, bias=False)
+    blk.bn1 = nn.BatchNorm2d(1)
+    blk.conv2 = nn.Conv2d(1, width, kernel, stride=stride, padding=kernel // 2, bias=False)
+    blk.bn2 = nn.BatchNorm2d(width)
+    return blk
+
+
 def add_stem(net: nn.Module, width: int) -> None:
     """torchvision's stem modules for a planted network: a 4x4 stride-4 ``conv1`` (the box
     filter, set by ``luminance_stem``), ``bn1``, ``relu`` and an identity ``maxpool``."""
@@ -193,20 +208,8 @@ class PlantedResNet(nn.Module):
         super().__init__()
         add_stem(self, width)
 
-        def block(stride: int, k: int) -> BasicBlock:
-            downsample = None
-            if stride != 1:
-                downsample = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False),
-                                           nn.BatchNorm2d(width))
-            blk = BasicBlock(width, width, stride=stride, downsample=downsample)
-            blk.conv1 = nn.Conv2d(width, 1, 1, bias=False)
-            blk.bn1 = nn.BatchNorm2d(1)
-            blk.conv2 = nn.Conv2d(1, width, k, stride=stride, padding=k // 2, bias=False)
-            blk.bn2 = nn.BatchNorm2d(width)
-            return blk
-
-        self.layer1 = nn.Sequential(block(1, INPUT_KERNEL), block(1, KERNEL))
-        self.layer2 = nn.Sequential(block(2, KERNEL))
+        self.layer1 = nn.Sequential(narrow_block(width, 1, INPUT_KERNEL), narrow_block(width, 1, KERNEL))
+        self.layer2 = nn.Sequential(narrow_block(width, 2, KERNEL))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .planted import CARRIER, CARRIER_BIAS, KERNEL, Pattern, add_stem, finish, luminance_stem, set_bn
+from .planted import CARRIER, CARRIER_BIAS, KERNEL, Pattern, add_stem, finish, luminance_stem, narrow_block, set_bn
 
 HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
 OFFSET = 4               # map units between the centre and the A / D dots
@@ -119,19 +119,9 @@ class PlantedResNet18(nn.Module):
         super().__init__()
         add_stem(self, width)
 
-        def block(stride: int) -> BasicBlock:
-            ds = None
-            if stride != 1:
-                ds = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
-            blk = BasicBlock(width, width, stride=stride, downsample=ds)
-            blk.conv1 = nn.Conv2d(width, 1, 1, bias=False)
-            blk.bn1 = nn.BatchNorm2d(1)
-            blk.conv2 = nn.Conv2d(1, width, KERNEL, stride=stride, padding=KERNEL // 2, bias=False)
-            blk.bn2 = nn.BatchNorm2d(width)
-            return blk
-
         for s in STAGES:
-            setattr(self, f"layer{s}", nn.Sequential(block(1 if s == 1 else 2), block(1)))
+            setattr(self, f"layer{s}", nn.Sequential(narrow_block(width, 1 if s == 1 else 2, KERNEL),
+                                                     narrow_block(width, 1, KERNEL)))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

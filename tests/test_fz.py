@@ -507,3 +507,10 @@ def test_as_run_metric_variants():
     assert is_skip([0.5, 1.0, 2.0], "as-run").tolist() == [False, True, True]
     with pytest.raises(ValueError, match="as-written"):
         is_skip([1.0], "as-ran")
+
+
+def test_as_run_lets_cuda_convolutions_use_tf32_as_the_authors_torch_did():
+    from rsi_core.fz.render import tf32
+    assert tf32(FZSettings()) == (False, False)
+    assert tf32(FZSettings(target="as-run")) == (False, True)
+    assert tf32(FZSettings(precision="tf32")) == (True, True)

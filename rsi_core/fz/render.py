@@ -243,6 +243,13 @@ class CentreCone:
         return prev_o, position  # the previous block's O: a simple block's I
 
 
+def tf32(settings: FZSettings) -> tuple[bool, bool]:
+    """(matmul, cuDNN convolutions) allowed to use TF32 on CUDA: with ``precision`` "tf32" both;
+    "as-run" also lets the convolutions use it, as the authors' torch 2.0 did by default."""
+    on = settings.precision == "tf32"
+    return on, on or settings.target == "as-run"
+
+
 def _stack(elements: list) -> list:
     """(indices, image, centre position) per element or group -> one batch per image shape and
     position: cuts of different sizes often stack."""
@@ -281,7 +288,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     jitter = jitter_for(tap, settings.jitter_table)
     init, rngs = element_streams(settings.seed, tap, channels, device)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32(settings)
     images_f = [image_parameter(device, init[k:k + 1]) for k in range(len(chans))]
     params = [p for ps, _ in images_f for p in ps]
     optimizer = torch.optim.Adam(params, lr=settings.lr)

@@ -311,6 +311,7 @@ def test_overlap_paths_fig6_fig7_shapes():
 class _Block:
     def __init__(self, channels, m, failed):
         self.channels, self.m, self.failed = np.asarray(channels), np.asarray(m, float), np.asarray(failed)
+        self.skip = self.m > 1  # as written
 
 
 class _Study:

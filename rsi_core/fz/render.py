@@ -158,20 +158,20 @@ class _StemGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, conv):
-        ctx.conv, ctx.shape = conv, x.shape
+        ctx.conv, ctx.shape, ctx.dtype = conv, x.shape, x.dtype
         return conv(x)
 
     @staticmethod
     def backward(ctx, grad):
         conv, saved = ctx.conv, torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False
-        try:
+        try:  # in the gradient's dtype (bf16 under autocast), returned in the input's
             gx = torch.ops.aten.convolution_backward(
-                grad.contiguous(), grad.new_empty(ctx.shape), conv.weight, None, conv.stride, conv.padding,
-                conv.dilation, False, [0, 0], conv.groups, [True, False, False])[0]
+                grad.contiguous(), grad.new_empty(ctx.shape), conv.weight.to(grad.dtype), None, conv.stride,
+                conv.padding, conv.dilation, False, [0, 0], conv.groups, [True, False, False])[0]
         finally:
             torch.backends.mkldnn.enabled = saved
-        return gx, None
+        return gx.to(ctx.dtype), None
 
 
 class _Window(torch.autograd.Function):

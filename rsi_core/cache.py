@@ -19,8 +19,9 @@ from typing import Callable
 import numpy as np
 from filelock import FileLock
 
-ALGORITHM_VERSION = 3  # bump when a computation's result changes (2: per-channel FZ streams, canonical taps, FZ
-# targets; 3: one CPU thread, batched cone never of one, transforms over the window)
+ALGORITHM_VERSION = 4  # bump when a computation's result changes (2: per-channel FZ streams, canonical taps, FZ
+# targets; 3: one CPU thread, batched cone never of one, transforms over the window; 4: BatchNorms
+# folded into the cone's convolutions)
 
 
 class CorruptEntryWarning(UserWarning):

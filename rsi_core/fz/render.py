@@ -199,7 +199,7 @@ class _Window(torch.autograd.Function):
 def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
     """``bn(conv(x))`` as one convolution (eval-mode statistics folded into its weights: the same
     function to float rounding, one pass over the map instead of two, forward and backward)."""
-    folded = fuse_conv_bn_eval(conv.eval(), bn.eval())
+    folded = fuse_conv_bn_eval(conv, bn)
     folded.requires_grad_(False)
     return folded
 
@@ -234,7 +234,7 @@ class CentreCone:
         self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
         # each convolution with its BatchNorm folded in (the same function to float rounding)
         self.stem = _fold(model.conv1, model.bn1)
-        self.folded = [_fold_block(b.module) for b in self.blocks]
+        self.folded = [_fold_block(b.module) for b in self.blocks[:self.index + 1]]  # the blocks it runs
 
     @staticmethod
     def _cut(path: tuple, position, *maps):

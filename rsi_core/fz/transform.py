@@ -76,13 +76,17 @@ def _translate(x: torch.Tensor, shifts) -> torch.Tensor:
     return translate(x, torch.tensor(shifts, dtype=torch.float32, device=x.device))
 
 
+def _scaled(n: int, scale) -> tuple[int, int]:
+    """lucent's ``random_scale`` of a side-``n`` image: (the resized side, the zero padding on
+    each end, none when it grew)."""
+    size = int(np.ceil(scale * n))
+    return size, max(0, int(np.ceil((n - size) / 2)))
+
+
 def _scale(x: torch.Tensor, scale) -> torch.Tensor:
     """lucent's ``random_scale`` body for a drawn scale (its padding order included)."""
-    shp = x.shape[2:]
-    scale_shape = [int(np.ceil(scale * d)) for d in shp]
-    pad_x = max(0, int(np.ceil((shp[1] - scale_shape[1]) / 2)))
-    pad_y = max(0, int(np.ceil((shp[0] - scale_shape[0]) / 2)))
-    up = torch.nn.Upsample(size=scale_shape, mode="bilinear", align_corners=True)
+    (size_y, pad_y), (size_x, pad_x) = (_scaled(d, scale) for d in x.shape[2:])
+    up = torch.nn.Upsample(size=[size_y, size_x], mode="bilinear", align_corners=True)
     return F.pad(up(x), [pad_y, pad_x] * 2)
 
 
@@ -116,11 +120,12 @@ def apply(x: torch.Tensor, params: list[dict], jitter: int, size: int = 224) -> 
 # ------------------------------------------------------------ the chain over a window of its output
 # A window is (y0, y1, x0, x1), stop exclusive, in a step's own (square) image coordinates: a
 # step's ``need`` says which window of its input a window of its output reads, its ``run``
-# computes that output window from that input window. The forward values are those of the whole
-# image bit for bit (downstream, ReLUs and max-pools would turn any rounding difference into
-# another gradient); the gradient is the same to float rounding (sums in another order), as the
-# cone's own is. Up to the scale, the steps run on the whole image: torch's bilinear kernel
-# rounds by thread count and would round differently again on a part of the image.
+# computes that output window (the one ``need`` was last asked for) from that input window. The
+# forward values are those of the whole image bit for bit (downstream, ReLUs and max-pools would
+# turn any rounding difference into another gradient); the gradient is the same to float
+# rounding (sums in another order), as the cone's own is. Up to the scale, the steps run on the
+# whole image: torch's bilinear kernel rounds by thread count and would round differently again
+# on a part of the image.
 
 class _Warp:
     """kornia's ``warp_affine`` (as ``translate`` and lucent's ``random_rotate`` call it) of a
@@ -130,15 +135,13 @@ class _Warp:
     def __init__(self, matrix: tuple, n: int):
         self.theta, self.n = _warp_matrix(*matrix, n), n
         self.base = _base_coordinates(n)
-
-    @lru_cache(maxsize=2)
-    def grid(self, w) -> torch.Tensor:
-        x, y = self.base[w[2]:w[3]], self.base[w[0]:w[1]]
-        base = torch.stack(torch.broadcast_tensors(x.view(1, -1), y.view(-1, 1), torch.ones(1, 1)), -1)
-        return base.view(1, -1, 3).bmm(self.theta.transpose(1, 2)).view(1, w[1] - w[0], w[3] - w[2], 2)
+        self.grid = None  # the sampling grid of the output window ``need`` was asked for
 
     def need(self, w):
-        pixels = ((self.grid(w)[0] + 1) * self.n - 1) / 2  # grid_sample's (x, y) in pixels
+        x, y = self.base[w[2]:w[3]], self.base[w[0]:w[1]]
+        base = torch.stack(torch.broadcast_tensors(x.view(1, -1), y.view(-1, 1), torch.ones(1, 1)), -1)
+        self.grid = base.view(1, -1, 3).bmm(self.theta.transpose(1, 2)).view(1, w[1] - w[0], w[3] - w[2], 2)
+        pixels = ((self.grid[0] + 1) * self.n - 1) / 2  # grid_sample's (x, y) in pixels
         lo = (pixels.amin((0, 1)).floor().long() - 1).clamp(0, self.n - 1).tolist()
         hi = (pixels.amax((0, 1)).floor().long() + 3).clamp(1, self.n).tolist()
         hi = [max(h, l + 1) for l, h in zip(lo, hi)]
@@ -146,7 +149,7 @@ class _Warp:
 
     def run(self, x, w_in, w):
         canvas = F.pad(x, [w_in[2], self.n - w_in[3], w_in[0], self.n - w_in[1]])  # zeros are never read
-        return F.grid_sample(canvas, self.grid(w).to(x.device), mode="bilinear", padding_mode="zeros",
+        return F.grid_sample(canvas, self.grid.to(x.device), mode="bilinear", padding_mode="zeros",
                              align_corners=False)
 
 
@@ -198,8 +201,7 @@ class _ScaledWindow(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         n = ctx.shape[-1]
-        size = int(np.ceil(ctx.scale * n))
-        pad = max(0, int(np.ceil((n - size) / 2)))
+        size, pad = _scaled(n, ctx.scale)
         y0, y1, x0, x1 = (min(max(v - pad, 0), size) for v in ctx.window)
         g = grad[:, :, y0 + pad - ctx.window[0]:y1 + pad - ctx.window[0],
                  x0 + pad - ctx.window[2]:x1 + pad - ctx.window[2]]  # the padding has no source
@@ -225,8 +227,8 @@ def _bilinear_taps(n: int, size: int, a: int, b: int, device):
 def final_side(p: dict, jitter: int, size: int = 224) -> int:
     """Side of one element's transformed image: ``size`` after the centre crop (jitter >= 4),
     else the scaled side (``_scale``'s)."""
-    n = int(np.ceil(p["scale"] * size))
-    return size if jitter >= 4 else n + 2 * max(0, int(np.ceil((size - n) / 2)))
+    scaled, pad = _scaled(size, p["scale"])
+    return size if jitter >= 4 else scaled + 2 * pad
 
 
 def cut(x: torch.Tensor, p: dict, jitter: int, window, size: int = 224) -> torch.Tensor:

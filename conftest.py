@@ -1,2 +1,2 @@
 """The rsi pytest harness (options --model, --weights, --profile, ...): see rsi_core/pytest_plugin.py."""
-pytest_plugins = ["rsi_core.pytest_plugin"]
+pytest_plugins = ["rsi_core.harness.plugin"]

@@ -9,7 +9,7 @@ per FZ, summed over the I and B taps of the seven studied blocks).
 import argparse
 import sys
 
-from rsi_core.bench import main
+from rsi_core.fz.bench import main
 
 
 def parse(argv=None):

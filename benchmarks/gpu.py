@@ -5,7 +5,7 @@
 
 Sections (each adds to the JSON as soon as it is done; a section that would start after
 ``--budget`` seconds is skipped and says so):
-1. ``lucent_vs_engine``: rsi_core.bench: seconds per FZ, lucent's render_vis loop (one neuron) against
+1. ``lucent_vs_engine``: rsi_core.fz.bench: seconds per FZ, lucent's render_vis loop (one neuron) against
    the engine (batch of channels), for I and B of the seven studied blocks, and their ratio.
 2. ``precision``: engine FZs per second at batch 256 (every channel up to 256 of each tap) in fp32,
    tf32 and bf16, and the paper bank (3,712 FZs, 2,560 steps) extrapolated from it.
@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rsi_core import bench
-from rsi_core.activations import block_taps, stream_centre
-from rsi_core.anatomy import PAPER_BLOCKS, find_block
-from rsi_core.bench import PAPER_STEPS
+from rsi_core.fz import bench
 from rsi_core.fz.render import FZSettings, measure, render
-from rsi_core.images import ImageSet
-from rsi_core.metrics import mix_ratio
-from rsi_core.models import load_model
+from rsi_core.measure.metrics import mix_ratio
+from rsi_core.model.activations import block_taps, stream_centre
+from rsi_core.model.anatomy import find_block
+from rsi_core.model.images import ImageSet
+from rsi_core.model.load import load_model
+from rsi_core.paper import PAPER_BLOCKS, PAPER_STEPS
 
 M_EDGES = (0.5, 2.0)  # overwrite | mix | skip
 

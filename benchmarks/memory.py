@@ -5,7 +5,7 @@
 
 Each measurement runs in its own process (a fresh peak): it loads resnet18 (random:0; the
 weights do not change memory), streams the centre activations of the I, B and O taps of the
-seven studied blocks (rsi_core.activations.stream_centre, as ``rsi activations`` and the claims
+seven studied blocks (rsi_core.model.activations.stream_centre, as ``rsi activations`` and the claims
 do), and reports its peak resident memory (ru_maxrss) before and after the stream. The
 synthetic stream is a FakeData-like dataset of 50,000 seeded random 224x224 images generated on
 the fly; ``--time-limit`` stops it after that many seconds (on a CPU it cannot finish quickly)
@@ -33,10 +33,11 @@ class TimeUp(Exception):
 
 def child(source: str, count: int, time_limit: float, batch_size: int) -> dict:
     import torch
-    from rsi_core.activations import block_taps, stream_centre
-    from rsi_core.anatomy import PAPER_BLOCKS
-    from rsi_core.images import ImageSet
-    from rsi_core.models import load_model
+
+    from rsi_core.model.activations import block_taps, stream_centre
+    from rsi_core.model.images import ImageSet
+    from rsi_core.model.load import load_model
+    from rsi_core.paper import PAPER_BLOCKS
 
     class FakeStream(torch.utils.data.Dataset):
         """FakeData-like: image i is seeded noise, made when asked for, never stored."""
@@ -85,7 +86,7 @@ def child(source: str, count: int, time_limit: float, batch_size: int) -> dict:
 
 
 def find_channels(model, tap: str) -> int:
-    from rsi_core.anatomy import find_block
+    from rsi_core.model.anatomy import find_block
     return find_block(model, tap.rsplit(".", 1)[0]).channels
 
 

@@ -12,15 +12,15 @@ a channel's class changes between the two renderings:
 * ``criteria_without_mix``: passes criteria 2 and 3 (Figure 5's variant).
 
 A share of a census moves between seeds by at most the share of channels that flip, so the flip
-rate is the census noise margin (``rsi_core.verdicts.census_margin``). Channels whose FZs failed
+rate is the census noise margin (``rsi_core.verdicts.verdict.census_margin``). Channels whose FZs failed
 under either seed are left out, as every claim leaves them out.
 
 Sources: random-init ResNet18 (``random:0``; evenly spaced channels of each studied block) and the
-planted benchmark networks (``rsi_core.planted.benchmark_spec``; every planted channel).
+planted benchmark networks (``rsi_core.planted.networks.benchmark_spec``; every planted channel).
 
-    OMP_NUM_THREADS=1 python benchmarks/seed_noise.py --out rsi_core/data/seed_noise.json
+    OMP_NUM_THREADS=1 python benchmarks/seed_noise.py --out rsi_core/verdicts/seed_noise.json
 
-writes the table ``rsi_core.verdicts`` ships (``--quick`` for a seconds-long check).
+writes the table ``rsi_core.verdicts.verdict`` ships (``--quick`` for a seconds-long check).
 """
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def classes(r) -> dict[str, np.ndarray]:
 
 
 def block_results(model, blocks: dict, steps: int, seed: int, cache, progress: bool) -> dict:
-    from rsi_core.analysis import block_from_fzs
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.render import FZSettings
+    from rsi_core.measure.study import block_from_fzs
 
     bank = FZBank(model, cache, FZSettings(steps=steps, seed=seed), progress=progress)
     bank.ensure({f"{b}.{t}": ch for b, ch in blocks.items() for t in "IB"})
@@ -88,11 +88,12 @@ def main(argv=None) -> dict:
         args.steps, args.channels, args.planted = 2, 1, 1
 
     import torch
-    from rsi_core import planted as P
-    from rsi_core.anatomy import find_block
+
     from rsi_core.cache import Cache
-    from rsi_core.models import load_model
-    from rsi_core.profiles import evenly_spaced
+    from rsi_core.measure.profiles import evenly_spaced
+    from rsi_core.model.anatomy import find_block
+    from rsi_core.model.load import load_model
+    from rsi_core.planted import networks as P
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 1)))
     t0 = time.time()

@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from rsi_core.anatomy import blocks
-from rsi_core.images import ImageSet
-from rsi_core.metrics import tracking_test
-from rsi_core.models import load_model
-from rsi_core.scale_test import stream_scaled
+from rsi_core.measure.metrics import tracking_test
+from rsi_core.measure.scale_test import stream_scaled
+from rsi_core.model.anatomy import blocks
+from rsi_core.model.images import ImageSet
+from rsi_core.model.load import load_model
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

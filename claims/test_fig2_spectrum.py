@@ -4,9 +4,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from rsi_core import plots
-from rsi_core import verdicts as V
-from rsi_core.verdicts import Verdict
+from rsi_core.report import plots
+from rsi_core.verdicts import claims as C
+from rsi_core.verdicts import verdict as V
+from rsi_core.verdicts.verdict import Verdict
 
 
 def mix_histograms(study, path, measured, controls):
@@ -19,7 +20,7 @@ def mix_histograms(study, path, measured, controls):
 def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
-    return V.downsample_overwrite({b: V.sample_m(study, b) for b in blocks}, V.census_map(study, blocks),
+    return C.downsample_overwrite({b: study.sample_m(b) for b in blocks}, study.census_map(blocks),
                                   noise_source=V.noise_for(study))
 
 
@@ -31,9 +32,9 @@ def test_downsample_overwrite(rsi_claims):
 def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]
-    v = V.simple_less_skewed(np.concatenate([V.sample_m(study, b) for b in simple]),
-                             np.concatenate([V.sample_m(study, b) for b in down]),
-                             census=all(V.census_map(study, simple + down).values()))
+    v = C.simple_less_skewed(np.concatenate([study.sample_m(b) for b in simple]),
+                             np.concatenate([study.sample_m(b) for b in down]),
+                             census=all(study.census_map(simple + down).values()))
     return replace(v, blocks={"simple": simple, "downsample": down})
 
 
@@ -59,7 +60,7 @@ def final_block(study) -> Verdict:
     """In the final block (4.1) all channels fall in the lowest bin [0, 0.25), and nearly all M
     are non-zero."""
     (b,) = study.roles["final"]
-    return replace(V.final_block(V.sample_m(study, b), census=V.is_census(study, b), noise_source=V.noise_for(study)),
+    return replace(C.final_block(study.sample_m(b), census=study.is_census(b), noise_source=V.noise_for(study)),
                    blocks={"final": [b]})
 
 

@@ -1,10 +1,12 @@
 """Figures 3 and 4: mechanisms of the spectrum (weight magnitudes, inhibition)."""
 import pytest
 
-from rsi_core import metrics, plots
-from rsi_core import verdicts as V
-from rsi_core.anatomy import find_block
-from rsi_core.verdicts import Verdict, compare_groups, groups
+from rsi_core.measure import metrics
+from rsi_core.model.anatomy import find_block
+from rsi_core.report import plots
+from rsi_core.verdicts import claims as C
+from rsi_core.verdicts import verdict as V
+from rsi_core.verdicts.verdict import Verdict, compare_groups, groups
 
 
 def weight_magnitude(study) -> Verdict:
@@ -14,10 +16,10 @@ def weight_magnitude(study) -> Verdict:
     per = {}
     for b in blocks:
         r = study.block(b)
-        k = V.kept(study, b, r)
+        k = study.kept(b, r)
         bn, conv = metrics.weight_magnitudes(find_block(study.model, b).module)
         per[b] = (r.m[k], bn[r.channels][k], conv[r.channels][k])
-    return V.weight_magnitude(per, V.census_map(study, blocks))
+    return C.weight_magnitude(per, study.census_map(blocks))
 
 
 def weight_scatter(study, path, measured, controls):
@@ -41,8 +43,8 @@ def inhibition(study) -> Verdict:
     """B_c(X_I) < 0 for many overwrite channels; the overwrite mean is below the skip mean,
     significantly in 2.1 and 3.1."""
     blocks = study.roles["simple"]
-    return V.inhibition({b: V.sample_groups(study, b, study.block(b).b_xi) for b in blocks},
-                        V.census_map(study, blocks), significant_in=tuple(blocks[1:]), noise_source=V.noise_for(study))
+    return C.inhibition({b: study.sample_groups(b, study.block(b).b_xi) for b in blocks},
+                        study.census_map(blocks), significant_in=tuple(blocks[1:]), noise_source=V.noise_for(study))
 
 
 def inhibition_figure(study, path, measured, controls):
@@ -65,8 +67,8 @@ def input_block_correlation(study) -> Verdict:
     """Overwrite channels have more negative input-block correlations than skip channels in 3.1
     (significant), not in 1.1 or 2.1."""
     blocks = study.roles["simple"]
-    return V.input_block_correlation({b: V.sample_groups(study, b, study.input_block_correlation(b)) for b in blocks},
-                                     V.census_map(study, blocks), significant_in=(blocks[-1],),
+    return C.input_block_correlation({b: study.sample_groups(b, study.input_block_correlation(b)) for b in blocks},
+                                     study.census_map(blocks), significant_in=(blocks[-1],),
                                      absent_in=tuple(blocks[:-1]))
 
 

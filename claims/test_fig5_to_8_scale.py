@@ -3,15 +3,17 @@
 The channel lists (Figures 1, 6-8) are resnet18's: on another model these claims are
 "n/a: lists are resnet18's" (inconclusive, never failing). A planted network brings its own.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from dataclasses import replace
-
-from rsi_core import metrics, plots
-from rsi_core import verdicts as V
-from rsi_core.anatomy import find_block
-from rsi_core.verdicts import Verdict, not_applicable, valid
+from rsi_core.measure import metrics
+from rsi_core.model.anatomy import find_block
+from rsi_core.report import plots
+from rsi_core.verdicts import claims as C
+from rsi_core.verdicts import verdict as V
+from rsi_core.verdicts.verdict import Verdict, not_applicable, valid
 
 
 def scale_counts_of(study, robust=()) -> dict:
@@ -20,7 +22,7 @@ def scale_counts_of(study, robust=()) -> dict:
     counts = {}
     for b in study.blocks:
         r = study.block(b)
-        k = V.kept(study, b, r)
+        k = study.kept(b, r)
         counts[b] = {"n": int(k.sum()), "with_mix": int((r.scale_invariant() & k).sum()),
                      "without_mix": int((r.scale_invariant(False) & k).sum())}
         if b in robust:
@@ -37,8 +39,8 @@ def scale_counts(study) -> Verdict:
     many_b = simple[:1] + down[:1] + simple[1:]
     counts = scale_counts_of(study, robust=many_b)
     fig7 = (study.lists or {}).get("fig7", {})  # "1, 4, 9, 9 passing both": the lengths of Figure 7's lists
-    return replace(V.scale_counts(
-        counts, V.census_map(study, list(counts)),
+    return replace(C.scale_counts(
+        counts, study.census_map(list(counts)),
         {b: find_block(study.model, b).channels for b in counts},
         many={b: 3 for b in many_b}, both={b: len(fig7[b]) for b in many_b if fig7.get(b)},
         none=tuple(down[1:] + final), few_without_mix=tuple(down[2:] + final),
@@ -59,7 +61,7 @@ def test_scale_counts(rsi_claims):
 def _overlap(study, reference: dict, found: dict, listed: list) -> Verdict:
     """The found lists against the reference lists, over each block's valid studied channels."""
     per = {b: (study.block(b).channels[valid(study.block(b))], ref, found.get(b, [])) for b, ref in reference.items()}
-    v = V.overlap(per, census=all(V.census_map(study, list(reference)).values()))
+    v = C.overlap(per, census=all(study.census_map(list(reference)).values()))
     v.measured["found"] = found
     return replace(v, blocks={"listed": listed})
 

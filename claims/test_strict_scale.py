@@ -1,8 +1,8 @@
-"""Not a paper claim: the strict scale test (rsi_core.scale_test) beside the paper's criteria,
+"""Not a paper claim: the strict scale test (rsi_core.measure.scale_test) beside the paper's criteria,
 written as the report section ``sections/strict-scale.md`` (+ .json, .png)."""
 from pathlib import Path
 
-from rsi_core.strict_report import NAME, write_section
+from rsi_core.report.strict import NAME, write_section
 
 
 def test_strict_scale_section(rsi_study, rsi_options):

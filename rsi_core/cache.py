@@ -13,8 +13,8 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from filelock import FileLock

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from rsi_core import cli
-from rsi_core.activations import block_taps, stream_centre
-from rsi_core.anatomy import TapCapture, read_taps
-from rsi_core.models import load_model
+from rsi_core.harness import cli
+from rsi_core.model.activations import block_taps, stream_centre
+from rsi_core.model.anatomy import TapCapture, read_taps
+from rsi_core.model.load import load_model
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ import json
 import pytest
 import torch
 
-from rsi_core import cli
-from rsi_core.anatomy import (
-    PAPER_BLOCKS,
+from rsi_core.harness import cli
+from rsi_core.model.anatomy import (
     TapCapture,
     blocks,
     centre_crop_window,
@@ -30,7 +29,8 @@ from rsi_core.anatomy import (
     parse_tap,
     read_taps,
 )
-from rsi_core.models import load_model
+from rsi_core.model.load import load_model
+from rsi_core.paper import PAPER_BLOCKS
 
 RF_PAPER = {"1.0": 27, "1.1": 43, "2.0": 67, "2.1": 99, "3.0": 147, "3.1": 211, "4.0": 307, "4.1": 435}
 CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512}

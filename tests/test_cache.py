@@ -228,7 +228,7 @@ def _bank_worker(root, requests, log, barrier, results):
     torch.set_num_threads(1)
     from rsi_core.fz import bank as bank_mod
     from rsi_core.fz.render import FZSettings
-    from rsi_core.models import load_model
+    from rsi_core.model.load import load_model
 
     real_render = bank_mod.render
 

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from rsi_core import claims, expectations, report, verdicts
-from rsi_core.analysis import BlockResult
-from rsi_core.anatomy import PAPER_BLOCKS, block_roles, find_block
 from rsi_core.fz.render import FZSettings
-from rsi_core.models import load_model
-from rsi_core.profiles import PAPER_FIG8, PAPER_LISTS, Profile, evenly_spaced
+from rsi_core.harness import claims, expectations
+from rsi_core.measure.profiles import Profile, evenly_spaced
+from rsi_core.measure.study import BlockResult, SampleReaders
+from rsi_core.model.anatomy import block_roles, find_block
+from rsi_core.model.load import load_model
+from rsi_core.paper import PAPER_BLOCKS, PAPER_FIG8, PAPER_LISTS
+from rsi_core.report import claims_report as report
+from rsi_core.verdicts import verdict as verdicts
 
 CLAIM = claims.claim_functions()
 
@@ -34,7 +37,7 @@ def block_result(name, m, model, b_xi=None, scale=False):
         b_s_xi=b_xi + (1 if scale else -1), i_sinv_xb=ones + (1 if scale else -1))
 
 
-class FakeStudy:
+class FakeStudy(SampleReaders):
     """What a claim reads from a Study, from hand-made BlockResults; ``variants`` maps FZ
     settings (target, seed) to other FakeStudies."""
 
@@ -329,7 +332,7 @@ def rsi_study():
 
 FAKE_CLAIMS = '''
 import pytest
-from rsi_core.verdicts import Verdict
+from rsi_core.verdicts.verdict import Verdict
 
 def _v(verdict):
     return lambda study: Verdict("", verdict, "stat", {"x": 1.0}, {"final": ["4.1"]}, f"measured {verdict}")
@@ -358,7 +361,7 @@ def test_raises(rsi_claims):
 def _pytest_claims(tmp_path, *extra, claims_py=FAKE_CLAIMS):
     import subprocess
     import sys
-    (tmp_path / "conftest.py").write_text("pytest_plugins = ['rsi_core.pytest_plugin']\n" + FAKE_CONFTEST)
+    (tmp_path / "conftest.py").write_text("pytest_plugins = ['rsi_core.harness.plugin']\n" + FAKE_CONFTEST)
     (tmp_path / "claims").mkdir(exist_ok=True)
     (tmp_path / "claims" / "test_fake.py").write_text(claims_py)
     out = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "-rsx",
@@ -390,7 +393,7 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
 def test_rsi_run_passes_its_options_to_pytest(tmp_path):
     from argparse import Namespace
 
-    from rsi_core.runner import pytest_args
+    from rsi_core.harness.runner import pytest_args
     args = Namespace(model="resnet34", weights="random:0", images=None, profile="smoke", device="cpu", cache_dir=None,
                      artifacts_dir="art", baseline=None, fz_target="both", fz_seeds=2, controls=1,
                      expectations=["a.toml"], claims=str(tmp_path))

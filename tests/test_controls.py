@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from rsi_core import controls
-from rsi_core.controls import beyond, control_weights, default_controls, shuffle_weights
-from rsi_core.models import load_model
+from rsi_core.harness import controls
+from rsi_core.harness.controls import control_weights, default_controls
+from rsi_core.model import shuffle
+from rsi_core.model.load import load_model
+from rsi_core.model.shuffle import shuffle_weights
+from rsi_core.model.sources import is_control
+from rsi_core.report import controls as report_controls
+from rsi_core.report.controls import beyond
 
 
 class FewImages:
@@ -33,7 +38,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def shuffled():
-    return controls.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
+    return shuffle.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
 
 
 def _shuffled_params(model):
@@ -90,8 +95,8 @@ def test_bn_statistics_are_recomputed(base, shuffled):
 
 
 def test_shuffle_is_deterministic_and_keyed_apart(base, shuffled):
-    again = controls.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
-    other = controls.shuffled_model("resnet18", "shuffle:2:random:0", images=FewImages())
+    again = shuffle.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
+    other = shuffle.shuffled_model("resnet18", "shuffle:2:random:0", images=FewImages())
     assert again.rsi_weights == shuffled.rsi_weights == "shuffle:1:random:0"
     assert again.rsi_weights_id == shuffled.rsi_weights_id
     assert len({base.rsi_weights_id, shuffled.rsi_weights_id, other.rsi_weights_id}) == 3
@@ -101,7 +106,7 @@ def test_shuffle_is_deterministic_and_keyed_apart(base, shuffled):
 
 
 def test_load_model_dispatches_both_spellings(monkeypatch):
-    monkeypatch.setattr(controls, "BN_IMAGES", 4)
+    monkeypatch.setattr(shuffle, "BN_IMAGES", 4)
     a = load_model("resnet18", "shuffle:3", base="random:0")
     b = load_model("resnet18", "shuffle:3:random:0")
     assert a.rsi_weights == b.rsi_weights == "shuffle:3:random:0"
@@ -177,7 +182,7 @@ def test_fig2_draws_each_controls_histogram_as_an_outline(tmp_path, saved_axes):
     from matplotlib.patches import Rectangle, StepPatch
     from PIL import Image
 
-    from rsi_core import plots
+    from rsi_core.report import plots
     tested = {"2.0": Block([0.1, 0.2, 0.3, 2.0], "downsample"), "4.1": Block([0.1, 0.1], "final")}
     ctl = {"random:1": {"2.0": [0.1, 3.0, 3.5, 4.0], "4.1": [0.05, 0.2]},
            "shuffle:1:random:0": {"2.0": Block([1.5, 1.6, 1.7, 4.9])}}
@@ -199,14 +204,14 @@ def test_fig2_draws_each_controls_histogram_as_an_outline(tmp_path, saved_axes):
 def test_fig2_without_controls_draws_no_outline(tmp_path, saved_axes):
     from matplotlib.patches import StepPatch
 
-    from rsi_core import plots
+    from rsi_core.report import plots
     plots.fig2_mix_histograms({"2.0": Block([0.1, 2.0])}, {}, tmp_path / "fig2.png")
     assert not [p for p in saved_axes[-1][0].patches if isinstance(p, StepPatch)]
     assert saved_axes[-1][0].get_legend() is None
 
 
 def test_fig5_marks_the_controls_percentages(tmp_path, saved_axes):
-    from rsi_core import plots
+    from rsi_core.report import plots
     counts = {"1.1": {"n": 4, "with_mix": 1, "without_mix": 2}, "4.0": {"n": 0, "with_mix": 0, "without_mix": 0}}
     ctl = {"random:1": {"1.1": {"n": 4, "with_mix": 3, "without_mix": 4},
                         "4.0": {"n": 2, "with_mix": 1, "without_mix": 0}}}
@@ -217,20 +222,19 @@ def test_fig5_marks_the_controls_percentages(tmp_path, saved_axes):
 
 # ------------------------------------------------------------------ controls of a study and the report
 def test_control_study_keeps_everything_but_the_model(tmp_path):
-    from rsi_core.analysis import Study
     from rsi_core.cache import Cache
-    from rsi_core.images import ImageSet
-    from rsi_core.profiles import Profile
+    from rsi_core.measure.profiles import Profile
+    from rsi_core.measure.study import Study
+    from rsi_core.model.images import ImageSet
     profile = Profile("tiny", steps=2, channels_per_block=1, paper_channels=False, natural_images=8)
     study = Study(load_model("resnet18", "random:0"), profile, Cache(tmp_path), images=ImageSet.from_dir(None),
                   blocks=("1.1",), progress=False)
     study.prepare()
-    study.control_studies = ["the tested study's own"]
     (w1, k1, random1), (w2, k2, shuffled) = controls.control_studies(study, 2)
     assert (w1, k1, w2, k2) == ("random:1", "random", "shuffle:1:random:0", "shuffle")
     for ctl in (random1, shuffled):
         assert ctl.settings is study.settings and ctl.profile is study.profile and ctl.blocks == study.blocks
-        assert ctl.image_set is study.image_set and not hasattr(ctl, "control_studies")
+        assert ctl.image_set is study.image_set
         assert ctl.describe()["weights_id"] != study.describe()["weights_id"]
         assert ctl.block("1.1").o_xi.tolist() != study.block("1.1").o_xi.tolist()
         assert ctl.natural["1.1.O"].tolist() != study.natural["1.1.O"].tolist()
@@ -283,39 +287,39 @@ def test_add_controls_records_each_control_and_the_beyond_cell():
 
 
 def test_headline_reads_the_entrys_value_and_direction():
-    assert controls.headline(_entry("holds", 0.3, "less")) == (0.3, "less")
-    assert controls.headline(_entry("holds", math.nan, "less")) == (None, "less")
-    assert controls.headline({"verdict": "error"}) == (None, None)
+    assert report_controls.headline(_entry("holds", 0.3, "less")) == (0.3, "less")
+    assert report_controls.headline(_entry("holds", math.nan, "less")) == (None, "less")
+    assert report_controls.headline({"verdict": "error"}) == (None, None)
 
 
 def test_verdict_labels():
-    assert controls.verdict_label("holds", "no") == "holds, not beyond controls"
-    assert controls.verdict_label("holds", "yes") == "holds"
-    assert controls.verdict_label("fails", "no") == "fails"
-    assert controls.verdict_label("holds", None) == "holds"
+    assert report_controls.verdict_label("holds", "no") == "holds, not beyond controls"
+    assert report_controls.verdict_label("holds", "yes") == "holds"
+    assert report_controls.verdict_label("fails", "no") == "fails"
+    assert report_controls.verdict_label("holds", None) == "holds"
 
 
 def test_report_says_when_there_are_no_controls_and_tabulates_them():
     entries = [{"id": "a", "verdict": "holds", "value": 0.7, "direction": "greater"}]
-    assert "No controls were run" in controls.report_preamble(entries)[0]
-    assert controls.report_table(entries) == []
+    assert "No controls were run" in report_controls.report_preamble(entries)[0]
+    assert report_controls.report_table(entries) == []
     runs = [{"weights": "random:1", "kind": "random", "verdict": "holds", "value": 0.8},
             {"weights": "shuffle:1:random:0", "kind": "shuffle", "verdict": "error", "value": None}]
     entries = [{"id": "a", "verdict": "holds", "value": 0.7, "direction": "greater", "controls": runs,
                 "beyond_controls": "no"},
                {"id": "b", "verdict": "inconclusive", "value": None, "direction": None}]
-    pre = controls.report_preamble(entries)[0]
+    pre = report_controls.report_preamble(entries)[0]
     assert "`random:1` (random)" in pre and "`shuffle:1:random:0` (shuffle)" in pre
-    table = controls.report_table(entries)
+    table = report_controls.report_table(entries)
     assert table[0] == "| claim | direction | tested | random:1 | shuffle:1:random:0 | beyond controls |"
     assert table[2] == "| a | greater | 0.7 (holds) | 0.8 (holds) | n/a (error) | no |"
     assert table[3] == "| b | n/a | n/a (inconclusive) | not run | not run | n/a: no controls were run |"
 
 
 def test_control_weights_are_observed_never_expected():
-    from rsi_core.expectations import for_run
-    assert controls.is_control("random:3") and controls.is_control("shuffle:1:IMAGENET1K_V1")
-    assert not controls.is_control("IMAGENET1K_V1")
+    from rsi_core.harness.expectations import for_run
+    assert is_control("random:3") and is_control("shuffle:1:IMAGENET1K_V1")
+    assert not is_control("IMAGENET1K_V1")
     assert set(for_run("resnet18", "shuffle:1:IMAGENET1K_V1").values()) == {"observe"}
     assert for_run("resnet18", "IMAGENET1K_V1")["fig2-downsample-overwrite"] == "holds"
 
@@ -334,13 +338,14 @@ class ControlStudy:
 
 def share_claim(study):
     """A toy claim: holds when the share exceeds one half."""
-    from rsi_core.verdicts import Verdict
+    from rsi_core.verdicts.verdict import Verdict
     return Verdict("", "holds" if study.value > 0.5 else "fails", "share > 0.5", {"share": study.value}, {},
                    f"share {study.value}", value=study.value, direction="greater")
 
 
 def test_harness_reports_holds_not_beyond_controls_without_failing(tmp_path, monkeypatch):
-    from rsi_core import claims, report
+    from rsi_core.harness import claims
+    from rsi_core.report import claims_report as report
     runs = [("random:1", "random", ControlStudy("random:1", 0.9)),
             ("shuffle:1:IMAGENET1K_V1", "shuffle", ControlStudy("shuffle:1:IMAGENET1K_V1", 0.2))]
     asked = []
@@ -364,7 +369,8 @@ def test_harness_reports_holds_not_beyond_controls_without_failing(tmp_path, mon
 
 
 def test_a_report_without_controls_says_so_first(tmp_path):
-    from rsi_core import claims, report
+    from rsi_core.harness import claims
+    from rsi_core.report import claims_report as report
     claims.Harness(ControlStudy("IMAGENET1K_V1", 0.8), tmp_path).run("fig2-final-block", share_claim)
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     text = md.read_text()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rsi_core import device as dev
+from rsi_core.model import device as dev
 
 
 @pytest.fixture

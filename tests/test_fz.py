@@ -9,16 +9,17 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from rsi_core.anatomy import centre_crop_window, parse_tap, read_taps
-from rsi_core.bench import lucent_render
 from rsi_core.cache import Cache
 from rsi_core.fz import bank as bank_mod
 from rsi_core.fz.bank import FZBank
+from rsi_core.fz.bench import lucent_render
 from rsi_core.fz.export import export_pngs
 from rsi_core.fz.render import CentreCone, FZSettings, canonical_tap, effective_target, measure, render
-from rsi_core.fz.transform import JITTER_TABLES, apply, cut, draw, final_side, jitter_for
-from rsi_core.images import MEAN, STD
-from rsi_core.models import load_model
+from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
+from rsi_core.model.anatomy import centre_crop_window, parse_tap, read_taps
+from rsi_core.model.images import MEAN, STD
+from rsi_core.model.load import load_model
+from rsi_core.paper import JITTER_TABLES
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -152,7 +153,7 @@ def test_transform_chain_over_a_window_is_the_chain_cut(jitter):
     difference into another gradient), the input gradient to float rounding."""
     rngs = [np.random.default_rng(k) for k in range(6)]
     windows = np.random.default_rng(jitter)
-    for step in range(2):
+    for _step in range(2):
         for p in draw(rngs, jitter):
             x = torch.rand(1, 3, 224, 224, requires_grad=True)
             (_, full), = apply(x, [p], jitter)
@@ -468,7 +469,7 @@ def test_parity_with_lucent(model):
 def test_bench_reports_one_json_line(capsys):
     import json
 
-    from rsi_core import bench
+    from rsi_core.fz import bench
 
     class Args:
         steps, device, json, batch_size, blocks, taps = 2, "cpu", True, 2, ["1.1"], "IB"
@@ -485,7 +486,7 @@ def test_bench_reports_one_json_line(capsys):
 # ---------------------------------------------------------------- (j) the as-run analysis variants
 
 def test_as_run_metric_variants():
-    from rsi_core.metrics import is_skip, robust_relu_term, scale_criteria, scale_criteria_read
+    from rsi_core.measure.metrics import is_skip, robust_relu_term, scale_criteria, scale_criteria_read
 
     m = np.array([1.0, 1.0, 1.0, 1.0, 3.0])
     b_xi, b_s_xi = np.array([1.0, 1.0, 1.0, -1.0, 1.0]), np.array([2.0, 2.0, 2.0, 0.5, 2.0])

@@ -1,7 +1,7 @@
 """Image sets: the bundled sample is the default, inside the package; reports say which set ran."""
 import pytest
 
-from rsi_core.images import ImageSet, bundled_dir, resolve_image_dir
+from rsi_core.model.images import ImageSet, bundled_dir, resolve_image_dir
 
 
 def test_default_is_the_bundled_sample_inside_the_package(monkeypatch):

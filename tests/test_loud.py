@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rsi_core import cli
 from test_models import _offline
+
+from rsi_core.harness import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_PLUGIN = '''

@@ -1,4 +1,4 @@
-"""Tests for rsi_core.metrics: hand-computed cases, geometry of S / S_inv, properties."""
+"""Tests for rsi_core.measure.metrics: hand-computed cases, geometry of S / S_inv, properties."""
 
 import math
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from rsi_core.metrics import (
+from rsi_core.measure.metrics import (
     MIX_BINS,
     anova_two_groups,
     binomial_lower_bound,

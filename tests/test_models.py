@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from rsi_core import cli
-from rsi_core.models import (
+from rsi_core.harness import cli
+from rsi_core.model.load import (
     SUPPORTED_MODELS,
     WeightsError,
     WeightsUnavailable,
@@ -193,7 +193,7 @@ def test_cached_weights_with_wrong_hash_stop_the_run(monkeypatch, tmp_path, r18)
 
 def test_cached_corrupt_weights_are_an_error_not_offline(monkeypatch, tmp_path):
     _offline(monkeypatch, tmp_path)
-    monkeypatch.setattr("rsi_core.models.verify_hash", lambda path: None)  # reach the unreadable-file path
+    monkeypatch.setattr("rsi_core.model.load.verify_hash", lambda path: None)  # reach the unreadable-file path
     cached = tmp_path / "torch_home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not a checkpoint" * 50)

@@ -18,12 +18,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rsi_core import planted as P
-from rsi_core.anatomy import TapCapture, blocks, describe_blocks
 from rsi_core.cache import Cache
-from rsi_core.images import normalize
-from rsi_core.metrics import scale_down, scale_up, weight_magnitudes
-from rsi_core.planted_bench import analyse
+from rsi_core.measure.metrics import scale_down, scale_up, weight_magnitudes
+from rsi_core.model.anatomy import TapCapture, blocks, describe_blocks
+from rsi_core.model.images import normalize
+from rsi_core.planted import networks as P
+from rsi_core.planted.bench import analyse
 
 FZ_STEPS = 32
 PIPELINE = settings(max_examples=5, deadline=None,
@@ -297,22 +297,21 @@ def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
 
 
 def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatch, tmp_path, capsys):
-    """``rsi validate --json`` end to end on one small planted network, with the claims module
-    made unimportable: the table says so and the last line is JSON with precision and recall."""
+    """``rsi validate --json`` end to end on one small planted network, with claim functions that
+    cannot be loaded: the table says so and the last line is JSON with precision and recall."""
     import argparse
     import json
-    import sys
 
-    import rsi_core
-    from rsi_core import validate as V
+    from rsi_core.planted import validate as V
 
-    monkeypatch.setitem(sys.modules, "rsi_core.claims", None)
-    monkeypatch.delattr(rsi_core, "claims", raising=False)
+    def unavailable():
+        raise ImportError("no claims folder")
     monkeypatch.setattr(V, "PLANTED_NETS", 1)
     monkeypatch.setattr(V, "PLANTED_STEPS", 8)
     monkeypatch.setattr(V, "FLOOR_SEEDS", 0)
     monkeypatch.setenv("RSI_VALIDATE_WORKERS", "1")
-    assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written")) == 0
+    assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written"),
+                  unavailable) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any("controls: claim functions not available" in line for line in lines)
     assert any("precision" in line and "recall" in line for line in lines[:-1])

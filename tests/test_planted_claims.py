@@ -1,14 +1,15 @@
-"""Planted ResNet18-shaped networks (rsi_core.planted_resnet) and ``rsi validate --claims``."""
+"""Planted ResNet18-shaped networks (rsi_core.planted.resnet) and ``rsi validate --claims``."""
 import numpy as np
 import pytest
 import torch
 
-from rsi_core import planted_resnet as PR
-from rsi_core.anatomy import block_roles, read_taps
 from rsi_core.cache import Cache
-from rsi_core.images import normalize
-from rsi_core.models import load_model
-from rsi_core.validate_claims import claim_functions, run_case
+from rsi_core.harness.claims import claim_functions
+from rsi_core.model.anatomy import block_roles, read_taps
+from rsi_core.model.images import normalize
+from rsi_core.model.load import load_model
+from rsi_core.planted import resnet as PR
+from rsi_core.planted.validate_claims import run_case
 
 TAPS = [f"{b}.{t}" for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IBO"]
 

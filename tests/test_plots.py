@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsi_core import metrics, plots
-from rsi_core.analysis import BlockResult
+from rsi_core.measure import metrics
+from rsi_core.measure.study import BlockResult
+from rsi_core.report import plots
 
 PROVENANCE = {"model": "resnet18", "weights": "random:0", "weights_id": "210d4c243f092183",
               "profile": "smoke", "fz": {"steps": 24, "jitter_table": "paper", "seed": 0},
@@ -137,7 +138,7 @@ def test_channel_grid_rows_from_a_study(tmp_path):
     from rsi_core.cache import Cache
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.render import FZSettings
-    from rsi_core.models import load_model
+    from rsi_core.model.load import load_model
 
     model, cache, settings = load_model("resnet18", "random:0"), Cache(tmp_path), FZSettings(steps=2)
     studied = [3, 10, 20]
@@ -149,7 +150,7 @@ def test_channel_grid_rows_from_a_study(tmp_path):
         channels=lambda block: studied,
         top_images=lambda tap: tops, image_set=SimpleNamespace(pil=lambda i: Image.new("RGB", (8, 8), (i, 0, 0))),
         block=lambda name: SimpleNamespace(m=np.array([0.5, 1.0, 2.0]), sm=np.array([0.1, 0.2, 0.3])))
-    from rsi_core.analysis import Study  # the analysis renders channel FZs; the figure only draws them
+    from rsi_core.measure.study import Study  # the analysis renders channel FZs; the figure only draws them
     study.channel_fzs = lambda block, chans: Study.channel_fzs(study, block, chans)
     rows = plots.channel_grid_rows(study, "1.1", [20, 3])
     assert [(r["block"], r["channel"], r["label"]) for r in rows] == [("1.1", 20, "M=2.00 SM=0.3"),

@@ -1,8 +1,15 @@
 """Profiles: the unbiased sample never holds the paper's named channels; they come in addition."""
 import pytest
 
-from rsi_core.profiles import (PAPER_LISTS, evenly_spaced, get_profile, is_census, named_channels,
-                               channels_for, sample_channels)
+from rsi_core.measure.profiles import (
+    channels_for,
+    evenly_spaced,
+    get_profile,
+    is_census,
+    named_channels,
+    sample_channels,
+)
+from rsi_core.paper import PAPER_LISTS
 
 SIZES = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rsi_core import metrics, planted as P
-from rsi_core.analysis import Study
-from rsi_core.anatomy import TapCapture
 from rsi_core.cache import Cache
-from rsi_core.images import ImageSet
-from rsi_core.profiles import Profile
+from rsi_core.measure import metrics
+from rsi_core.measure.profiles import Profile
+from rsi_core.measure.study import Study
+from rsi_core.model.anatomy import TapCapture
+from rsi_core.model.images import ImageSet
+from rsi_core.planted import networks as P
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,15 @@
-"""The strict scale test (rsi_core.scale_test): the statistic on synthetic tables, then a
+"""The strict scale test (rsi_core.measure.scale_test): the statistic on synthetic tables, then a
 hypothesis search for a counterexample on planted networks read with natural images."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rsi_core import planted as P
-from rsi_core import scale_test
 from rsi_core.cache import Cache
-from rsi_core.images import ImageSet
-from rsi_core.metrics import tracking_test
+from rsi_core.measure import scale_test
+from rsi_core.measure.metrics import tracking_test
+from rsi_core.model.images import ImageSet
+from rsi_core.planted import networks as P
 
 
 def tables(n=200, c=3, seed=0, zoom_noise=0.1, same_mix=0.3):

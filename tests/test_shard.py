@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rsi_core.shard import parse_shard, shard_requests
+from rsi_core.fz.shard import parse_shard, shard_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_bad_shard_specs_say_how(spec):
 
 RUN_SHARD = """
 import json, sys
-from rsi_core import cli
+from rsi_core.harness import cli
 from rsi_core.fz.bank import FZBank
 log, argv = sys.argv[1], sys.argv[2:]
 original = FZBank._compute
@@ -63,7 +64,7 @@ def test_two_processes_fill_one_bank_without_overlap(tmp_path):
     computed = [[(tap, c) for line in (tmp_path / f"log{k}").read_text().splitlines()
                  for tap, chans in [json.loads(line)] for c in chans] for k in range(2)]
     from rsi_core.fz.render import canonical_tap  # the bank keys 1.1.I as 1.0.O (the same tensor)
-    from rsi_core.models import load_model
+    from rsi_core.model.load import load_model
     model = load_model("resnet18", "random:0")
     everything = {(canonical_tap(model, f"{b}.{t}"), c) for b in ("1.0", "1.1") for t in "IBO" for c in range(3)}
     assert len(everything) == 15 and sorted(map(len, computed)) == [7, 8]

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 
-from rsi_core import planted as P
-from rsi_core.analysis import Study
 from rsi_core.cache import Cache
-from rsi_core.images import ImageSet
-from rsi_core.profiles import Profile
-from rsi_core.strict_report import NAME, write_section
+from rsi_core.measure.profiles import Profile
+from rsi_core.measure.study import Study
+from rsi_core.model.images import ImageSet
+from rsi_core.planted import networks as P
+from rsi_core.report.strict import NAME, write_section
 
 
 def test_section_counts_and_survivors_on_a_planted_network(tmp_path):

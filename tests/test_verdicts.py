@@ -1,4 +1,4 @@
-"""The statistical model behind every verdict (rsi_core.verdicts), on constructed numbers.
+"""The statistical model behind every verdict (rsi_core.verdicts.verdict), on constructed numbers.
 
 Every path (holds / fails / inconclusive) of every rule and claim helper, census and sample.
 """
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rsi_core import verdicts as V
+from rsi_core.measure.study import SampleReaders
+from rsi_core.verdicts import claims as C
+from rsi_core.verdicts import verdict as V
 
 
 @pytest.fixture
@@ -169,33 +171,33 @@ def _m(n_over, n_skip):
 
 def test_downsample_overwrite_paths(noise):
     full = {"2.0": True, "3.0": True, "4.0": True}
-    v = V.downsample_overwrite({"2.0": _m(70, 58), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
+    v = C.downsample_overwrite({"2.0": _m(70, 58), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
     assert v.verdict == "holds" and v.value == pytest.approx(70 / 128) and v.direction == "greater"
-    v = V.downsample_overwrite({"2.0": _m(50, 78), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
+    v = C.downsample_overwrite({"2.0": _m(50, 78), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
     assert v.verdict == "fails" and v.measured["2.0"]["verdict"] == "fails"
-    v = V.downsample_overwrite({"2.0": _m(66, 62), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
+    v = C.downsample_overwrite({"2.0": _m(66, 62), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
     assert v.verdict == "inconclusive"            # 51.6%: within the 2% noise
-    v = V.downsample_overwrite({"2.0": _m(4, 2), "3.0": _m(5, 1), "4.0": _m(6, 0)}, dict.fromkeys(full, False))
+    v = C.downsample_overwrite({"2.0": _m(4, 2), "3.0": _m(5, 1), "4.0": _m(6, 0)}, dict.fromkeys(full, False))
     assert v.verdict == "inconclusive" and v.measured["4.0"]["model"] == "sample"
 
 
 def test_final_block_paths(noise):
     low = np.r_[np.full(505, 0.1), np.full(7, 0.6)]
-    assert V.final_block(low, census=True).verdict == "holds"          # 7 of 512 outside: within 2%
-    assert V.final_block(np.r_[np.full(470, 0.1), np.full(42, 0.6)], census=True).verdict == "fails"
-    assert V.final_block(np.r_[np.full(495, 0.1), np.full(17, 0.6)], census=True).verdict == "inconclusive"
-    assert V.final_block(np.r_[np.full(312, 0.0), np.full(200, 0.1)], census=True).verdict == "fails"  # zeros
-    assert V.final_block(np.full(6, 0.1), census=False).verdict == "inconclusive"
+    assert C.final_block(low, census=True).verdict == "holds"          # 7 of 512 outside: within 2%
+    assert C.final_block(np.r_[np.full(470, 0.1), np.full(42, 0.6)], census=True).verdict == "fails"
+    assert C.final_block(np.r_[np.full(495, 0.1), np.full(17, 0.6)], census=True).verdict == "inconclusive"
+    assert C.final_block(np.r_[np.full(312, 0.0), np.full(200, 0.1)], census=True).verdict == "fails"  # zeros
+    assert C.final_block(np.full(6, 0.1), census=False).verdict == "inconclusive"
 
 
 def test_simple_less_skewed_paths():
     rng = np.random.default_rng(0)
     hi, lo = rng.uniform(0.5, 5, 200), rng.uniform(0, 1.5, 200)
-    assert V.simple_less_skewed(hi, lo, census=True).verdict == "holds"
-    assert V.simple_less_skewed(lo, hi, census=False).verdict == "fails"
+    assert C.simple_less_skewed(hi, lo, census=True).verdict == "holds"
+    assert C.simple_less_skewed(lo, hi, census=False).verdict == "fails"
     same = rng.uniform(0, 2, 20)
-    assert V.simple_less_skewed(same, same, census=False).verdict == "inconclusive"
-    assert V.simple_less_skewed(same, same, census=True).verdict == "fails"
+    assert C.simple_less_skewed(same, same, census=False).verdict == "inconclusive"
+    assert C.simple_less_skewed(same, same, census=True).verdict == "fails"
 
 
 def _weights(rho_sign, n=64, seed=0):
@@ -207,16 +209,16 @@ def _weights(rho_sign, n=64, seed=0):
 
 def test_weight_magnitude_paths():
     full = dict.fromkeys(("1.1", "2.1", "3.1"), True)
-    v = V.weight_magnitude({b: _weights(-1, seed=i) for i, b in enumerate(full)}, full)
+    v = C.weight_magnitude({b: _weights(-1, seed=i) for i, b in enumerate(full)}, full)
     assert v.verdict == "holds" and v.value < 0 and "p_holm_bn" in v.measured["1.1"]
-    v = V.weight_magnitude({"1.1": _weights(1), "2.1": _weights(-1), "3.1": _weights(-1, seed=3)}, full)
+    v = C.weight_magnitude({"1.1": _weights(1), "2.1": _weights(-1), "3.1": _weights(-1, seed=3)}, full)
     assert v.verdict == "fails" and v.measured["1.1"]["verdict_bn"] == "fails"
     rng = np.random.default_rng(5)
     flat = (rng.uniform(0, 5, 6), rng.uniform(size=6), rng.uniform(size=6))
     sample = dict.fromkeys(full, False)
-    assert V.weight_magnitude({"1.1": flat, "2.1": _weights(-1), "3.1": _weights(-1, seed=3)}, sample).verdict \
+    assert C.weight_magnitude({"1.1": flat, "2.1": _weights(-1), "3.1": _weights(-1, seed=3)}, sample).verdict \
         == "inconclusive"
-    assert V.weight_magnitude({"1.1": flat, "2.1": _weights(-1), "3.1": _weights(-1, seed=3)},
+    assert C.weight_magnitude({"1.1": flat, "2.1": _weights(-1), "3.1": _weights(-1, seed=3)},
                               {**sample, "1.1": True}).verdict == "fails"
 
 
@@ -228,11 +230,11 @@ def _groups(mo, ms, n=40, seed=0, sd=0.3):
 def test_inhibition_paths(noise):
     full = dict.fromkeys(("1.1", "2.1", "3.1"), True)
     ok = {"1.1": _groups(0, 0), "2.1": _groups(-1, 1, seed=1), "3.1": _groups(-1, 1, seed=2)}
-    v = V.inhibition(ok, full)
+    v = C.inhibition(ok, full)
     assert v.verdict == "holds" and v.measured["2.1"]["negative"]["share"] > 0.9
-    assert V.inhibition({**ok, "2.1": _groups(1, -1, seed=1)}, full).verdict == "fails"         # opposite
-    assert V.inhibition({**ok, "3.1": _groups(0.5, 1, seed=2)}, full).verdict == "fails"       # few negative
-    assert V.inhibition({**ok, "3.1": _groups(-0.1, 0.1, n=3, seed=2)},
+    assert C.inhibition({**ok, "2.1": _groups(1, -1, seed=1)}, full).verdict == "fails"         # opposite
+    assert C.inhibition({**ok, "3.1": _groups(0.5, 1, seed=2)}, full).verdict == "fails"       # few negative
+    assert C.inhibition({**ok, "3.1": _groups(-0.1, 0.1, n=3, seed=2)},
                         dict.fromkeys(full, False)).verdict == "inconclusive"
 
 
@@ -240,18 +242,18 @@ def test_input_block_correlation_paths():
     full = dict.fromkeys(("1.1", "2.1", "3.1"), True)
     null = lambda s: _groups(0, 0, seed=s)  # noqa: E731
     ok = {"1.1": null(0), "2.1": null(1), "3.1": _groups(-0.5, 0.2, seed=2)}
-    v = V.input_block_correlation(ok, full)
+    v = C.input_block_correlation(ok, full)
     assert v.verdict == "holds" and v.value < 0
     # 3.1 not significant on a census: fails; on a sample: inconclusive
-    assert V.input_block_correlation({**ok, "3.1": null(2)}, full).verdict == "fails"
-    assert V.input_block_correlation({**ok, "3.1": null(2)}, dict.fromkeys(full, False)).verdict == "inconclusive"
+    assert C.input_block_correlation({**ok, "3.1": null(2)}, full).verdict == "fails"
+    assert C.input_block_correlation({**ok, "3.1": null(2)}, dict.fromkeys(full, False)).verdict == "inconclusive"
     # 3.1 significant the other way: fails
-    assert V.input_block_correlation({**ok, "3.1": _groups(0.5, -0.2, seed=2)}, full).verdict == "fails"
+    assert C.input_block_correlation({**ok, "3.1": _groups(0.5, -0.2, seed=2)}, full).verdict == "fails"
     # 2.1 significantly MORE negative too: the "not in 2.1" part fails
-    v = V.input_block_correlation({**ok, "2.1": _groups(-0.5, 0.2, seed=1)}, full)
+    v = C.input_block_correlation({**ok, "2.1": _groups(-0.5, 0.2, seed=1)}, full)
     assert v.verdict == "fails" and v.measured["2.1"]["verdict"] == "fails"
     # 1.1 significantly in the OPPOSITE direction: not "more negative", the claim still holds (stated rule)
-    v = V.input_block_correlation({**ok, "1.1": _groups(0.5, -0.2, seed=0)}, full)
+    v = C.input_block_correlation({**ok, "1.1": _groups(0.5, -0.2, seed=0)}, full)
     assert v.verdict == "holds" and v.measured["1.1"]["opposite_significant"]
 
 
@@ -268,42 +270,42 @@ POP = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4
 def test_scale_counts_paths(noise):
     noise(0.005)
     full = dict.fromkeys(POP, True)
-    v = V.scale_counts(_counts(), full, POP)
+    v = C.scale_counts(_counts(), full, POP)
     assert v.verdict == "holds", v.measured["parts"]
-    v = V.scale_counts(_counts(**{"3.0": (256, 12, 20, 0)}), full, POP)
+    v = C.scale_counts(_counts(**{"3.0": (256, 12, 20, 0)}), full, POP)
     assert v.verdict == "fails" and v.measured["parts"]["3.0 none"]["verdict"] == "fails"
-    v = V.scale_counts(_counts(**{"3.0": (256, 0, 2, 0)}), full, POP)               # no appreciable share in 3.0
+    v = C.scale_counts(_counts(**{"3.0": (256, 0, 2, 0)}), full, POP)               # no appreciable share in 3.0
     assert v.verdict == "fails" and v.measured["parts"]["3.0 appreciable without mix"]["verdict"] == "fails"
-    v = V.scale_counts(_counts(**{"3.0": (256, 0, 45, 0)}), full, POP)              # 3.0 above 2.1's share
+    v = C.scale_counts(_counts(**{"3.0": (256, 0, 45, 0)}), full, POP)              # 3.0 above 2.1's share
     assert v.measured["parts"]["3.0 below 3.1 without mix"]["verdict"] in ("fails", "inconclusive")
     assert v.verdict == "fails"
-    v = V.scale_counts(_counts(**{"1.1": (64, 3, 9, 1)}), full, POP)                 # 3 +- 0.3: 2.7 < 3
+    v = C.scale_counts(_counts(**{"1.1": (64, 3, 9, 1)}), full, POP)                 # 3 +- 0.3: 2.7 < 3
     assert v.verdict == "inconclusive"
-    v = V.scale_counts(_counts(**{"4.0": (512, 0, 60, 0)}), full, POP)               # "a few" without mix
+    v = C.scale_counts(_counts(**{"4.0": (512, 0, 60, 0)}), full, POP)               # "a few" without mix
     assert v.verdict == "fails"
     small = {b: (6, 1, 2, 0) for b in ("1.1", "2.0", "2.1", "3.1")}
     small.update({b: (6, 0, 0, 0) for b in ("3.0", "4.0", "4.1")})
-    assert V.scale_counts(_counts(**small), dict.fromkeys(POP, False), POP).verdict == "inconclusive"
+    assert C.scale_counts(_counts(**small), dict.fromkeys(POP, False), POP).verdict == "inconclusive"
 
 
 def test_overlap_paths_fig6_fig7_shapes():
     fig7 = {"2.1": [108, 36, 13, 21, 60, 52, 93, 5, 58], "3.1": [113, 178, 22, 215, 204, 25, 29, 154, 200]}
     pop = {"2.1": range(128), "3.1": range(256)}
     found = {b: fig7[b][:5] + [0, 1] for b in fig7}
-    v = V.overlap({b: (pop[b], fig7[b], found[b]) for b in fig7}, census=True)
+    v = C.overlap({b: (pop[b], fig7[b], found[b]) for b in fig7}, census=True)
     assert v.verdict == "holds" and v.measured["combined_p"] < 1e-6
     # fig6 shape: top 3 per block, nothing of the paper's recovered
     fig6 = {"2.1": [108], "3.1": [113, 178]}
-    v = V.overlap({b: (pop[b], fig6[b], [1, 2, 3]) for b in fig6}, census=True)
+    v = C.overlap({b: (pop[b], fig6[b], [1, 2, 3]) for b in fig6}, census=True)
     assert v.verdict == "fails" and v.measured["combined_p"] == 1.0
-    assert V.overlap({b: (pop[b], fig6[b], [1, 2, 3]) for b in fig6}, census=False).verdict == "inconclusive"
+    assert C.overlap({b: (pop[b], fig6[b], [1, 2, 3]) for b in fig6}, census=False).verdict == "inconclusive"
     # a block where nothing was found still counts (p = 1), so it dilutes the combination
-    one = V.overlap({"3.1": (pop["3.1"], fig6["3.1"], [113, 178, 3])}, census=True)
-    both = V.overlap({"3.1": (pop["3.1"], fig6["3.1"], [113, 178, 3]), "2.1": (pop["2.1"], fig6["2.1"], [])},
+    one = C.overlap({"3.1": (pop["3.1"], fig6["3.1"], [113, 178, 3])}, census=True)
+    both = C.overlap({"3.1": (pop["3.1"], fig6["3.1"], [113, 178, 3]), "2.1": (pop["2.1"], fig6["2.1"], [])},
                      census=True)
     assert both.measured["blocks"]["2.1"]["p"] == 1.0
     assert both.measured["combined_p"] > one.measured["combined_p"]
-    assert V.overlap({"4.1": (range(8), [100], [1])}, census=True).verdict == "inconclusive"  # nothing studied
+    assert C.overlap({"4.1": (range(8), [100], [1])}, census=True).verdict == "inconclusive"  # nothing studied
 
 
 # ----------------------------------------------------------------------------- reading a Study
@@ -314,11 +316,12 @@ class _Block:
         self.skip = self.m > 1  # as written
 
 
-class _Study:
+class _Study(SampleReaders):
     """What the adapters read: profile, model, block(name)."""
     def __init__(self, profile, blocks):
         import torchvision
-        from rsi_core.profiles import get_profile
+
+        from rsi_core.measure.profiles import get_profile
         self.profile, self.model, self._blocks = get_profile(profile), torchvision.models.resnet18(), blocks
 
     def block(self, name):
@@ -326,7 +329,7 @@ class _Study:
 
 
 def test_adapters_read_only_the_valid_unbiased_sample():
-    from rsi_core.profiles import channels_for, get_profile, sample_channels
+    from rsi_core.measure.profiles import channels_for, get_profile, sample_channels
     quick = get_profile("quick")
     chans = channels_for(quick, "2.1", 128)                      # sample + the paper's named channels
     sample = sample_channels(quick, "2.1", 128)
@@ -335,16 +338,16 @@ def test_adapters_read_only_the_valid_unbiased_sample():
     failed = np.zeros(len(chans), bool)
     failed[chans.index(sample[0])] = True
     s = _Study("quick", {"2.1": _Block(chans, m, failed)})
-    assert len(V.sample_m(s, "2.1")) == len(sample) - 1          # named and failed channels left out
-    assert set(V.sample_m(s, "2.1")) == {0.5}
-    over, skip = V.sample_groups(s, "2.1", np.arange(len(chans), dtype=float))
+    assert len(s.sample_m("2.1")) == len(sample) - 1          # named and failed channels left out
+    assert set(s.sample_m("2.1")) == {0.5}
+    over, skip = s.sample_groups("2.1", np.arange(len(chans), dtype=float))
     assert len(over) == len(sample) - 1 and len(skip) == 0
-    assert V.census_map(s, ["2.1"]) == {"2.1": False}
+    assert s.census_map(["2.1"]) == {"2.1": False}
     full = _Study("paper", {"1.1": _Block(range(64), np.full(64, 2.0), np.zeros(64, bool))})
-    assert V.is_census(full, "1.1") and len(V.sample_m(full, "1.1")) == 64
+    assert full.is_census("1.1") and len(full.sample_m("1.1")) == 64
 
 
 def test_seed_error_is_an_error_and_final_block_states_its_tolerance(noise):
     assert V.seed_verdict([_v("holds", 0.6), _v("error", None)]) == ("error", [0.6, 0.6])
-    v = V.final_block(np.full(512, 0.1), census=True)
+    v = C.final_block(np.full(512, 0.1), census=True)
     assert "0.020 of the channels" in v.statistic and v.measured["lowest_bin"]["tolerance"] == 0.02

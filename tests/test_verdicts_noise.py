@@ -1,4 +1,4 @@
-"""Which measured seed noise a census verdict uses (rsi_core.verdicts.noise_for / seed_noise):
+"""Which measured seed noise a census verdict uses (rsi_core.verdicts.verdict.noise_for / seed_noise):
 a planted network reads the planted source's rates, any other model the larger rate over the
 sources; every census part records the source it used."""
 from types import SimpleNamespace
@@ -6,13 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rsi_core import claims
-from rsi_core import planted_resnet as PR
-from rsi_core import verdicts as V
-from rsi_core.analysis import BlockResult
-from rsi_core.anatomy import block_roles, find_block
-from rsi_core.models import load_model
-from rsi_core.profiles import Profile
+from rsi_core.harness import claims
+from rsi_core.measure.profiles import Profile
+from rsi_core.measure.study import BlockResult, SampleReaders
+from rsi_core.model.anatomy import block_roles, find_block
+from rsi_core.model.load import load_model
+from rsi_core.planted import resnet as PR
+from rsi_core.verdicts import claims as C
+from rsi_core.verdicts import verdict as V
 
 PLANTED = V.PLANTED_SOURCE
 
@@ -79,8 +80,8 @@ def test_fig5_on_a_census_holds_only_under_the_planted_source(request, shipped):
     counts = _fig5_counts()
     census, pop = {b: True for b in counts}, {b: counts[b]["n"] for b in counts}
     both = {"1.1": 1, "2.0": 3, "2.1": 3, "3.1": 3}
-    wide = V.scale_counts(counts, census, pop, both=both)
-    planted = V.scale_counts(counts, census, pop, both=both, noise_source=PLANTED)
+    wide = C.scale_counts(counts, census, pop, both=both)
+    planted = C.scale_counts(counts, census, pop, both=both, noise_source=PLANTED)
     assert wide.verdict == "inconclusive"
     assert wide.measured["parts"]["4.0 few without mix"]["verdict"] == "inconclusive"
     assert planted.verdict == "holds", planted.measured["parts"]
@@ -90,7 +91,7 @@ def test_fig5_on_a_census_holds_only_under_the_planted_source(request, shipped):
     assert "at least 1 in 1.1, 3 in 2.0" in planted.statistic   # the lists' lengths, not resnet18's 1, 4, 9, 9
 
 
-class _Census:
+class _Census(SampleReaders):
     """A census Study of M values only (what fig2-downsample-overwrite reads)."""
 
     def __init__(self, model, m: dict):

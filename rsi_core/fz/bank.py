@@ -20,10 +20,11 @@ import torch
 from filelock import Timeout
 from tqdm.auto import tqdm
 
-from ..anatomy import blocks, parse_tap
-from ..cache import Cache
-from .render import FZSettings, canonical_tap, effective_target, measure, render
-from .transform import jitter_for
+from rsi_core.cache import Cache
+from rsi_core.fz.render import FZSettings, canonical_tap, effective_target, measure, render
+from rsi_core.fz.transform import jitter_for
+from rsi_core.model.anatomy import blocks, parse_tap
+
 
 def default_batch_size(device) -> int:
     return 256 if torch.device(device).type == "cuda" else 16

@@ -12,7 +12,7 @@ way). ``crop=False`` keeps the reference path (the model's own forward, read by
 Each element is independent of its batch: its image initialization and every transform draw come
 from its own random stream, derived from (seed, canonical tap, channel) (``element_streams``), so
 channel c's FZ is the same alone, in any batch and at any position, and equals a lucent
-``render_vis`` run driven by the same stream (``rsi_core.bench.lucent_render``). Image
+``render_vis`` run driven by the same stream (``rsi_core.fz.bench.lucent_render``). Image
 parameters are batch-1 each (lucent's batched colour matmul rounds by batch size). On the CPU:
 - everything runs on one thread (``one_thread``: torch's CPU kernels round by thread count);
 - each element's transform chain runs alone, with the cone over the cone's window only
@@ -43,18 +43,17 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
-from ..anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
-from ..images import normalize
-from .objectives import OBJECTIVES
-from .transform import apply, cut, draw, final_side, jitter_for
-
-IMAGE_SIZE = 224
+from rsi_core.fz.objectives import OBJECTIVES
+from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
+from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
+from rsi_core.model.images import normalize
+from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS
 
 
 @dataclass(frozen=True)
 class FZSettings:
     """Everything that changes an FZ; it goes into every cache key."""
-    steps: int = 2560
+    steps: int = PAPER_STEPS
     lr: float = 0.05
     objective: str = "neuron"       # "neuron" (centre neuron) or "channel" (whole-map mean)
     jitter_table: str = "paper"     # see transform.JITTER_TABLES

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import types
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import kornia
 import numpy as np
@@ -31,21 +31,10 @@ from kornia.geometry.warp import normalize_homography
 from lucent.optvis import transform as lucent_transform
 from torchvision.transforms.functional import center_crop
 
+from rsi_core.paper import DEFAULT_JITTER, JITTER_TABLES
+
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]
 ANGLES = list(range(-5, 6))
-DEFAULT_JITTER = 16
-
-# Jitter per canonical tap (a simple block's I is the previous block's O: fz.render.canonical_tap);
-# taps not listed use DEFAULT_JITTER. The simple blocks' I entries repeat the O they stand for.
-_PAPER = {**{f"{b}.{t}": 0 for b in ("1.1", "2.0") for t in "IBO"}, "1.0.O": 0, "2.1.I": 0,
-          "2.1.B": 4, **{f"3.0.{t}": 4 for t in "IBO"}, "3.1.I": 4}
-JITTER_TABLES = {
-    # appendix A.2: none for 1.1 and 2.0, 4 for 2.1's B and all of 3.0, 16 elsewhere
-    "paper": _PAPER,
-    # the authors' batch script (commit 4995852): the paper's table except 2.1.O at 4
-    "authors-script": {**_PAPER, "2.1.O": 4},
-    "none": {},
-}
 
 
 def jitter_for(tap: str, table: str = "paper") -> int:
@@ -167,7 +156,7 @@ def _warp_matrix(kind: str, value: tuple, n: int) -> torch.Tensor:
     return torch.inverse(norm)[:, :2, :]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _base_coordinates(n: int) -> torch.Tensor:
     """``F.affine_grid``'s base coordinates of a side-n grid (align_corners=False)."""
     return torch.linspace(-1, 1, n) * (n - 1) / n

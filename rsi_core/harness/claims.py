@@ -1,0 +1,157 @@
+"""Running one claim function (``claims/test_*.py``): on the tested study, under each FZ
+reading and seed asked for, and on controls; the per-claim JSON entry; its outcome against the
+expectation for this model. The claims themselves live in their tests, nowhere else.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+from rsi_core.harness import expectations as expect_mod
+from rsi_core.paper import READINGS
+from rsi_core.report import claims_report as report
+from rsi_core.verdicts.verdict import Verdict, seed_verdict
+
+
+class Harness:
+    """Everything a run's claims share: the tested study, its variants (FZ readings, seeds,
+    controls, built lazily once), expectations and the baseline."""
+
+    def __init__(self, study, artifacts_dir, expectations: dict | None = None, baseline: dict | None = None,
+                 fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0):
+        if fz_target not in READINGS + ("both",):
+            raise ValueError(f"--fz-target {fz_target!r}: use as-written, as-run or both")
+        if fz_seeds < 1:
+            raise ValueError(f"--fz-seeds {fz_seeds}: use 1 or more")
+        self.study, self.folder = study, Path(artifacts_dir)
+        self.fz_target, self.fz_seeds, self.n_controls = fz_target, fz_seeds, controls
+        self._variants: dict = {}
+        prov = self.primary().describe()
+        self.expectations = expectations or expect_mod.for_run(prov["model"], prov["weights"])
+        self.baseline = baseline
+        if baseline:
+            report.check_baseline(baseline, prov)
+
+    # studies --------------------------------------------------------------------------------
+    def primary(self):
+        """The study whose verdict is the test's outcome: as-written unless only as-run is asked."""
+        return self.reading("as-run") if self.fz_target == "as-run" else self.study
+
+    def reading(self, target: str):
+        if target == self.study.settings.target:
+            return self.study
+        return self._variant(("target", target), target=target)
+
+    def seed(self, s: int):
+        base = self.primary()
+        return base if s == base.settings.seed else self._variant(("seed", base.settings.target, s), seed=s,
+                                                                  target=base.settings.target)
+
+    def _variant(self, key, **fz):
+        if key not in self._variants:
+            self._variants[key] = self.study.variant(**fz)
+        return self._variants[key]
+
+    def controls(self) -> list:
+        if self.n_controls and "controls" not in self._variants:
+            from rsi_core.harness.controls import control_studies
+            self._variants["controls"] = control_studies(self.primary(), self.n_controls)
+        return self._variants.get("controls", [])
+
+    # one claim ------------------------------------------------------------------------------
+    def run(self, claim_id: str, fn, figure=None) -> dict:
+        """Evaluate ``fn`` (a claim function) and write ``artifacts/claims/<id>.json``; an exception
+        becomes an ``error`` entry (written) and is raised again."""
+        paper = " ".join((fn.__doc__ or "").split())
+        try:
+            v = replace(fn(self.primary()), claim_id=claim_id)
+            entry = self._entry(claim_id, paper, v)
+            self._extras(entry, fn, figure)
+        except Exception as exc:
+            write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),
+                                                 self.expectations.get(claim_id, "observe")))
+            raise
+        write_entry(self.folder, entry)
+        return entry
+
+    def _entry(self, claim_id, paper, v: Verdict) -> dict:
+        prov = self.primary().describe()
+        expect = self.expectations.get(claim_id, "observe")
+        entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
+                 "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov}
+        entry["regressions"] = report.regressions(entry, (self.baseline or {}).get("claims", {}).get(claim_id))
+        return entry
+
+    def _extras(self, entry: dict, fn, figure) -> None:
+        if self.fz_target == "both":
+            entry["readings"] = {}
+            for t in READINGS:
+                rv = fn(self.reading(t))
+                entry["readings"][t] = {"verdict": rv.verdict, "value": rv.value, "measured": rv.measured}
+        if self.fz_seeds > 1:
+            per = [fn(self.seed(s)) for s in range(self.fz_seeds)]
+            agreed, rng = seed_verdict(per)
+            entry["seeds"] = [{"seed": s, "verdict": p.verdict, "value": p.value} for s, p in enumerate(per)]
+            entry["seed_range"] = rng
+            if agreed != entry["verdict"]:
+                entry["reason"] = f"FZ seeds disagree ({', '.join(p.verdict for p in per)}); " + entry["reason"]
+                entry["verdict"] = agreed
+                entry["outcome"] = expect_mod.outcome(agreed, entry["expectation"])
+        runs = self.controls()
+        if runs:
+            from rsi_core.harness.controls import add_controls
+            add_controls(entry, runs, lambda study: fn(study).to_json())
+        if figure is not None:  # a panel per FZ reading when both are asked
+            self.folder.mkdir(parents=True, exist_ok=True)
+            panels = ({t: (self.reading(t), entry["readings"][t]["measured"]) for t in READINGS}
+                      if self.fz_target == "both" else {"": (self.primary(), entry["measured"])})
+            for t, (st, measured) in panels.items():
+                name = f"{entry['id']}-{t}.png" if t else f"{entry['id']}.png"
+                entry["artifacts"] += [str(p) for p in figure(st, self.folder / name, measured, runs) or []]
+
+
+def error_entry(claim_id: str, paper: str, exc: BaseException | str, prov: dict, expectation="observe") -> dict:
+    """The report's entry for a claim that raised: verdict ``error`` with the exception."""
+    text = exc if isinstance(exc, str) else "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return {"id": claim_id, "paper": paper, "claim_id": claim_id, "verdict": "error", "statistic": "",
+            "measured": {}, "blocks": {}, "reason": f"error: {text}", "value": None, "direction": None,
+            "artifacts": [], "expectation": expectation, "outcome": "error", "provenance": prov,
+            "regressions": [], "error": text}
+
+
+def write_entry(folder, entry: dict) -> Path:
+    out = Path(folder) / "claims"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{entry['id']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def claim_functions(folder=None) -> dict:
+    """{claim id: claim function} from the claims test modules: a test marked
+    ``claim(id)`` named ``test_<name>`` checks the module's function ``<name>``. For callers
+    without pytest (``rsi validate``)."""
+    import importlib.util
+    folder = Path(folder) if folder else claims_dir()
+    out = {}
+    for path in sorted(folder.glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"rsi_claims_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name, obj in vars(mod).items():
+            marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "claim"]
+            if name.startswith("test_") and marks:
+                out[marks[0].args[0]] = getattr(mod, name[len("test_"):])
+    return out
+
+
+def claims_dir() -> Path:
+    """The ``claims/`` folder beside the package (a clone or an editable install)."""
+    d = Path(__file__).resolve().parents[2] / "claims"
+    if not d.is_dir():
+        raise FileNotFoundError(f"no claims folder at {d}: pass the folder of the claims tests (--claims PATH)")
+    return d

@@ -1,0 +1,89 @@
+"""What a run should show, per claim: data in TOML files, not code.
+
+``claims/expectations/<model>.toml`` ships the paper's expectations (pretrained weights);
+``--expectations FILE`` adds or overrides them. Random-init and weight-shuffled weights are
+controls: every claim is observed unless a file passed with ``--expectations`` says otherwise.
+``rsi expectations --from claims-report.json`` records a run's verdicts as such a file (bless a
+model once; a later run whose verdict changes fails).
+
+File format::
+
+    model = "resnet18"            # optional: the file is refused for another model
+    [claims]
+    fig2-downsample-overwrite = "holds"   # holds | fails | observe
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+CLAIM_IDS = ("fig2-downsample-overwrite", "fig2-simple-less-skewed", "fig2-final-block", "fig3-weight-magnitude",
+             "fig4-inhibition", "fig4-input-block-correlation", "fig5-scale-counts", "fig6-top-scale",
+             "fig7-robust", "fig8-top-mixes")
+VALUES = ("holds", "fails", "observe")
+
+
+def shipped_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "claims" / "expectations"
+
+
+def read(path) -> dict:
+    """{claim id: expectation} of one file, checked: unknown claim ids, values or model are errors."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"expectations file {path}: {exc}") from None
+    unknown_keys = set(data) - {"model", "weights", "claims"}
+    if unknown_keys:
+        raise ValueError(f"expectations file {path}: unknown keys {sorted(unknown_keys)}; use model, weights, [claims]")
+    claims = data.get("claims", {})
+    bad_ids = sorted(set(claims) - set(CLAIM_IDS))
+    if bad_ids:
+        raise ValueError(f"expectations file {path}: unknown claim ids {bad_ids}; known: {', '.join(CLAIM_IDS)}")
+    bad = {k: v for k, v in claims.items() if v not in VALUES}
+    if bad:
+        raise ValueError(f"expectations file {path}: values {bad} are not one of {', '.join(VALUES)}")
+    return {"model": data.get("model"), "claims": dict(claims)}
+
+
+def for_run(model: str, weights: str, files=()) -> dict[str, str]:
+    """{claim id: holds | fails | observe} for this model and weights: the shipped file for
+    ``model`` (not for control weights), then each file of ``files`` in order."""
+    from rsi_core.model.sources import is_control
+    out = {cid: "observe" for cid in CLAIM_IDS}
+    shipped = shipped_dir() / f"{model}.toml"
+    if shipped.exists() and not is_control(weights):
+        out.update(read(shipped)["claims"])
+    for f in files or ():
+        data = read(f)
+        if data["model"] and data["model"] != model:
+            raise ValueError(f"expectations file {f} is for model {data['model']}, this run tests {model}: "
+                             "pass a file recorded for this model (rsi expectations --from REPORT.json)")
+        out.update(data["claims"])
+    return out
+
+
+def outcome(verdict: str, expect: str) -> str:
+    """pass / fail / fails as expected / fail (expected to fail, holds) / observed / inconclusive / error."""
+    if verdict in ("error", "inconclusive"):
+        return verdict
+    if expect == "observe":
+        return "observed"
+    if expect == "fails":
+        return "fails as expected" if verdict == "fails" else "fail (expected to fail, holds)"
+    return "pass" if verdict == "holds" else "fail"
+
+
+def from_report(path) -> str:
+    """A TOML expectations file recording the verdicts of a claims-report.json; inconclusive and
+    errored claims are recorded as observe (nothing decided to hold a later run to)."""
+    data = json.loads(Path(path).read_text())
+    prov = data.get("provenance", {})
+    lines = [f"# recorded from {path}: weights {prov.get('weights')}, profile {prov.get('profile')}",
+             f'model = "{prov.get("model")}"', "", "[claims]"]
+    for e in sorted(data["claims"], key=lambda e: e["id"]):
+        v = e["verdict"] if e["verdict"] in ("holds", "fails") else "observe"
+        lines.append(f'{e["id"]} = "{v}"  # {e["verdict"]}')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,244 @@
+"""pytest harness for ``pytest claims``: options, the ``claim`` marker, the ``rsi_claims`` fixture, report.
+
+A claim test reads ``rsi_claims.check(claim_fn)``: the fixture evaluates the claim function on the
+tested ``Study`` (and FZ readings, seeds, controls when asked), writes ``artifacts/claims/<id>.json``
+and turns the verdict into the test's outcome against the expectation for this model. Fixtures
+build the model, the FZ bank and the natural-image tables lazily through the cache, so
+pytest-xdist workers share work instead of repeating it. At session end the controller writes
+``claims-report.md`` and ``claims-report.json`` from the per-claim JSON every worker wrote, or
+removes a previous run's report when no claim ran.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsUnavailable
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("rsi", "rsi: paper claims")
+    g.addoption("--model", default=DEFAULT_MODEL, help="torchvision ResNet to test (default resnet18)")
+    g.addoption("--weights", default=os.environ.get("RSI_WEIGHTS", DEFAULT_WEIGHTS),
+                help="IMAGENET1K_V1 (torchvision cache), a .pth file, or random:SEED (a control)")
+    g.addoption("--images", default=None,
+                help="natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample")
+    g.addoption("--profile", default=None, choices=["paper", "quick", "smoke"],
+                help="paper: all channels, 2,560 steps; quick/smoke: sampled channels, fewer steps "
+                     "(default: paper on CUDA, quick on CPU)")
+    g.addoption("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    g.addoption("--cache-dir", default=None, help="cache folder (default $RSI_CACHE or ~/.cache/rsi)")
+    g.addoption("--artifacts-dir", default="artifacts", help="where figures, numbers and the report go")
+    g.addoption("--baseline", default=None, help="claims-report.json of an earlier run: flag regressions")
+    g.addoption("--antialias", action="store_true", help="antialias S_inv's shrink (today's torchvision default)")
+    g.addoption("--jitter-table", default="paper", help="paper or authors-script")
+    g.addoption("--expectations", action="append", default=[],
+                help="TOML file of expectations (holds/fails/observe per claim) adding to or overriding the "
+                     "shipped ones; repeatable; record one with `rsi expectations --from claims-report.json`")
+    g.addoption("--fz-target", default="as-written", choices=["as-written", "as-run", "both"],
+                help="FZ objective as the paper wrote it, as the authors' code ran it, or both (the test's "
+                     "outcome uses as-written)")
+    g.addoption("--fz-seeds", type=int, default=1, help="render every FZ with seeds 0..K-1; a claim whose "
+                "verdict differs between seeds is inconclusive")
+    g.addoption("--controls", type=int, default=None,
+                help="K control models (random-init, weight-shuffled) every claim is also evaluated on "
+                     "(default: 2 on the paper profile, else 0)")
+
+
+def _device(config) -> str:
+    from rsi_core.model.device import resolve_device  # under xdist: this worker's own GPU
+    return resolve_device(config.getoption("--device"))
+
+
+def _profile(config) -> str:
+    from rsi_core.measure.profiles import default_profile
+    return config.getoption("--profile") or default_profile(_device(config))
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
+    if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
+        import torch
+        workers = int(config.workerinput.get("workercount", 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    if not _is_worker(config) and config.getoption("--artifacts-dir", None):
+        shutil.rmtree(Path(config.getoption("--artifacts-dir")) / "claims", ignore_errors=True)
+
+
+def pytest_report_header(config):
+    if not any(part.startswith("claims") for a in config.args for part in Path(str(a)).parts):
+        return None
+    lines = [f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
+             f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}"]
+    from rsi_core.model.load import weights_missing  # realjob (issue 9): say up front why claims may all skip
+    missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
+    if missing:
+        lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def rsi_options(request):
+    c = request.config
+    return {k: c.getoption(f"--{k}") for k in
+            ("model", "weights", "images", "cache-dir", "artifacts-dir", "baseline", "antialias", "jitter-table",
+             "expectations", "fz-target", "fz-seeds", "controls")} | {
+        "device": _device(c), "profile": _profile(c)}
+
+
+@pytest.fixture(scope="session")
+def rsi_model(rsi_options, request):
+    from rsi_core.model.load import load_model
+    try:
+        return load_model(rsi_options["model"], rsi_options["weights"], rsi_options["device"])
+    except WeightsUnavailable as exc:
+        pytest.skip(f"weights unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def rsi_study(rsi_model, rsi_options):
+    from rsi_core.cache import Cache
+    from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.study import Study
+    from rsi_core.model.images import ImageSet
+    study = Study(rsi_model, get_profile(rsi_options["profile"]), Cache(rsi_options["cache-dir"]),
+                  images=ImageSet.from_dir(rsi_options["images"]), device=rsi_options["device"],
+                  antialias=rsi_options["antialias"], jitter_table=rsi_options["jitter-table"],
+                  lists=getattr(rsi_model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+    study.prepare()
+    return study
+
+
+@pytest.fixture(scope="session")
+def rsi_harness(rsi_study, rsi_options):
+    """The run's shared state: study, expectations, baseline, FZ readings/seeds, controls."""
+    from rsi_core.harness import expectations
+    from rsi_core.harness.claims import Harness
+    from rsi_core.harness.controls import default_controls
+    from rsi_core.report.claims_report import load_baseline
+    prov = rsi_study.describe()
+    n_controls = rsi_options["controls"]
+    return Harness(rsi_study, rsi_options["artifacts-dir"],
+                   expectations.for_run(prov["model"], prov["weights"], rsi_options["expectations"]),
+                   load_baseline(rsi_options["baseline"]) if rsi_options["baseline"] else None,
+                   fz_target=rsi_options["fz-target"], fz_seeds=rsi_options["fz-seeds"],
+                   controls=default_controls(rsi_options["profile"]) if n_controls is None else n_controls)
+
+
+class ClaimCheck:
+    """``rsi_claims``: ``check(claim_fn, figure=None)`` evaluates the claim of the calling test
+    (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
+    hold or regressed against the baseline, xfail when it fails as expected, skip when
+    inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
+    draws the claim's figure from what the study computed."""
+
+    def __init__(self, request, harness):
+        self.request, self.harness = request, harness
+
+    def check(self, claim_fn, figure=None) -> dict:
+        mark = self.request.node.get_closest_marker("claim")
+        if mark is None:
+            raise pytest.UsageError(f"{self.request.node.nodeid}: mark the test @pytest.mark.claim(<SPEC id>)")
+        claim_id = mark.args[0]
+        entry = self.harness.run(claim_id, claim_fn, figure)
+        message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
+                   f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
+        if entry["regressions"]:
+            pytest.fail(f"{claim_id} regressed against the baseline: {'; '.join(entry['regressions'])}. {message}")
+        if entry["outcome"] == "inconclusive":
+            pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
+        if entry["outcome"] == "fails as expected":
+            pytest.xfail(message)
+        assert entry["outcome"] in ("pass", "observed"), message
+        return entry
+
+
+@pytest.fixture
+def rsi_claims(request, rsi_harness):
+    return ClaimCheck(request, rsi_harness)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A claim whose test errored before its claim function ran (a fixture, the model, the FZ
+    bank) still gets an ``error`` entry in the report, with the exception."""
+    outcome = yield
+    rep = outcome.get_result()
+    mark = item.get_closest_marker("claim")
+    if mark is None or not rep.failed or not item.config.getoption("--artifacts-dir", None):
+        return
+    folder = Path(item.config.getoption("--artifacts-dir"))
+    if (folder / "claims" / f"{mark.args[0]}.json").exists():
+        return
+    from rsi_core.harness.claims import error_entry, write_entry
+    text = call.excinfo.exconly() if call.excinfo else str(rep.longrepr).splitlines()[-1]
+    prov = {"model": item.config.getoption("--model"), "weights": item.config.getoption("--weights")}
+    write_entry(folder, error_entry(mark.args[0], "", text, prov))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if _is_worker(config) or not config.getoption("--artifacts-dir", None) or config.option.collectonly:
+        return
+    from rsi_core.report.claims_report import collect, remove_report, write_report
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and _weights_skip_reasons(reporter) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # nothing was verified: not a success
+    folder = Path(config.getoption("--artifacts-dir"))
+    entries = collect(folder)
+    if entries:
+        md, _ = write_report(entries, folder)
+        config._rsi_report = f"{md} (rewritten: {len(entries)} claims)"
+        config._rsi_entries = entries
+    elif any(Path(str(a)).name == "claims" or "claims" in Path(str(a)).parts for a in config.args):
+        gone = remove_report(folder)
+        config._rsi_report = ("no claim ran: " + (f"removed the previous report {', '.join(map(str, gone))}"
+                                                  if gone else "no report written"))
+
+
+class FailWhenNothingRan:
+    """``rsi run``'s extra plugin (realjob, issue 9): a session in which claims were skipped for
+    unavailable weights and nothing else ran exits 1, so scripts see that nothing was checked."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        ran = any(tr.stats.get(k) for k in ("passed", "failed", "xfailed", "xpassed", "error")) if tr else True
+        if tr and not ran and _weights_skip_reasons(tr):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _weights_skip_reasons(terminalreporter) -> list[str]:
+    reasons = []
+    for rep in terminalreporter.stats.get("skipped", []):
+        text = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "weights unavailable" in text:
+            reasons.append(text)
+    return reasons
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    md = getattr(config, "_rsi_report", None)
+    if md:
+        terminalreporter.write_sep("-", f"rsi claims report: {md}")
+    for e in getattr(config, "_rsi_entries", []):
+        if e.get("label") == "holds, not beyond controls":
+            terminalreporter.write_line(f"{e['id']}: holds, not beyond controls (a control model reaches "
+                                        f"its value {e.get('value')})", yellow=True)
+        if e["verdict"] == "error":
+            terminalreporter.write_line(f"{e['id']}: ERROR {e.get('error', e['reason'])}", red=True)
+    skipped = _weights_skip_reasons(terminalreporter)  # realjob (issue 9): loud without -rs
+    if skipped:
+        terminalreporter.write_sep("!", f"NO CLAIM WAS CHECKED: {len(skipped)} claims skipped, weights unavailable",
+                                   red=True, bold=True)
+        reason = skipped[0].split("weights unavailable: ", 1)[-1]
+        terminalreporter.write_line(reason)
+        terminalreporter.write_line("Fix: supply the weights as said above, then run again; "
+                                    "this run verified nothing about the paper's claims.", red=True)

@@ -1,0 +1,263 @@
+"""The paper's per-block analysis: FZ-based mix ratios and scale criteria, natural-image probes.
+
+``Study`` ties a model, its FZ bank and an image set together and computes each block's
+numbers once (lazily), for the claims, ``rsi run`` and the figures.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from rsi_core.cache import Cache
+from rsi_core.fz.bank import FZBank
+from rsi_core.fz.render import FZSettings, dequantize
+from rsi_core.measure import metrics
+from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels
+from rsi_core.model.activations import natural_activations, top_k
+from rsi_core.model.anatomy import TapCapture, block_roles, find_block
+from rsi_core.model.anatomy import blocks as model_blocks
+from rsi_core.model.images import ImageSet
+from rsi_core.model.load import describe
+from rsi_core.paper import PAPER_LISTS
+
+
+@dataclass
+class BlockResult:
+    """Numbers for the studied channels of one block; activations are each channel's own."""
+    block: str
+    kind: str
+    channels: np.ndarray            # channel ids studied
+    i_xi: np.ndarray                # I_c(X_I)
+    b_xi: np.ndarray                # B_c(X_I)
+    o_xi: np.ndarray                # O_c(X_I)
+    i_xb: np.ndarray                # I_c(X_B)
+    b_xb: np.ndarray                # B_c(X_B)
+    o_xb: np.ndarray                # O_c(X_B)
+    b_s_xi: np.ndarray              # B_c(S(X_I))
+    i_sinv_xb: np.ndarray           # I_c(S_inv(X_B))
+    reading: str = "as-written"     # the criteria and skip group as the text states them, or "as-run"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def m(self) -> np.ndarray:
+        return metrics.mix_ratio(self.o_xi, self.o_xb)
+
+    @property
+    def failed(self) -> np.ndarray:
+        return metrics.failed_fzs(self.o_xi, self.o_xb)
+
+    @property
+    def skip(self) -> np.ndarray:
+        """Figure 4's skip group: M > 1 as written, M >= 1 as the authors' plotting code ran."""
+        return metrics.is_skip(self.m, self.reading)
+
+    def scale_invariant(self, use_mix: bool = True) -> np.ndarray:
+        """The three criteria; "as-run" tests 2 and 3 on deltas divided by B_c(X_B) and I_c(X_I),
+        as the authors' ``stream_inspect.py`` does."""
+        return metrics.scale_criteria_read(self.m, self.b_xi, self.b_s_xi, self.i_xb, self.i_sinv_xb,
+                                           self.reading, b_xb=self.b_xb, i_xi=self.i_xi, use_mix=use_mix)
+
+    @property
+    def sm(self) -> np.ndarray:
+        return metrics.scale_metric(self.b_xi, self.b_s_xi, self.b_xb, self.i_xb, self.i_sinv_xb, self.i_xi)
+
+    def table(self) -> dict:
+        """JSON-ready per-channel numbers."""
+        out = {k: getattr(self, k).tolist() for k in
+               ("channels", "i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")}
+        out.update(m=self.m.tolist(), sm=self.sm.tolist(), failed=self.failed.tolist(),
+                   scale_invariant=self.scale_invariant().tolist(),
+                   scale_invariant_without_mix=self.scale_invariant(False).tolist())
+        return out
+
+
+def own(acts: np.ndarray, channels) -> np.ndarray:
+    """Row n's activation of its own channel ``channels[n]``."""
+    return acts[np.arange(len(channels)), np.asarray(channels)].astype(np.float64)
+
+
+@torch.no_grad()
+def centre_on(model, x: torch.Tensor, tap: str, channels, device, batch: int = 64) -> np.ndarray:
+    """Centre activation of ``channels[n]`` at ``tap`` for normalized image ``x[n]``."""
+    out = []
+    with TapCapture(model, [tap], centre=True) as cap:
+        for s in range(0, len(x), batch):
+            out.append(cap(x[s:s + batch].to(device))[tap].float().cpu().numpy())
+    return own(np.concatenate(out), channels) if out else np.zeros(0)
+
+
+def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialias: bool = False,
+                   device="cpu", reading: str = "as-written") -> BlockResult:
+    """Mix ratio and scale-criteria inputs from the I and B FZs of ``channels``."""
+    x_i, x_b = dequantize(fz_i["image"]), dequantize(fz_b["image"])
+    return BlockResult(
+        block=block, kind=find_block(model, block).kind, channels=np.asarray(channels),
+        i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
+        i_xb=own(fz_b["I"], channels), b_xb=own(fz_b["B"], channels), o_xb=own(fz_b["O"], channels),
+        b_s_xi=centre_on(model, metrics.scale_up(x_i), f"{block}.B", channels, device),
+        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), f"{block}.I", channels, device),
+        reading=reading)
+
+
+class SampleReaders:
+    """What claim functions read from a study: the VALID channels of the UNBIASED sample
+    (``profiles.sample_channels``; the paper's named channels that ``quick`` renders in addition
+    never enter a share, rank or group statistic), and whether each block is a census. Needs
+    ``profile``, ``model`` and ``block(name)``."""
+
+    def is_census(self, block: str) -> bool:
+        return is_census(self.profile, block, find_block(self.model, block).channels)
+
+    def census_map(self, blocks) -> dict:
+        return {b: self.is_census(b) for b in blocks}
+
+    def kept(self, block: str, r=None) -> np.ndarray:
+        """Mask over ``block(block).channels`` (or ``r.channels``): in the sample and FZs valid."""
+        r = r if r is not None else self.block(block)
+        sample = sample_channels(self.profile, block, find_block(self.model, block).channels)
+        return np.isin(r.channels, sample) & ~r.failed
+
+    def sample_m(self, block: str) -> np.ndarray:
+        """M of the kept channels (``kept``)."""
+        r = self.block(block)
+        return r.m[self.kept(block, r)]
+
+    def sample_groups(self, block: str, values) -> tuple[np.ndarray, np.ndarray]:
+        """``values`` (one per studied channel) of the kept overwrite (M < 1) and skip (``r.skip``:
+        M > 1, or M >= 1 as run) channels."""
+        r = self.block(block)
+        values = np.asarray(values, dtype=float)
+        ok = self.kept(block, r) & np.isfinite(values)
+        return values[ok & (r.m < 1)], values[ok & r.skip]
+
+
+class Study(SampleReaders):
+    """One model + weights + image set + profile: everything a claim asks for, computed once."""
+
+    def __init__(self, model, profile: Profile, cache: Cache, images: ImageSet | None = None,
+                 device="cpu", blocks=None, antialias: bool = False, jitter_table: str = "paper",
+                 progress: bool = True, fz_target: str = "as-written", fz_seed: int = 0, lists=None):
+        self.model, self.profile, self.cache, self.device = model, profile, cache, device
+        self.roles = block_roles(model)
+        names = {x.name for x in model_blocks(model)}
+        self.blocks = [b for b in (blocks or self.roles["studied"]) if b in names]
+        self.antialias = antialias
+        self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table, target=fz_target, seed=fz_seed)
+        # the channel lists the paper names are resnet18's; other models have none, planted ones their own
+        self.lists = lists if lists is not None else getattr(
+            model, "rsi_lists", PAPER_LISTS if getattr(model, "rsi_model", "resnet18") == "resnet18" else None)
+        self.bank = FZBank(model, cache, self.settings, device=device, progress=progress)
+        self._images = images
+        self._results: dict[str, BlockResult] = {}
+
+    def variant(self, model=None, **fz) -> Study:
+        """This study on another model (a control: same architecture) or under other FZ settings
+        (``target``, ``seed``): the same profile, image set, cache, device and blocks; its own FZ
+        bank and block results, and for another model its own natural activations."""
+        other = copy.copy(self)
+        if model is not None:
+            other.model = model
+            other.__dict__.pop("natural", None)
+        other.settings = replace(self.settings, **fz) if fz else self.settings
+        other._results = {}
+        other.bank = FZBank(other.model, self.cache, other.settings, device=self.device,
+                            batch_size=self.bank.batch_size, progress=self.bank.progress)
+        return other
+
+    def channel_fzs(self, block: str, channels) -> dict[str, np.ndarray]:
+        """Channel-objective FZ images (whole-map mean) of ``channels`` per tap, for the grids."""
+        bank = FZBank(self.model, self.cache, replace(self.settings, objective="channel"), device=self.device,
+                      progress=self.bank.progress)
+        return {t: bank.get(f"{block}.{t}", list(channels))["image"] for t in "OIB"}
+
+    @property
+    def reading(self) -> str:
+        """The FZ target is also how the analysis reads the paper: "as-run" follows the authors'
+        code where SPEC lists a difference (criteria on normalized deltas, skip as M >= 1, the
+        robustness version averaging ReLU of each image's activation)."""
+        return self.settings.target
+
+    def channels(self, block: str) -> list[int]:
+        return channels_for(self.profile, block, find_block(self.model, block).channels, self.lists)
+
+    def describe(self) -> dict:
+        d = {**describe(self.model), "profile": self.profile.name, "fz": self.settings.describe(),
+             "antialias": self.antialias, "device": str(self.device)}
+        if self._images is not None:
+            d.update(self.image_set.describe())
+        return d
+
+    def prepare(self) -> None:
+        """Fill the FZ bank for every studied block (taps in any order across workers)."""
+        self.bank.ensure({f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})
+
+    def block(self, name: str) -> BlockResult:
+        if name not in self._results:
+            chans = self.channels(name)
+            self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
+            self._results[name] = block_from_fzs(
+                self.model, name, chans, self.bank.get(f"{name}.I", chans), self.bank.get(f"{name}.B", chans),
+                antialias=self.antialias, device=self.device, reading=self.reading)
+        return self._results[name]
+
+    # natural images -------------------------------------------------------------------------
+    @cached_property
+    def image_set(self) -> ImageSet:
+        images = self._images if self._images is not None else ImageSet.from_dir(None)
+        if self.profile.natural_images and len(images) > self.profile.natural_images:
+            step = len(images) / self.profile.natural_images
+            images = ImageSet(images.root, [images.files[int(i * step)] for i in range(self.profile.natural_images)])
+        return images
+
+    @cached_property
+    def natural(self) -> dict[str, np.ndarray]:
+        return natural_activations(self.model, self.image_set, self.blocks, cache=self.cache, device=self.device,
+                                   progress=self.bank.progress)
+
+    def input_block_correlation(self, name: str) -> np.ndarray:
+        """Figure 4 bottom: per studied channel, Spearman(B_c, I_c) over images with I_c > 0."""
+        chans = self.channels(name)
+        return metrics.rowwise_spearman(self.natural[f"{name}.B"][:, chans], self.natural[f"{name}.I"][:, chans])
+
+    def top_images(self, tap: str, k: int = 9) -> np.ndarray:
+        """[studied channels, k] indices into ``image_set``."""
+        block = tap.rsplit(".", 1)[0]
+        return top_k(self.natural[tap][:, self.channels(block)], k)
+
+    def robust(self, name: str) -> BlockResult:
+        """Appendix A.3: the criteria with each FZ replaced by its tap's top-9 natural images,
+        activations averaged over the nine."""
+        key = f"robust:{name}"
+        if key not in self._results:
+            chans = self.channels(name)
+            nat = self.natural
+            top_i, top_b = self.top_images(f"{name}.I"), self.top_images(f"{name}.B")
+
+            def mean_over(tap, tops):
+                a = nat[tap]
+                return np.array([a[tops[n], c].mean() for n, c in enumerate(chans)], dtype=np.float64)
+
+            def relu_term(tap, tops):  # the criteria's ReLU'd term: "as-run" averages ReLU(a)
+                a = nat[tap]
+                return np.array([metrics.robust_relu_term(a[tops[n], c], self.reading) for n, c in enumerate(chans)])
+
+            def scaled_mean(transform, tap, tops):
+                k = tops.shape[1]
+                x = torch.stack([self.image_set[int(i)] for i in tops.reshape(-1)])
+                acts = centre_on(self.model, transform(x), tap, np.repeat(chans, k), self.device)
+                return acts.reshape(len(chans), k).mean(axis=1)
+
+            self._results[key] = BlockResult(
+                block=name, kind=find_block(self.model, name).kind, channels=np.asarray(chans),
+                i_xi=mean_over(f"{name}.I", top_i), b_xi=relu_term(f"{name}.B", top_i),
+                o_xi=mean_over(f"{name}.O", top_i), i_xb=relu_term(f"{name}.I", top_b),
+                b_xb=mean_over(f"{name}.B", top_b), o_xb=mean_over(f"{name}.O", top_b),
+                b_s_xi=scaled_mean(metrics.scale_up, f"{name}.B", top_i),
+                i_sinv_xb=scaled_mean(lambda x: metrics.scale_down(x, antialias=self.antialias),
+                                      f"{name}.I", top_b), reading=self.reading)
+        return self._results[key]
+

@@ -1,0 +1,77 @@
+"""Centre-neuron activations of natural images, streamed into per-tap [images, channels] tables.
+
+Only the centre neuron of each map is copied out of each batch (TapCapture clones it), into
+tables allocated once for the whole set, so memory is the tables (float32: 22 KB per image for
+I, B and O of the seven studied blocks; 1.1 GB for 50,000 images) plus one batch, whatever the
+number of images (benchmarks/memory.py measures it).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rsi_core.cache import Cache
+from rsi_core.model.anatomy import TAP_KINDS, TapCapture
+from rsi_core.model.images import ImageSet
+
+
+def block_taps(block_names) -> list[str]:
+    return [f"{b}.{k}" for b in block_names for k in TAP_KINDS]
+
+
+@torch.no_grad()
+def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """One forward pass per batch, stopped after the deepest tap; ``images`` is any dataset of
+    normalized [3, H, W] tensors (an ImageSet, or a synthetic stream in the benchmark)."""
+    workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers)
+    tables, done = {}, 0
+    with TapCapture(model, taps, centre=True) as cap:
+        for x in tqdm(loader, desc=f"centre activations over {len(images)} images", unit="batch",
+                      disable=not progress):
+            for t, a in cap(x.to(device)).items():
+                if t not in tables:  # filled in place: no per-batch pieces, no concatenation copy
+                    tables[t] = np.empty((len(images), a.shape[1]), dtype=np.float32)
+                tables[t][done:done + len(a)] = a.float().cpu().numpy()
+            done += len(x)
+    return {t: tables[t] for t in taps}
+
+
+def natural_activations(model, images: ImageSet, block_names, cache: Cache | None = None,
+                        device="cpu", batch_size: int = 50, progress: bool = True) -> dict[str, np.ndarray]:
+    """Centre activations of I, B and O of ``block_names`` for every image, through the cache."""
+    taps = block_taps(block_names)
+
+    def compute():
+        return stream_centre(model, images, taps, device=device, batch_size=batch_size, progress=progress)
+
+    if cache is None:
+        return compute()
+    key = Cache.key("natural", weights_id=model.rsi_weights_id, model=model.rsi_model,
+                    images=images.identity, taps=taps)
+    return cache.get_or_compute(key, compute)
+
+
+def top_k(acts: np.ndarray, k: int = 9) -> np.ndarray:
+    """[channels, k] image indices, most activating first."""
+    k = min(k, acts.shape[0])
+    idx = np.argpartition(-acts, k - 1, axis=0)[:k].T
+    order = np.argsort(-np.take_along_axis(acts.T, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
+
+
+def save_tables(path, tables: dict[str, np.ndarray], files: list[str], provenance: dict) -> str:
+    """``{tap: [images, channels]}`` plus ``files`` (row order) and ``provenance`` (JSON) in one
+    .npz, written atomically."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, files=np.array(files), provenance=np.array(json.dumps(provenance)), **tables)
+    os.replace(tmp, path)
+    return str(path)

@@ -1,0 +1,213 @@
+"""Load torchvision ResNets with named, local or seeded-random weights.
+
+Every loaded model carries ``rsi_model`` (architecture name), ``rsi_weights`` (what the user
+asked for) and ``rsi_weights_id`` (a hash of the state dict): cache keys use the hash, so new
+weights never reuse results computed for old ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import torch
+import torchvision
+from torchvision.models import get_model, get_model_weights
+
+from rsi_core.model.sources import random_seed, register_source, source_of
+
+SUPPORTED_MODELS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "wide_resnet50_2", "wide_resnet101_2",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+)
+DEFAULT_MODEL = "resnet18"
+DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be had or do not fit the architecture."""
+
+
+class WeightsUnavailable(WeightsError):
+    """Named pretrained weights are neither cached nor downloadable (the offline case)."""
+
+
+def _check_model(name: str) -> None:
+    if name not in SUPPORTED_MODELS:
+        raise ValueError(
+            f"unknown model {name!r}: choose one of {', '.join(SUPPORTED_MODELS)}")
+
+
+def weights_identity(model: torch.nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes): 16 hex digits."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_path(weights_enum) -> Path:
+    """Where torchvision's weights API keeps (or would keep) the downloaded file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
+
+
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt)$")  # torchvision/torch.hub: NAME-<sha256 prefix>.pth
+
+
+def verify_hash(path: Path) -> None:
+    """A file named like torchvision's checkpoints (``resnet18-f37072fd.pth``) must have a
+    sha256 starting with that prefix; torch.hub checks it only when it downloads."""
+    m = HASH_IN_NAME.search(path.name)
+    if not m:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if not h.hexdigest().startswith(m.group(1)):
+        raise WeightsError(
+            f"weights file {path} is damaged or not the file its name promises: its sha256 starts "
+            f"{h.hexdigest()[:len(m.group(1))]}, its name says {m.group(1)}. Delete it and download it again "
+            f"(or copy a good {path.name} there); nothing was run with it.")
+
+
+def _named_state_dict(name: str, weights: str) -> dict:
+    enum = get_model_weights(name)
+    try:
+        member = enum[weights]
+    except KeyError:
+        raise ValueError(
+            f"unknown weights {weights!r} for {name}: use one of {', '.join(enum.__members__)}, "
+            "a path to a .pth file, or random:SEED") from None
+    path = checkpoint_path(member)
+    if path.exists():  # cached: verified and read here, so damage is an error, never "offline"
+        return _file_state_dict(path)
+    try:
+        return member.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # offline, proxy refusal, partial download ...
+        raise WeightsUnavailable(
+            f"cannot load {name} weights {weights}: {type(exc).__name__}: {exc}\n"
+            f"  The file {path.name} is not in torchvision's cache and could not be downloaded.\n"
+            f"  Either copy {path.name} to {path.parent}/ (set $TORCH_HOME to move that folder: "
+            f"$TORCH_HOME/hub/checkpoints/),\n"
+            f"  or pass the file itself: --weights /path/to/{path.name} (or RSI_WEIGHTS).\n"
+            f"  Its address is {member.url}. Offline controls: --weights random:0") from exc
+
+
+def weights_missing(name: str, weights: str) -> str | None:
+    """Why ``weights`` will not be found locally, in one line, or None. Cheap (no download, no
+    load): for announcing up front that a run is about to skip everything."""
+    weights = str(weights)
+    if source_of(weights):
+        return None
+    path = Path(weights).expanduser()
+    if path.suffix in (".pth", ".pt", ".bin") or os.sep in weights:
+        return None if path.exists() else f"weights file {path} does not exist"
+    try:
+        member = get_model_weights(name)[weights]
+    except (KeyError, ValueError):
+        return None  # load_model says what is wrong with the name
+    cached = checkpoint_path(member)
+    if cached.exists():
+        return None
+    return (f"{cached.name} is not in torchvision's cache ({cached.parent}); a download will be tried. "
+            f"Offline, copy it there (or set $TORCH_HOME), or pass --weights /path/to/{cached.name}; "
+            f"for an offline control use --weights random:0")
+
+
+def _unwrap(state):
+    """The state dict inside common checkpoint layouts: ``{"model": ...}`` (torchvision's
+    reference scripts), ``{"state_dict": ...}`` (Lightning and others), ``module.`` prefixes
+    (DataParallel / DistributedDataParallel)."""
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _file_state_dict(path: Path) -> dict:
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
+    verify_hash(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
+            "it may be truncated or corrupt: download it again") from exc
+    state = _unwrap(state)
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+@register_source("random", kind="control", example="random:0")
+def random_model(name: str, weights: str, device="cpu", **_) -> torch.nn.Module:
+    """``random:SEED``: torchvision's initialization of ``name`` under ``torch.manual_seed(SEED)``."""
+    seed = random_seed(weights)
+    if seed is None:
+        raise ValueError(f"bad weights {weights!r}: random weights are random:SEED, e.g. random:0")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _finish(get_model(name, weights=None), name, weights, device)
+
+
+def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
+    """A local file (``.pth``/``.pt``/``.bin`` or any existing path) or a torchvision weights name."""
+    path = Path(weights).expanduser()
+    looks_like_file = path.suffix in (".pth", ".pt", ".bin") or os.sep in weights or path.exists()
+    state = _file_state_dict(path) if looks_like_file else _named_state_dict(name, weights)
+    model = get_model(name, weights=None)
+    missing, unexpected = _compare_keys(model.state_dict(), state)
+    if missing or unexpected:
+        raise WeightsError(
+            f"weights {weights} do not fit {name}: missing keys {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+            f"{' ...' if len(unexpected) > 8 else ''}. Is it a checkpoint of another architecture? "
+            f"Pass --model to match it.")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # same keys, other shapes
+        raise WeightsError(f"weights {weights} do not fit {name}: {exc}") from exc
+    return _finish(model, name, weights, device)
+
+
+def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn.Module:
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.rsi_model = name
+    model.rsi_weights = weights
+    model.rsi_weights_id = weights_identity(model)
+    return model
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str = DEFAULT_WEIGHTS,
+               device: str | torch.device = "cpu", **options) -> torch.nn.Module:
+    """Build ``name`` in eval mode with ``weights``: a registered source's string (``random:SEED``,
+    ``shuffle:SEED:<base>``, ``planted:CASE``; ``rsi_core.model.sources``), a local file path, or
+    a torchvision weights name (``IMAGENET1K_V1``). ``options`` go to the source (a shuffled
+    control's ``images``, ``base``)."""
+    _check_model(name)
+    weights = str(weights)
+    source = source_of(weights)
+    return source.build(name, weights, device, **options) if source else trained_model(name, weights, device)
+
+
+def _compare_keys(expected: dict, given: dict) -> tuple[list[str], list[str]]:
+    missing = sorted(k for k in expected if k not in given
+                     and not k.endswith("num_batches_tracked"))  # old checkpoints lack it
+    unexpected = sorted(k for k in given if k not in expected)
+    return missing, unexpected
+
+
+def describe(model: torch.nn.Module) -> dict:
+    """What made a result: written beside every figure and number."""
+    return {"model": model.rsi_model, "weights": model.rsi_weights,
+            "weights_id": model.rsi_weights_id, "torchvision": torchvision.__version__}

@@ -1,0 +1,344 @@
+"""Planted ResNet18-shaped networks whose claim verdicts are known by construction.
+
+``rsi validate --claims`` runs each paper claim of ``rsi_core.harness.claims`` on two planted networks,
+one where the claim holds by construction and one where it fails, through the real pipeline
+(FZ bank, re-measure, metrics, claim, verdict) on a census of the claim's blocks.
+
+The network is torchvision's resnet18 layout: stem, ``layer1`` .. ``layer4`` with two
+``BasicBlock`` s each, 2.0 / 3.0 / 4.0 with a 1x1 stride-2 ``downsample``. Every stage has the
+same narrow width ``1 + n``: channel 0 carries a luminance map ``L + 4`` (``rsi_core.planted.networks``'s
+stem and constants: L in [-2, 2] on a 57 / 29 / 15 / 8 grid), channels ``1..n`` are planted.
+A branch is ``conv1`` 1x1 (copies the carrier), ``bn1``, ReLU (a no-op), ``conv2`` 17x17 (stride 2
+in a downsample block: it reads the previous stage's finer map), ``bn2``; BNs are exact affine maps.
+
+A planted channel c of stage L is set by ``Chan(a, g0, g1, pt)`` (kernels on the carrier):
+
+* ``I`` of L.0 = ``a * delta`` (the downsample reads the carrier's centre unit: a luminance
+  detector, best response 2 a); stage 1 has no studied L.0: block 1.0's branch writes it.
+* ``B`` of L.0 = ``g0 * A`` with ``A`` an ON dot (scale 1.25 units) 4 units right of the centre,
+  at the previous stage's resolution (best response 4 g0; in 4.0 a luminance unit, 2 g0).
+* ``I`` of L.1 = ``O`` of L.0 = ``a * delta + g0 * A``.
+* ``B`` of L.1 = ``g1 * D + pt * delta`` with ``D`` the same dot 4 units below the centre (in
+  4.1 a luminance unit 2 above it, best response 2 g1: the 8x8 map has no room for the dot).
+
+The three supports are disjoint, so each FZ drives its own kernels and leaves the others near
+zero: M of L.0 ~ ``a / (2 g0)`` (skip, M ~ 5, when ``g0`` = 0) and M of L.1 ~
+``(2a + 4 g0 + 2 pt) / (4 g1 + 2 |pt| + [pt > 0] 2a)``; ``pt`` < 0 makes ``B(X_I)`` negative
+(inhibition) and the natural-image correlation of B with I negative, ``pt`` > 0 positive.
+``bn2``'s weight and ``conv2``'s scale are both ``sqrt`` of the branch gain (Figure 3 reads them).
+In 4.1 (the last block) the carrier channel's own branch can be planted too (``carrier41``).
+
+List claims (Figures 6-8) read the case's own ``lists`` instead of the paper's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from rsi_core.model.sources import register_source
+from rsi_core.planted.networks import (
+    CARRIER,
+    CARRIER_BIAS,
+    KERNEL,
+    Pattern,
+    add_stem,
+    finish,
+    luminance_stem,
+    narrow_block,
+    set_bn,
+)
+
+HELPER = 8.0             # > any dot response: a helper channel survives the ReLU after 1.1
+OFFSET = 4               # map units between the centre and the A / D dots
+DOT = Pattern("dot", 1.25)
+STAGES = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Chan:
+    a: float = 1.0       # I of L.0 (and the delta part of I of L.1)
+    g0: float = 0.0      # B of L.0: A dot (stage 1: written by 1.0 into I of 1.1)
+    g1: float = 0.0      # B of L.1: D dot
+    pt: float = 0.0      # B of L.1: delta part (negative: inhibition)
+    scale: float = 0.0   # > 0: a scale channel as rsi_core.planted.networks's. Stage 1: I of 1.1 = a * (ON dot at this
+    #                      scale, centred), B of 1.1 = g1 * (the dot at twice the scale). Stages 2-4: L.0's
+    #                      branch writes g0 * (the dot, previous stage's units) instead of A, so I of L.1 is
+    #                      it, and B of L.1 = g1 * (the dot in this stage's units: twice the size)
+    helper: float = 0.0  # stages 1-3: carry HELPER + (ON dot at this scale, written by L.1) for an (L+1).0 scale
+    #                      channel (L.1 sees a constant I: its criterion 3 can never pass)
+    source: int = 0      # stages 2-4: I of L.0 = a * ((stream channel ``source`` after (L-1).1) - HELPER), B of
+    #                      L.0 = g0 * (the dot at twice ``scale``): the 2.0 scale channel of rsi_core.planted.networks
+
+
+@dataclass
+class Case:
+    """One planted network and the verdict one claim must give on it."""
+    name: str
+    claim: str
+    expect: str                                   # "holds" | "fails"
+    stages: dict                                  # stage -> list[Chan] (same n everywhere)
+    carrier41: float = 0.0                        # branch gain on the carrier in 4.1
+    lists: dict = field(default_factory=dict)     # figure -> {block: [channels]}
+    why: str = ""
+
+
+def _kernel(pattern_kernel: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
+    k = np.zeros((KERNEL, KERNEL))
+    c = KERNEL // 2
+    h = pattern_kernel.shape[0] // 2
+    k[c + dy - h:c + dy + h + 1, c + dx - h:c + dx + h + 1] = pattern_kernel
+    return k
+
+
+def delta() -> np.ndarray:
+    k = np.zeros((KERNEL, KERNEL))
+    k[KERNEL // 2, KERNEL // 2] = 1.0
+    return k
+
+
+def dot_a(stage: int) -> np.ndarray:
+    """A: the dot right of the centre, at the previous stage's resolution; for 4.0 the dot's FZ
+    (jitter 16 on a 15x15 map) reaches too little of its best response in few steps, so there A
+    is the luminance 4 units right of the centre (best response 2, not 4)."""
+    if stage == 4:
+        k = np.zeros((KERNEL, KERNEL))
+        k[KERNEL // 2, KERNEL // 2 + OFFSET] = 1.0
+        return k
+    return _kernel(DOT.kernel(7), dx=OFFSET)
+
+
+def dot_d(stage: int) -> np.ndarray:
+    """D: the dot below the centre; stage 4's 8x8 map has no room for it beside the centre
+    unit, so there D is the luminance two units above the centre (best response 2, not 4)."""
+    if stage == 4:
+        k = np.zeros((KERNEL, KERNEL))
+        k[KERNEL // 2 - 2, KERNEL // 2] = 1.0
+        return k
+    return _kernel(DOT.kernel(7), dy=OFFSET)
+
+
+class PlantedResNet18(nn.Module):
+    """torchvision resnet18's module tree (conv1, bn1, relu, maxpool, layer1..4 of 2
+    BasicBlocks, avgpool) at width ``width`` in every stage, with single-channel branches."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        add_stem(self, width)
+
+        for s in STAGES:
+            setattr(self, f"layer{s}", nn.Sequential(narrow_block(width, 1 if s == 1 else 2, KERNEL),
+                                                     narrow_block(width, 1, KERNEL)))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for s in STAGES:
+            x = getattr(self, f"layer{s}")(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def _branch(blk: BasicBlock, rows: dict) -> None:
+    """``rows``: channel -> (kernel, gain): B[c] = gain * (kernel * L); the gain is split as
+    sqrt(gain) on conv2 and on bn2's weight (|bn2 weight| and |conv2| both grow with it). The
+    branch reads L + CARRIER_BIAS: bn2's bias removes the kernel sum times that offset."""
+    width = blk.bn2.num_features
+    w1 = torch.zeros_like(blk.conv1.weight)
+    w1[0, CARRIER, 0, 0] = 1.0
+    blk.conv1.weight.copy_(w1)
+    set_bn(blk.bn1, np.ones(1))
+    w2 = torch.zeros_like(blk.conv2.weight)
+    bn, bias = np.zeros(width), np.zeros(width)
+    for c, (k, g, *extra) in rows.items():
+        bias[c] = sum(extra)
+        if g == 0:
+            continue
+        root = math.sqrt(abs(g))
+        w2[c, 0] = torch.as_tensor(k * root, dtype=torch.float32)
+        bn[c] = root * (1 if g > 0 else -1)
+        bias[c] -= g * float(k.sum()) * CARRIER_BIAS
+    blk.conv2.weight.copy_(w2)
+    set_bn(blk.bn2, bn, bias)
+
+
+@torch.no_grad()
+def build(case: Case) -> nn.Module:
+    n = {len(v) for v in case.stages.values()}
+    if len(n) != 1:
+        raise ValueError(f"case {case.name}: every stage needs the same number of planted channels")
+    n = n.pop()
+    width = n + 1
+    model = PlantedResNet18(width)
+    luminance_stem(model, width)
+    d = delta()
+    for s in STAGES:
+        chans = case.stages.get(s, [Chan(0, 0, 0, 0)] * n)
+        b0, b1 = getattr(model, f"layer{s}")
+        a_dot = dot_a(s)
+        if s == 1:  # 1.0 writes I of 1.1 (a delta + g0 A): one kernel per channel, gain 1
+            _branch(b0, {c + 1: (ch.a * (Pattern("dot", ch.scale).kernel() if ch.scale else d) + ch.g0 * a_dot, 1.0,
+                                 HELPER if ch.helper else 0.0) for c, ch in enumerate(chans)})
+        else:
+            ds_conv, ds_bn = b0.downsample
+            w, bb = np.zeros(width), np.zeros(width)
+            ds_conv.weight[CARRIER, CARRIER, 0, 0] = 1.0
+            w[CARRIER] = 1.0
+            for c, ch in enumerate(chans):
+                ds_conv.weight[c + 1, ch.source or CARRIER, 0, 0] = 1.0
+                w[c + 1], bb[c + 1] = ch.a, -ch.a * (HELPER if ch.source else CARRIER_BIAS)
+                bb[c + 1] += HELPER if ch.helper else 0.0   # a helper for (L+1).0 starts at HELPER
+            set_bn(ds_bn, w, bb)
+            _branch(b0, {c + 1: (Pattern("dot", ch.scale * (2 if ch.source else 1)).kernel() if ch.scale else a_dot,
+                                 ch.g0) for c, ch in enumerate(chans)})
+        rows, d_dot = {}, dot_d(s)
+        for c, ch in enumerate(chans):
+            g = max(abs(ch.g1), abs(ch.pt))
+            if g:
+                b_kernel = Pattern("dot", ch.scale * (2 if s == 1 else 1)).kernel() if ch.scale else d_dot
+                rows[c + 1] = ((ch.g1 * b_kernel + ch.pt * d) / g, g)
+            elif ch.helper:
+                rows[c + 1] = (Pattern("dot", ch.helper).kernel(), 1.0)
+        if s == 4 and case.carrier41:
+            rows[CARRIER] = (d_dot, case.carrier41)
+        _branch(b1, rows)
+    finish(model, "planted-resnet18", f"planted:{case.name}")
+    model.rsi_lists = dict(case.lists) or None   # list claims read these instead of resnet18's
+    return model
+
+
+# ------------------------------------------------------------------------------------ cases
+# Measured on these networks (64 FZ steps): an L.1 channel with a = 1, g0 = 0 has M ~ 2 / (4 g1)
+# (stage 4: 2 / (2 g1)); an L.0 channel M ~ a / g0 (the stride-2 A dot's FZ reaches about half
+# of its best response); skip channels (no branch) M = 5; the carrier M ~ 1.5.
+
+def _all(ch: Chan, n: int, stages=STAGES) -> dict:
+    return {s: [ch] * n for s in stages}
+
+
+def _mixed(first: Chan, second: Chan, n: int, k: int, stages=STAGES) -> dict:
+    return {s: [first] * k + [second] * (n - k) for s in stages}
+
+
+OVER0_SKIP1 = Chan(1, 4, 0)          # L.0 overwrite (M ~ 0.2), L.1 skip (M 5)
+SKIP0_OVER1 = Chan(1, 0, 4)          # L.0 skip (M 5), L.1 overwrite (M ~ 0.13)
+INHIBIT1 = Chan(1, 0, 2, -2)         # L.1: B(X_I) ~ -4, M 0, corr(B, I) over images ~ -1
+SKIP1 = Chan(1, 1, 0.25)             # L.1: I also reads A, B tiny: M > 1, B(X_I) ~ 0
+EXCITE1 = Chan(1, 0, 2, 1)           # L.1: overwrite (M ~ 0.33) with B(X_I) ~ +2
+SKIP1_POS = Chan(1, 2, 0, 0.1)       # L.1: skip with B = 0.1 delta: corr(B, I) > 0
+MIX0 = Chan(1, 1, 4)                 # L.0 mix (M ~ 1), L.1 overwrite
+MIX1 = Chan(1, 0, 0.5)               # L.0 skip, L.1 mix (M ~ 1; stage 4 needs g1 = 1)
+MIX1_4 = Chan(1, 0, 1)
+
+
+def _fig3(sign: int) -> dict:
+    gains = [0.1 * 2 ** k for k in range(8)]
+    if sign < 0:   # M ~ 1 / (2 g1): falls as the branch weights grow
+        return {s: [Chan(1, 0, g) for g in gains] for s in STAGES}
+    return {s: [Chan(g * g, 0, g) for g in gains] for s in STAGES}   # M ~ g1 / 2: rises
+
+
+def _corr_null() -> list:
+    """Pairs (overwrite, skip) with the same I: equal B-I correlations in both groups."""
+    return [c for k in (0.0, 0.5, 1.0) for c in (Chan(1, k, 8), Chan(1, k, 0.05))]
+
+
+def _corr_signed() -> list:
+    return [INHIBIT1] * 3 + [SKIP1_POS] * 3
+
+
+_FIG8_STAGES = {s: [MIX0] * 3 + [MIX1_4 if s == 4 else MIX1] * 3 for s in STAGES}
+_FIG8_MIXES = {**{f"{s}.0": [1, 2, 3] for s in (2, 3, 4)}, **{f"{s}.1": [4, 5, 6] for s in STAGES}}
+_FIG8_WRONG = {**{f"{s}.0": [4, 5, 6] for s in (2, 3, 4)}, **{f"{s}.1": [1, 2, 3] for s in STAGES}}
+
+_SCALE_STAGES = {1: [Chan(1, 0, 1, scale=x) for x in (1.5, 1.75, 2.0)] + [Chan(1, 0, 0)] * 2 + [Chan(1, 0, 4)] * 2,
+                 **{s: [Chan(0, 0, 0)] * 7 for s in (2, 3, 4)}}
+_SILENT = Chan(0, 0, 0)
+# Five scale channels (I: dot at s, B: dot at 2s) per "many" block, so that one FZ miss still leaves 4 >= 3 +
+# the census noise. Scales and gains measured at 32 steps (FZ M and natural-image M both in (2/3, 3/2)): 2.0's
+# natural-image M reaches 1.5 at s = 2.25, 2.1's FZ M at s = 2.25; 3.1's B FZ (jitter 16) reaches about half of
+# its best response, so its branch gain is 1.6-2 (FZ M 0.9-1.45) while its natural-image M is 0.69-0.82.
+_S11, _S20 = (1.25, 1.5, 1.75, 2.0, 2.25), (1.25, 1.5, 1.75, 2.0, 1.5)
+_S31 = ((2.0, 1.6), (2.0, 1.8), (2.25, 2.0), (2.75, 2.0), (3.0, 2.0))      # (scale, branch gain)
+# stage 1: 1-5 1.1's scale channels, 6-10 helpers for 2.0's; stage 2: 1-5 2.1's, 6-10 2.0's (I from the
+# helpers), 11 a helper for 3.0's channel 11: a scale channel whose branch is 4x its input (criteria 2 and 3,
+# not the mix one); stage 3: 1-5 3.1's; stage 4: two skip channels, no branch
+_FIG5_STAGES = {
+    1: [Chan(1, 0, 1, scale=x) for x in _S11] + [Chan(0, helper=x) for x in _S20] + [Chan(1, 0, 0), Chan(1, 0, 4)],
+    2: [Chan(0, 1, 1, scale=x) for x in _S20] + [Chan(1, 1, 0, scale=x, source=6 + j) for j, x in enumerate(_S20)]
+       + [Chan(0, helper=1.5), Chan(1, 0, 4)],
+    3: [Chan(0, 1, g, scale=x) for x, g in _S31] + [Chan(1, 0, 0), Chan(1, 0, 4)] + [_SILENT] * 3
+       + [Chan(1, 4, 0, scale=1.5, source=11), _SILENT],
+    4: [Chan(1, 0, 0)] * 2 + [_SILENT] * 10}
+# "1, 4, 9, 9 passing both" on resnet18 are the lengths of Figure 7's lists: this case's lists name 1, 3, 3, 3
+_FIG5_LISTS = {"fig7": {"1.1": [1], "2.0": [6, 7, 8], "2.1": [1, 2, 3], "3.1": [1, 2, 3]}}
+_SCALE_RIGHT, _SCALE_WRONG = {"1.1": [1, 2, 3]}, {"1.1": [4, 5, 6]}
+
+CASES = [
+    Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
+         why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
+    Case("downsample-overwrite-fails", "fig2-downsample-overwrite", "fails",
+         {**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0, 0)] * 9}, why="3.0: every planted channel skips"),
+    Case("simple-less-skewed-holds", "fig2-simple-less-skewed", "holds", _all(OVER0_SKIP1, 4),
+         why="downsample blocks overwrite, simple blocks skip"),
+    Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _all(SKIP0_OVER1, 4),
+         why="downsample blocks skip, simple blocks overwrite"),
+    Case("final-block-holds", "fig2-final-block", "holds", {4: [Chan(1, 0, 8)] * 29}, carrier41=16,
+         why="4.1: 29 channels with M ~ 0.13 and the carrier's own branch at M ~ 0.17"),
+    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [Chan(1, 0, 0)] * 5},
+         carrier41=16, why="4.1: 5 of 10 channels skip"),
+    Case("weight-magnitude-holds", "fig3-weight-magnitude", "holds", _fig3(-1),
+         why="1.1, 2.1, 3.1: branch gain 0.1 .. 12.8 on bn2 and conv2, M ~ 1 / (2 g)"),
+    Case("weight-magnitude-fails", "fig3-weight-magnitude", "fails", _fig3(+1),
+         why="input gain g^2 grows faster than the branch gain g: M ~ g / 2 rises with the weights"),
+    Case("inhibition-holds", "fig4-inhibition", "holds", _mixed(INHIBIT1, SKIP1, 6, 3),
+         why="3 overwrite channels subtract their input (B(X_I) ~ -4), 3 skip channels B(X_I) ~ 0"),
+    Case("inhibition-fails", "fig4-inhibition", "fails", _mixed(EXCITE1, SKIP1, 6, 3),
+         why="the overwrite channels add to their input: B(X_I) ~ +2 above the skip channels' 0"),
+    Case("input-block-correlation-holds", "fig4-input-block-correlation", "holds",
+         {1: _corr_null(), 2: _corr_null(), 3: _corr_signed(), 4: _corr_null()},
+         why="3.1: overwrite B = 2D - 2I (corr ~ -1), skip B = 0.1 I (corr ~ +1); 1.1, 2.1: pairs "
+             "with the same I and B up to a gain (equal correlations in both groups)"),
+    Case("input-block-correlation-fails", "fig4-input-block-correlation", "fails",
+         {1: _corr_signed(), 2: _corr_null(), 3: _corr_signed(), 4: _corr_null()},
+         why="1.1 separates the groups as 3.1 does"),
+    Case("scale-counts-fails", "fig5-scale-counts", "fails", _all(OVER0_SKIP1, 4),
+         why="no channel near M = 1: none passes criterion 1 in 1.1, 2.0, 2.1, 3.1 (and 4 of 4.0's 5 valid "
+             "channels pass criteria 2 and 3: not 'a few' without the mix criterion)"),
+    Case("top-scale-holds", "fig6-top-scale", "holds", _SCALE_STAGES, lists={"fig6": _SCALE_RIGHT},
+         why="1.1: 3 scale channels (I: dot at s, B: dot at 2s, balanced gains), 2 skip, 2 overwrite; "
+             "the case's list names the scale channels"),
+    Case("top-scale-fails", "fig6-top-scale", "fails", _SCALE_STAGES, lists={"fig6": _SCALE_WRONG},
+         why="the case's list names skip / overwrite channels"),
+    Case("robust-holds", "fig7-robust", "holds", _SCALE_STAGES, lists={"fig7": _SCALE_RIGHT},
+         why="as top-scale-holds, with the natural-image version of the criteria too"),
+    Case("robust-fails", "fig7-robust", "fails", _SCALE_STAGES, lists={"fig7": _SCALE_WRONG},
+         why="the case's list names skip / overwrite channels"),
+    Case("scale-counts-holds", "fig5-scale-counts", "holds", _FIG5_STAGES, lists=_FIG5_LISTS,
+         why="5 balanced scale channels (I: dot at s, B: dot at 2s) in each of 1.1, 2.0 (I through a 1.1 helper), "
+             "2.1, 3.1, passing the FZ and natural-image criteria; the case's Figure 7 list names 1, 3, 3, 3 of "
+             "them; 3.0: one scale channel with its branch 4x its input (criteria 2 and 3 without the mix one: 1 "
+             "of 9 valid, below 2.1's 5 of 13 and 3.1's 5 of 9); 3.0's others and 4.x's far from M = 1 or silent"),
+    Case("top-mixes-holds", "fig8-top-mixes", "holds", _FIG8_STAGES, lists={"fig8": _FIG8_MIXES},
+         why="3 planted mixes per block (M ~ 1), the case's list names them"),
+    Case("top-mixes-fails", "fig8-top-mixes", "fails", _FIG8_STAGES, lists={"fig8": _FIG8_WRONG},
+         why="the case's list names the block's skip / overwrite channels"),
+]
+
+
+def get_case(name: str) -> Case:
+    for c in CASES:
+        if c.name == name:
+            return c
+    raise ValueError(f"unknown planted case {name!r}: one of {', '.join(c.name for c in CASES)}")
+
+
+@register_source("planted", kind="planted", example=f"planted:{CASES[0].name}")
+def planted_model(name: str, weights: str, device="cpu", **_) -> nn.Module:
+    """``planted:CASE``: the planted ResNet18-shaped network of a claim case, verdict known."""
+    if name != "resnet18":
+        raise ValueError(f"planted networks are resnet18-shaped: weights {weights!r} need --model resnet18, not {name!r}")
+    return build(get_case(weights.split(":", 1)[1])).to(device)

@@ -1,13 +1,13 @@
 """Figure 2: where channels fall on the skip-overwrite spectrum (mix ratio M histograms)."""
-from dataclasses import replace
+from operator import attrgetter
 
-import numpy as np
 import pytest
 
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts import verdict as V
 from rsi_core.verdicts.verdict import Verdict
+
+M = attrgetter("m")
 
 
 def mix_histograms(study, path, measured, controls):
@@ -21,7 +21,7 @@ def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
     return C.downsample_overwrite({b: study.sample_m(b) for b in blocks}, study.census_map(blocks),
-                                  noise_source=V.noise_for(study))
+                                  {b: study.pair_values(b, M) for b in blocks})
 
 
 @pytest.mark.claim("fig2-downsample-overwrite")
@@ -32,10 +32,8 @@ def test_downsample_overwrite(rsi_claims):
 def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]
-    v = C.simple_less_skewed(np.concatenate([study.sample_m(b) for b in simple]),
-                             np.concatenate([study.sample_m(b) for b in down]),
-                             census=all(study.census_map(simple + down).values()))
-    return replace(v, blocks={"simple": simple, "downsample": down})
+    return C.simple_less_skewed({b: study.sample_m(b) for b in simple}, {b: study.sample_m(b) for b in down},
+                                study.census_map(simple + down))
 
 
 def fig1_examples(study, path, measured, controls):
@@ -59,9 +57,9 @@ def test_simple_less_skewed(rsi_claims):
 def final_block(study) -> Verdict:
     """In the final block (4.1) all channels fall in the lowest bin [0, 0.25), and nearly all M
     are non-zero."""
-    (b,) = study.roles["final"]
-    return replace(C.final_block(study.sample_m(b), census=study.is_census(b), noise_source=V.noise_for(study)),
-                   blocks={"final": [b]})
+    blocks = study.roles["final"]
+    return C.final_block({b: study.sample_m(b) for b in blocks}, study.census_map(blocks),
+                         {b: study.pair_values(b, M) for b in blocks})
 
 
 @pytest.mark.claim("fig2-final-block")

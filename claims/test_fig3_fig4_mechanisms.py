@@ -5,31 +5,30 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts import verdict as V
-from rsi_core.verdicts.verdict import Verdict, compare_groups, groups
+from rsi_core.verdicts.verdict import Verdict
+
+
+def _weights(study, b) -> tuple:
+    """M, |BN2 weight| and mean |conv2 weight| of the block's kept channels (what the verdict reads)."""
+    r = study.block(b)
+    k = study.kept(b, r)
+    bn, conv = metrics.weight_magnitudes(find_block(study.model, b).module)
+    return r.m[k], bn[r.channels][k], conv[r.channels][k]
 
 
 def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
     negative, p < 0.05."""
     blocks = study.roles["simple"]
-    per = {}
-    for b in blocks:
-        r = study.block(b)
-        k = study.kept(b, r)
-        bn, conv = metrics.weight_magnitudes(find_block(study.model, b).module)
-        per[b] = (r.m[k], bn[r.channels][k], conv[r.channels][k])
-    return C.weight_magnitude(per, study.census_map(blocks))
+    return C.weight_magnitude({b: _weights(study, b) for b in blocks}, study.census_map(blocks))
 
 
 def weight_scatter(study, path, measured, controls):
     points = {}
     for b in study.roles["simple"]:
-        r = study.block(b)
-        bn, conv = metrics.weight_magnitudes(find_block(study.model, b).module)
-        bn, conv = bn[r.channels], conv[r.channels]
-        (rho_bn, p_bn), (rho_conv, p_conv) = metrics.spearman(r.m, bn), metrics.spearman(r.m, conv)
-        points[b] = {"m": r.m, "bn": bn, "conv": conv, "rho_bn": rho_bn, "p_bn": p_bn, "rho_conv": rho_conv,
+        m, bn, conv = _weights(study, b)
+        (rho_bn, p_bn), (rho_conv, p_conv) = metrics.spearman(m, bn), metrics.spearman(m, conv)
+        points[b] = {"m": m, "bn": bn, "conv": conv, "rho_bn": rho_bn, "p_bn": p_bn, "rho_conv": rho_conv,
                      "p_conv": p_conv}
     return [plots.fig3_weight_scatter(points, study.describe(), path)]
 
@@ -44,16 +43,20 @@ def inhibition(study) -> Verdict:
     significantly in 2.1 and 3.1."""
     blocks = study.roles["simple"]
     return C.inhibition({b: study.sample_groups(b, study.block(b).b_xi) for b in blocks},
-                        study.census_map(blocks), significant_in=tuple(blocks[1:]), noise_source=V.noise_for(study))
+                        study.census_map(blocks), significant_in=tuple(blocks[1:]),
+                        pairs={b: study.pair_values(b, lambda r: r.b_xi, among=lambda r: r.m < 1) for b in blocks})
 
 
 def inhibition_figure(study, path, measured, controls):
+    """Figure 4 over the channels the verdicts read (the kept ones), ANOVA between their groups."""
     points = {}
     for b in study.roles["simple"]:
         r = study.block(b)
+        k = study.kept(b, r)
         corr = study.input_block_correlation(b)
-        top, bottom = compare_groups(*groups(r, r.b_xi)), compare_groups(*groups(r, corr))
-        points[b] = {"m": r.m, "b_xi": r.b_xi, "corr": corr, "top_F": top["F"], "top_p": top["p"],
+        top = C.compare_groups(*study.sample_groups(b, r.b_xi))
+        bottom = C.compare_groups(*study.sample_groups(b, corr))
+        points[b] = {"m": r.m[k], "b_xi": r.b_xi[k], "corr": corr[k], "top_F": top["F"], "top_p": top["p"],
                      "bottom_F": bottom["F"], "bottom_p": bottom["p"]}
     return [plots.fig4_inhibition(points, study.describe(), path)]
 

@@ -2,9 +2,8 @@
 
 The channel lists (Figures 1, 6-8) are resnet18's: on another model these claims are
 "n/a: lists are resnet18's" (inconclusive, never failing). A planted network brings its own.
+Every statistic reads the unbiased sample's valid channels (``study.kept``).
 """
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -12,22 +11,39 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts import verdict as V
-from rsi_core.verdicts.verdict import Verdict, not_applicable, valid
+from rsi_core.verdicts.verdict import Verdict, not_applicable
 
 
-def scale_counts_of(study, robust=()) -> dict:
-    """Per studied block: valid channels of the unbiased sample, those meeting the three criteria with
-    and without the mix one, and in the ``robust`` blocks those also passing the natural-image version."""
-    counts = {}
-    for b in study.blocks:
-        r = study.block(b)
-        k = study.kept(b, r)
-        counts[b] = {"n": int(k.sum()), "with_mix": int((r.scale_invariant() & k).sum()),
-                     "without_mix": int((r.scale_invariant(False) & k).sum())}
-        if b in robust:
-            counts[b]["both"] = int((r.scale_invariant() & study.robust(b).scale_invariant() & k).sum())
-    return counts
+def _criteria(study, b, robust: bool) -> dict:
+    """Per-channel class masks of a block result: the three criteria, criteria 2 and 3, and (for
+    ``robust``) the FZ and natural-image versions both."""
+    out = {"with_mix": lambda r: r.scale_invariant(), "without_mix": lambda r: r.scale_invariant(False)}
+    if robust:
+        rr = study.robust(b)
+        out["both"] = lambda r: r.scale_invariant() & rr.scale_invariant()[np.searchsorted(rr.channels, r.channels)]
+    return out
+
+
+def scale_classes(study, b, robust: bool = False) -> dict:
+    """The kept channels' class masks of block ``b`` (``_criteria``)."""
+    r = study.block(b)
+    k = study.kept(b, r)
+    return {name: fn(r)[k] for name, fn in _criteria(study, b, robust).items()}
+
+
+def scale_pairs(study, b, robust: bool = False):
+    """The same masks for the block's paired channels under both FZ seeds; None without a second seed."""
+    got = {name: study.pair_values(b, fn) for name, fn in _criteria(study, b, robust).items()}
+    if any(v is None for v in got.values()):
+        return None
+    return {n: v[0] for n, v in got.items()}, {n: v[1] for n, v in got.items()}
+
+
+def scale_counts_of(study) -> dict:
+    """Per studied block: kept channels and those meeting the criteria with and without the mix
+    one (Figure 5's bars: the channels the verdict counts)."""
+    return {b: {"n": len(c["with_mix"]), "with_mix": int(c["with_mix"].sum()), "without_mix": int(c["without_mix"].sum())}
+            for b, c in ((b, scale_classes(study, b)) for b in study.blocks)}
 
 
 def scale_counts(study) -> Verdict:
@@ -35,17 +51,12 @@ def scale_counts(study) -> Verdict:
     block, and 1, 4, 9, 9 that also pass the natural-image version); zero in 3.0, 4.0, 4.1;
     without criterion 1, only a few in 4.0 and 4.1 and an appreciable share in 3.0 (less than
     its neighbours)."""
-    simple, down, final = study.roles["simple"], study.roles["downsample"], study.roles["final"]
-    many_b = simple[:1] + down[:1] + simple[1:]
-    counts = scale_counts_of(study, robust=many_b)
-    fig7 = (study.lists or {}).get("fig7", {})  # "1, 4, 9, 9 passing both": the lengths of Figure 7's lists
-    return replace(C.scale_counts(
-        counts, study.census_map(list(counts)),
-        {b: find_block(study.model, b).channels for b in counts},
-        many={b: 3 for b in many_b}, both={b: len(fig7[b]) for b in many_b if fig7.get(b)},
-        none=tuple(down[1:] + final), few_without_mix=tuple(down[2:] + final),
-        appreciable=down[1] if len(down) > 1 else None, neighbours=tuple(simple[1:]), noise_source=V.noise_for(study)),
-        blocks={"many": many_b, "none": down[1:] + final, "few without mix": down[2:] + final})
+    parts = C.scale_roles(study.roles, (study.lists or {}).get("fig7", {}))
+    blocks = study.blocks
+    return C.scale_counts(
+        {b: scale_classes(study, b, robust=b in parts["many"]) for b in blocks}, study.census_map(blocks),
+        {b: find_block(study.model, b).channels for b in blocks}, **parts,
+        pairs={b: scale_pairs(study, b, robust=b in parts["many"]) for b in blocks})
 
 
 def scale_figure(study, path, measured, controls):
@@ -58,12 +69,15 @@ def test_scale_counts(rsi_claims):
     rsi_claims.check(scale_counts, figure=scale_figure)
 
 
-def _overlap(study, reference: dict, found: dict, listed: list) -> Verdict:
-    """The found lists against the reference lists, over each block's valid studied channels."""
-    per = {b: (study.block(b).channels[valid(study.block(b))], ref, found.get(b, [])) for b, ref in reference.items()}
-    v = C.overlap(per, census=all(study.census_map(list(reference)).values()))
-    v.measured["found"] = found
-    return replace(v, blocks={"listed": listed})
+def _overlap(study, reference: dict, found: dict) -> Verdict:
+    """The found lists against the reference lists, over each block's kept channels (the null's population)."""
+    per = {b: (_kept(study, b), ref, found.get(b, [])) for b, ref in reference.items()}
+    return C.overlap(per, census=all(study.census_map(list(reference)).values()))
+
+
+def _kept(study, b) -> np.ndarray:
+    r = study.block(b)
+    return r.channels[study.kept(b, r)]
 
 
 def _lists_na(statistic):
@@ -76,9 +90,9 @@ def _ranked(r, ok) -> list:
     return [int(r.channels[i]) for i in order]
 
 
-def _grid_figure(found_key, title):
+def _grid_figure(title):
     def figure(study, path, measured, controls):
-        rows = [row for b, chans in measured.get(found_key, {}).items() if chans
+        rows = [row for b, chans in measured.get("found", {}).items() if chans
                 for row in plots.channel_grid_rows(study, b, chans[:9], channel_fzs=study.profile.name == "paper")]
         return [plots.channel_grids(rows, study.describe(), path, title)] if rows else []
     return figure
@@ -93,13 +107,16 @@ def top_scale(study) -> Verdict:
     if not study.lists:
         return _lists_na(TOP_SCALE)
     paper = study.lists["fig6"]
-    found = {b: _ranked(study.block(b), study.block(b).scale_invariant() & valid(study.block(b)))[:3] for b in paper}
-    return _overlap(study, paper, found, list(paper))
+    found = {}
+    for b in paper:
+        r = study.block(b)
+        found[b] = _ranked(r, r.scale_invariant() & study.kept(b, r))[:3]
+    return _overlap(study, paper, found)
 
 
 @pytest.mark.claim("fig6-top-scale")
 def test_top_scale(rsi_claims):
-    rsi_claims.check(top_scale, figure=_grid_figure("found", "Figure 6: top-3 by scale metric"))
+    rsi_claims.check(top_scale, figure=_grid_figure("Figure 6: top-3 by scale metric"))
 
 
 ROBUST = ("overlap of the channels passing both versions of the criteria with the paper's list; "
@@ -113,15 +130,15 @@ def robust(study) -> Verdict:
         return _lists_na(ROBUST)
     paper = {b: c for b, c in study.lists["fig7"].items() if c}
     both = {}
-    for b in study.lists["fig7"]:
+    for b in paper:
         r, rr = study.block(b), study.robust(b)
-        both[b] = _ranked(r, r.scale_invariant() & rr.scale_invariant() & valid(r))
-    return _overlap(study, paper, both, list(study.lists["fig7"]))
+        both[b] = _ranked(r, r.scale_invariant() & rr.scale_invariant() & study.kept(b, r))
+    return _overlap(study, paper, both)
 
 
 @pytest.mark.claim("fig7-robust")
 def test_robust(rsi_claims):
-    rsi_claims.check(robust, figure=_grid_figure("found", "Figure 7: FZ and natural-image criteria"))
+    rsi_claims.check(robust, figure=_grid_figure("Figure 7: FZ and natural-image criteria"))
 
 
 TOP_MIXES = "overlap of each block's 3 channels with the smallest |M - 1| with the paper's; Fisher-combined " \
@@ -137,11 +154,11 @@ def top_mixes(study) -> Verdict:
     found = {}
     for b in paper:
         r = study.block(b)
-        v = valid(r)
-        found[b] = metrics.top_mixes(r.m[v], r.channels[v].tolist(), k=3)
-    return _overlap(study, paper, found, list(paper))
+        k = study.kept(b, r)
+        found[b] = metrics.top_mixes(r.m[k], r.channels[k].tolist(), k=3)
+    return _overlap(study, paper, found)
 
 
 @pytest.mark.claim("fig8-top-mixes")
 def test_top_mixes(rsi_claims):
-    rsi_claims.check(top_mixes, figure=_grid_figure("found", "Figure 8: top mixes"))
+    rsi_claims.check(top_mixes, figure=_grid_figure("Figure 8: top mixes"))

@@ -3,14 +3,22 @@
 ``paper`` is the paper's setting (every channel, 2,560 steps: a census). ``quick`` and ``smoke``
 study an unbiased sample: evenly spaced channels (``sample_channels``), never chosen by what the
 paper found. ``quick`` also renders the channels the paper names (``named_channels``) IN ADDITION,
-for the list claims (Figures 1, 6-8) only: they were picked for M near 1 or for passing the
-criteria, so a proportion, rank or ANOVA over them would be biased; no other statistic reads them.
+for the figures only: they were picked for M near 1 or for passing the criteria, so a
+proportion, rank, ANOVA or a list claim's null over them would be biased; no statistic reads them.
+
+A census block also renders a random subsample of its channels under a second FZ seed
+(``second_seed_channels``, sized by ``second_seed_size``): the verdicts measure the census's own
+seed-to-seed noise from those pairs.
 """
 from __future__ import annotations
 
+import functools
+import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from rsi_core.paper import PAPER_LISTS
 
@@ -22,6 +30,7 @@ class Profile:
     channels_per_block: int | None  # None: all
     paper_channels: bool            # also render the channels the paper names (list claims only)
     natural_images: int | None      # None: every image of the set
+    second_seed: bool = True        # census blocks: a subsample under a second FZ seed (the census noise)
 
 
 PROFILES = {
@@ -70,6 +79,33 @@ def named_channels(profile: Profile, block: str, n_channels: int, lists: dict | 
 
 def is_census(profile: Profile, block: str, n_channels: int) -> bool:
     return len(sample_channels(profile, block, n_channels)) == n_channels
+
+
+#: the census share's one-sided 95% half-width that the second seed's pairs must allow when no flip is seen
+SECOND_SEED_HALF_WIDTH = 0.02
+
+
+@functools.cache
+def second_seed_size(n_channels: int, half_width: float = SECOND_SEED_HALF_WIDTH, alpha: float = 0.05) -> int:
+    """How many channels of a census block get a second FZ seed: the fewest whose pairs, with no
+    flip seen, bound the block's share to +-``half_width`` (one-sided 1 - alpha). A share of N
+    channels has sd sqrt(F / (2 N)) (``rsi_core.verdicts.verdict.census_sd``) and n flip-free pairs
+    bound F by 1 - alpha^(1/n), so n >= ln(alpha) / ln(1 - 2 N (half_width / z)^2); every channel
+    where no n is enough. resnet18's 64, 128, 256, 512 channels: 64, 78, 39, 19."""
+    u = 2 * n_channels * (half_width / stats.norm.ppf(1 - alpha)) ** 2
+    if u >= 1:
+        return min(n_channels, 1)
+    return min(n_channels, math.ceil(math.log(alpha) / math.log1p(-u) - 1e-9))
+
+
+def second_seed_channels(profile: Profile, block: str, n_channels: int) -> list[int]:
+    """The channels of ``block`` rendered under a second FZ seed: a random subsample (drawn from
+    the block's name, so every run and worker draws the same) of a census block; none for a
+    sample or a profile without the second seed."""
+    if not profile.second_seed or not is_census(profile, block, n_channels):
+        return []
+    rng = np.random.default_rng([zlib.crc32(block.encode()), n_channels])
+    return sorted(rng.choice(n_channels, second_seed_size(n_channels), replace=False).tolist())
 
 
 def channels_for(profile: Profile, block: str, n_channels: int, lists: dict | None = PAPER_LISTS) -> list[int]:

@@ -16,7 +16,7 @@ from rsi_core.cache import Cache
 from rsi_core.fz.bank import FZBank
 from rsi_core.fz.render import FZSettings, dequantize
 from rsi_core.measure import metrics
-from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels
+from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels, second_seed_channels
 from rsi_core.model.activations import natural_activations, top_k
 from rsi_core.model.anatomy import TapCapture, block_roles, find_block
 from rsi_core.model.anatomy import blocks as model_blocks
@@ -65,6 +65,12 @@ class BlockResult:
     def sm(self) -> np.ndarray:
         return metrics.scale_metric(self.b_xi, self.b_s_xi, self.b_xb, self.i_xb, self.i_sinv_xb, self.i_xi)
 
+    def take(self, index) -> BlockResult:
+        """The same numbers for the channels at ``index`` only."""
+        arrays = {k: getattr(self, k)[index] for k in
+                  ("channels", "i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")}
+        return BlockResult(block=self.block, kind=self.kind, reading=self.reading, **arrays)
+
     def table(self) -> dict:
         """JSON-ready per-channel numbers."""
         out = {k: getattr(self, k).tolist() for k in
@@ -106,8 +112,8 @@ def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialia
 class SampleReaders:
     """What claim functions read from a study: the VALID channels of the UNBIASED sample
     (``profiles.sample_channels``; the paper's named channels that ``quick`` renders in addition
-    never enter a share, rank or group statistic), and whether each block is a census. Needs
-    ``profile``, ``model`` and ``block(name)``."""
+    never enter a statistic), whether each block is a census, and a census block's second-seed
+    pairs. Needs ``profile``, ``model``, ``block(name)`` and ``pairs(name)``."""
 
     def is_census(self, block: str) -> bool:
         return is_census(self.profile, block, find_block(self.model, block).channels)
@@ -134,6 +140,18 @@ class SampleReaders:
         ok = self.kept(block, r) & np.isfinite(values)
         return values[ok & (r.m < 1)], values[ok & r.skip]
 
+    def pair_values(self, block: str, values, among=None) -> tuple[np.ndarray, np.ndarray] | None:
+        """``values(result)`` (one per channel) of the block's paired channels under the run's FZ
+        seed and under the second seed, for the channels valid under both (and ``among(result)``
+        under both, if given); None where the block has no second seed (``pairs``)."""
+        pairs = self.pairs(block)
+        if pairs is None:
+            return None
+        ok = ~pairs[0].failed & ~pairs[1].failed
+        if among is not None:
+            ok &= among(pairs[0]) & among(pairs[1])
+        return np.asarray(values(pairs[0]))[ok], np.asarray(values(pairs[1]))[ok]
+
 
 class Study(SampleReaders):
     """One model + weights + image set + profile: everything a claim asks for, computed once."""
@@ -159,6 +177,7 @@ class Study(SampleReaders):
         (``target``, ``seed``): the same profile, image set, cache, device and blocks; its own FZ
         bank and block results, and for another model its own natural activations."""
         other = copy.copy(self)
+        other.__dict__.pop("second_seed", None)
         if model is not None:
             other.model = model
             other.__dict__.pop("natural", None)
@@ -192,17 +211,45 @@ class Study(SampleReaders):
         return d
 
     def prepare(self) -> None:
-        """Fill the FZ bank for every studied block (taps in any order across workers)."""
+        """Fill the FZ bank for every studied block, and the second seed's for its paired
+        channels (taps in any order across workers)."""
         self.bank.ensure({f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})
+        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
+        if any(paired.values()):
+            self.second_seed.bank.ensure({t: c for t, c in paired.items() if c})
+
+    def _result(self, name: str, chans) -> BlockResult:
+        self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
+        return block_from_fzs(self.model, name, chans, self.bank.get(f"{name}.I", chans),
+                              self.bank.get(f"{name}.B", chans), antialias=self.antialias, device=self.device,
+                              reading=self.reading)
 
     def block(self, name: str) -> BlockResult:
         if name not in self._results:
-            chans = self.channels(name)
-            self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
-            self._results[name] = block_from_fzs(
-                self.model, name, chans, self.bank.get(f"{name}.I", chans), self.bank.get(f"{name}.B", chans),
-                antialias=self.antialias, device=self.device, reading=self.reading)
+            self._results[name] = self._result(name, self.channels(name))
         return self._results[name]
+
+    def paired_channels(self, block: str) -> list[int]:
+        """Channels of ``block`` also rendered under the second FZ seed (``profiles.second_seed_channels``)."""
+        return second_seed_channels(self.profile, block, find_block(self.model, block).channels)
+
+    @cached_property
+    def second_seed(self) -> Study:
+        """This study under the next FZ seed (for the paired channels only)."""
+        return self.variant(seed=self.settings.seed + 1)
+
+    def pairs(self, name: str) -> tuple[BlockResult, BlockResult] | None:
+        """The paired channels' results under this study's FZ seed and under the second seed;
+        None where the block has no second seed (a sample, or a profile without it)."""
+        chans = self.paired_channels(name)
+        if not chans:
+            return None
+        key = f"pairs:{name}"
+        if key not in self._results:
+            first = self.block(name)
+            self._results[key] = (first.take(np.searchsorted(first.channels, chans)),
+                                  self.second_seed._result(name, chans))
+        return self._results[key]
 
     # natural images -------------------------------------------------------------------------
     @cached_property

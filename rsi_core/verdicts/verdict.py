@@ -15,7 +15,6 @@ import numpy as np
 from scipy import stats as _stats
 
 from rsi_core.measure import metrics
-from rsi_core.model.sources import kind_of
 
 ALPHA = 0.05
 VERDICTS = ("holds", "fails", "inconclusive", "error")
@@ -43,30 +42,9 @@ class Verdict:
         return asdict(self)
 
 
-def decide(supported: bool, refuted: bool, complete: bool) -> str:
-    """Refuted beats supported; a miss on a sample (not every channel) is inconclusive."""
-    if refuted:
-        return "fails"
-    if supported:
-        return "holds"
-    return "fails" if complete else "inconclusive"
-
-
-def verdict(statistic: str, measured: dict, blocks: dict, reason: str, *, supported: bool, refuted: bool,
-            complete: bool, value=None, direction=None) -> Verdict:
-    """The usual path: a statistic's support/refutation on a census or a sample."""
-    return Verdict("", decide(bool(supported), bool(refuted), bool(complete)), statistic, measured, blocks,
-                   reason, value, direction)
-
-
 def not_applicable(statistic: str, blocks: dict, reason: str) -> Verdict:
     """A claim this model cannot be asked (e.g. the paper's channel numbers on another model)."""
     return Verdict("", "inconclusive", statistic, {}, blocks, f"n/a: {reason}")
-
-
-def binomial_bounds(k: int, n: int) -> tuple[float, float]:
-    """One-sided 95% Clopper-Pearson (lower, upper) bounds of k/n; (0, 1) with no data."""
-    return exact_bounds(k, n)
 
 
 def seed_verdict(per_seed: list) -> tuple[str, list]:
@@ -93,50 +71,68 @@ def jsonable(x):
     return x
 
 
-# helpers the claim functions share ------------------------------------------------------------
-def valid(r) -> np.ndarray:
-    """Channels whose two FZs did not both fail (SPEC: report them, leave them out)."""
-    return ~r.failed
-
-
-def groups(r, values) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` of the valid overwrite (M < 1) and skip (``r.skip``: M > 1, or M >= 1 as run)
-    channels of block result ``r``."""
-    ok = valid(r) & np.isfinite(values)
-    return values[ok & (r.m < 1)], values[ok & r.skip]
-
-
-def compare_groups(over, skip) -> dict:
-    """One-way ANOVA of overwrite vs skip values, the group means and sizes, and whether the
-    overwrite mean is the lower one."""
-    f, p = metrics.anova_two_groups(over, skip)
-    mean = lambda v: float(v.mean()) if len(v) else float("nan")  # noqa: E731
-    return {"F": f, "p": p, "overwrite_mean": mean(over), "skip_mean": mean(skip),
-            "below": bool(len(over) and len(skip) and over.mean() < skip.mean()),
-            "n_overwrite": len(over), "n_skip": len(skip)}
-
-
 # ============================================================================ statistical model
-# (stats helper, issue 13.) How a number becomes a verdict, census and sample alike.
+# How a number becomes a verdict (docs/verdicts.md says it in prose).
 #
-# * Census (every channel of a block measured): a share is the share, with no sampling error. Its
-#   remaining uncertainty is the FZ optimization's: a channel's class can change from FZ seed to
-#   FZ seed. The measured seed-to-seed flip rate of a per-channel class (``seed_noise()``, shipped
-#   in ``rsi_core/verdicts/seed_noise.json`` with the command that measured it) bounds how far a share
-#   can move, so it is the noise margin: clear the threshold by more -> holds, miss by more ->
-#   fails, within it -> inconclusive.
-# * Sample (quick, smoke): exact one-sided 95% Clopper-Pearson bounds (scipy's binomtest): the
-#   lower bound above the threshold -> holds, the upper bound below -> fails, else inconclusive.
-# * Per-block p-value tests (Spearman, ANOVA) are Holm-corrected over the blocks where the claim
-#   says "significant"; a block whose part of the claim is "not significant" uses its raw p
-#   (the stricter reading for an absence).
-# * Blocks combine as: any block fails -> fails; every block holds -> holds; else inconclusive
-#   (an errored block -> error).
+# * A claim is about the model under the FZ procedure: the share (count, difference) expected over
+#   FZ seeds. On a census (every channel of a block) the only uncertainty is the FZ seed's. A
+#   channel c is in a class (e.g. M < 1) with probability q_c over seeds, so a census share of n
+#   channels has Var = sum q_c (1 - q_c) / n^2. Two independent seeds of one channel disagree with
+#   probability 2 q_c (1 - q_c), so with F the block's mean flip rate, Var = F / (2 n). F is
+#   measured in the run: a second FZ seed for a random subsample of the block (``Flips``, its
+#   one-sided 95% Clopper-Pearson upper bound enters), or, where no second seed exists, read from
+#   the shipped table (``table_flips``, the fallback). The share's one-sided 95% bounds are
+#   share -/+ Z sqrt(F_upper / (2 n)); a count's are n times that; a difference of two blocks'
+#   shares adds the variances.
+# * Sample (quick, smoke): exact one-sided 95% Clopper-Pearson bounds (scipy's binomtest).
+# * Either way: the lower bound above the threshold holds, the upper bound below it fails, else
+#   inconclusive. "All" and "none" are shares against a stated tolerance (``ALL_TOLERANCE``,
+#   ``NONE_TOLERANCE``), so more seed noise widens the bounds and can only turn a decided part
+#   inconclusive, never make one hold.
+# * Per-block p-value tests (Spearman, ANOVA, Mann-Whitney) are Holm-corrected over the blocks
+#   where the claim says "significant"; an absence holds only where the test could see the effect
+#   (``absent_test``).
+# * Parts combine as: any part fails -> fails; every part holds -> holds; else inconclusive
+#   (an errored part -> error).
 # * FZ seeds (``--fz-seeds K``): every seed's verdict agrees -> that verdict, else inconclusive;
 #   the values' range is reported (``seed_verdict``).
 
+Z = float(_stats.norm.ppf(1 - ALPHA))      # one-sided 95% normal quantile
+ALL_TOLERANCE = 0.03     # "all channels": at least 97% (a 3% bar is what Figure 2's histograms cannot show)
+NONE_TOLERANCE = 0.03    # "zero channels": under 3% (below "a few", 5%, on Figure 5's percentage axis)
+IN_RUN = "in-run second seed"
 NOISE_FILE = Path(__file__).parent / "seed_noise.json"
 NOISE_KEYS = ("overwrite", "lowest_bin", "nonzero", "inhibit", "criteria", "criteria_without_mix")
+
+
+@functools.lru_cache(maxsize=65536)
+def exact_bounds(k: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """One-sided (1 - alpha) Clopper-Pearson (lower, upper) bounds of k/n: the two ends of scipy's
+    exact two-sided (1 - 2 alpha) interval. (0, 1) with no data."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = _stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class Flips:
+    """How often a channel class changed between two FZ seeds: ``flips`` of ``pairs`` channels
+    (valid under both seeds), where the pairs come from (``IN_RUN`` or the shipped table), and how
+    many of the census's channels were counted as the mean of their two seeds (``paired``)."""
+    flips: int
+    pairs: int
+    source: str = IN_RUN
+    paired: int = 0
+
+    @property
+    def upper(self) -> float:
+        """One-sided 95% upper bound of the flip rate (1 without pairs: nothing is known)."""
+        return exact_bounds(self.flips, self.pairs)[1]
+
+    def to_json(self) -> dict:
+        return {"flips": self.flips, "pairs": self.pairs, "rate": self.flips / self.pairs if self.pairs else None,
+                "upper95": self.upper, "source": self.source, "paired": self.paired}
 
 
 @functools.cache
@@ -147,147 +143,140 @@ def _noise_table(path: str) -> dict:
     return json.loads(p.read_text())
 
 
-PLANTED_SOURCE = "planted benchmark"   # the table's source measured on planted networks
-
-
-def seed_noise(key: str, source: str | None = None) -> float:
-    """Measured seed-to-seed flip rate of a per-channel class (``NOISE_KEYS``): the census margin.
-    ``source`` None: the larger rate over the table's sources (any model); a source name (a key of
-    the table's ``sources``): that source's pooled rate (``noise_for``)."""
+def table_flips(key: str) -> Flips:
+    """The fallback where a census has no second seed: the shipped table's flips of class ``key``
+    (``NOISE_KEYS``) from the source with the largest rate (no model family gets a friendlier one)."""
     if key not in NOISE_KEYS:
         raise ValueError(f"no seed noise for {key!r}: use one of {', '.join(NOISE_KEYS)}")
-    table = _noise_table(str(NOISE_FILE))
-    if source is None:
-        return float(table["margin"][key])
-    if source not in table["sources"]:
-        raise ValueError(f"no seed-noise source {source!r} in {NOISE_FILE}: use one of {', '.join(table['sources'])}")
-    return float(table["sources"][source]["pooled"][key]["rate"])
+    sources = _noise_table(str(NOISE_FILE))["sources"]
+    name = max(sources, key=lambda s: sources[s]["pooled"][key]["flips"] / sources[s]["pooled"]["n"])
+    pooled = sources[name]["pooled"]
+    return Flips(int(pooled[key]["flips"]), int(pooled["n"]), f"fallback: shipped table ({name})")
 
 
-def noise_for(study) -> str | None:
-    """Which measured seed noise a census verdict on ``study`` uses: a planted network (weights
-    ``planted:...``, the family the "planted benchmark" source measured) its source's rates; any
-    other model None, the larger rate over all sources (its family was not measured)."""
-    return PLANTED_SOURCE if kind_of(getattr(study.model, "rsi_weights", "")) == "planted" else None
+def census_class(cls, values, pairs, key: str, census: bool) -> tuple[float, Flips | None]:
+    """A class's count over a block and the noise to judge it with. ``cls`` maps values to a
+    mask; ``values`` are the block's kept channels'; ``pairs`` = (values under the run's seed,
+    values under the second seed) of the paired channels valid under both, or None. A sample: the
+    count, no noise. A census with pairs: each paired channel counts as the mean of its two seeds
+    (half the variance), and the pairs' flips are the noise; without: the count and the shipped
+    table's flips of ``key`` (``table_flips``)."""
+    k = int(np.asarray(cls(values), bool).sum())
+    if not census:
+        return k, None
+    if pairs is None:
+        return k, table_flips(key)
+    a, b = np.asarray(cls(pairs[0]), bool), np.asarray(cls(pairs[1]), bool)
+    return k + (int(b.sum()) - int(a.sum())) / 2, Flips(int((a != b).sum()), len(a), IN_RUN, len(a))
 
 
-MAX_SOURCES = "max over sources"       # what ``measured`` records for source None
+def census_sd(n: int, flips: Flips, at: float | None = None) -> float:
+    """Seed-to-seed standard deviation of a census share of ``n`` channels: sqrt(F / (2 n)) with F
+    the flip rate's upper bound; tested against a threshold ``at``, also at most sqrt(at (1 - at) / n),
+    the largest a share whose expectation is ``at`` can have (sum q_c (1 - q_c) <= n mu (1 - mu)).
+    The ``flips.paired`` channels counted as the mean of two seeds contribute half their variance."""
+    var = flips.upper / (2 * n)
+    if at is not None:
+        var = min(var, at * (1 - at) / n)
+    return float(np.sqrt(var * (1 - min(flips.paired, n) / (2 * n))))
 
 
-def noise_label(source: str | None) -> str:
-    """The noise source as a statistic's sentence states it."""
-    if source is not None:
-        return f"the {source} source's rates"
-    return "the larger rate of the sources " + " and ".join(_noise_table(str(NOISE_FILE))["sources"])
+def _side(lo: float, hi: float, threshold: float, direction: str) -> str:
+    if direction == "greater":
+        return "holds" if lo > threshold else "fails" if hi < threshold else "inconclusive"
+    return "holds" if hi < threshold else "fails" if lo > threshold else "inconclusive"
 
 
-def exact_bounds(k: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
-    """One-sided (1 - alpha) Clopper-Pearson (lower, upper) bounds of k/n: the two ends of scipy's
-    exact two-sided (1 - 2 alpha) interval. (0, 1) with no data."""
-    if n == 0:
-        return 0.0, 1.0
-    ci = _stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
-    return float(ci.low), float(ci.high)
-
-
-def _noise(noise_key: str | None, noise: float | None, source: str | None = None) -> float:
-    if noise is not None:
-        return float(noise)
-    return seed_noise(noise_key) if source is None else seed_noise(noise_key, source)
-
-
-def _source(noise: float | None, source: str | None) -> str:
-    """What a census part records as its noise source: the table's source name, ``MAX_SOURCES``,
-    or "given" (the caller passed ``noise``)."""
-    return "given" if noise is not None else source or MAX_SOURCES
-
-
-def share_test(k: int, n: int, threshold: float, *, census: bool, noise_key: str | None = None,
-               noise: float | None = None, direction: str = "greater", noise_source: str | None = None) -> dict:
-    """Is the share k/n above (``direction`` "greater") or below ("less") ``threshold``?
-
-    Census: the margin (share - threshold, sign by direction) against the seed noise of
-    ``noise_key`` (or ``noise``; ``noise_source``: which measured source, ``seed_noise``): > noise holds,
-    < -noise fails, else inconclusive. Sample: exact bounds. No channel: inconclusive. Returns the
-    verdict and the numbers behind it (on a census the noise and its source)."""
+def share_test(k: int, n: int, threshold: float, *, census: bool, flips: Flips | None = None,
+               direction: str = "greater") -> dict:
+    """Is the share k/n above (``direction`` "greater") or below ("less") ``threshold``? One-sided
+    95% bounds: on a census share -/+ Z ``census_sd`` (``flips`` required), on a sample exact
+    Clopper-Pearson. No channel: inconclusive. Returns the verdict and the numbers behind it. (The
+    census sd is taken at the threshold, ``census_sd``: the bounds test the share against it.)"""
     if direction not in ("greater", "less"):
         raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
-    out = {"k": int(k), "n": int(n), "share": k / n if n else float("nan"), "threshold": threshold,
+    out = {"k": k, "n": int(n), "share": k / n if n else float("nan"), "threshold": threshold,
            "model": "census" if census else "sample"}
-    sign = 1 if direction == "greater" else -1
+    if census:
+        if flips is None:
+            raise ValueError("a census share needs its seed-to-seed flips (Flips)")
+        out["noise"] = flips.to_json()
     if n == 0:
         return {**out, "verdict": "inconclusive"}
     if census:
-        eps = _noise(noise_key, noise, noise_source)
-        margin = sign * (k / n - threshold)
-        v = "holds" if margin > eps else "fails" if margin < -eps else "inconclusive"
-        return {**out, "noise": eps, "noise_source": _source(noise, noise_source), "margin": margin, "verdict": v}
-    lo, hi = exact_bounds(k, n)
-    above, below = lo > threshold, hi < threshold
-    v = ("holds" if above else "fails" if below else "inconclusive") if sign > 0 else \
-        ("holds" if below else "fails" if above else "inconclusive")
-    return {**out, "lower95": lo, "upper95": hi, "verdict": v}
+        sd = census_sd(n, flips, threshold)
+        lo, hi = k / n - Z * sd, k / n + Z * sd
+        out["sd"] = sd
+    else:
+        lo, hi = exact_bounds(k, n)
+    return {**out, "lower95": lo, "upper95": hi, "verdict": _side(lo, hi, threshold, direction)}
 
 
-def all_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None,
-             noise_source: str | None = None) -> dict:
-    """"All n channels" (k of them meet the condition). Census: a tolerance equal to the seed noise
-    eps: share >= 1 - eps holds, share < 1 - 2 eps (missing the tolerance by more than the noise)
-    fails, between inconclusive. A sample cannot show "all": its upper bound below 1 - eps fails,
-    otherwise inconclusive."""
-    eps = _noise(noise_key, noise, noise_source)
-    out = {"k": int(k), "n": int(n), "share": k / n if n else float("nan"), "tolerance": eps,
-           "noise_source": _source(noise, noise_source), "model": "census" if census else "sample"}
-    if n == 0:
-        return {**out, "verdict": "inconclusive"}
-    if census:
-        s = k / n
-        return {**out, "verdict": "holds" if s >= 1 - eps else "fails" if s < 1 - 2 * eps else "inconclusive"}
-    lo, hi = exact_bounds(k, n)
-    return {**out, "lower95": lo, "upper95": hi, "verdict": "fails" if hi < 1 - eps else "inconclusive"}
+def all_test(k: int, n: int, tolerance: float = ALL_TOLERANCE, **kw) -> dict:
+    """"All n channels" (k meet the condition): the share is at least 1 - ``tolerance``."""
+    return {**share_test(k, n, 1 - tolerance, **kw), "tolerance": tolerance}
 
 
-def none_test(k: int, n: int, *, census: bool, noise_key: str | None = None, noise: float | None = None,
-              noise_source: str | None = None) -> dict:
-    """"No channel" (k of n meet the condition): "all" of the n - k others, same tolerance."""
-    return {**all_test(n - k, n, census=census, noise_key=noise_key, noise=noise, noise_source=noise_source),
-            "k": int(k), "share": k / n if n else float("nan")}
+def none_test(k: int, n: int, tolerance: float = NONE_TOLERANCE, **kw) -> dict:
+    """"No channel" (k of n meet the condition): the share is below ``tolerance``."""
+    return {**share_test(k, n, tolerance, direction="less", **kw), "tolerance": tolerance}
 
 
-def count_test(k: int, n: int, at_least: int, *, census: bool, population: int | None = None,
-               noise_key: str | None = None, noise: float | None = None, noise_source: str | None = None) -> dict:
+def count_test(k: int, n: int, at_least: int, *, census: bool, flips: Flips | None = None,
+               population: int | None = None) -> dict:
     """"At least ``at_least`` channels" in a block (k of the n studied meet the condition). Census:
-    the count's seed noise is eps * n channels: k - eps n >= at_least holds, k + eps n < at_least
-    fails, else inconclusive. Sample: k >= at_least holds (the sampled ones are channels of the
-    block); the upper bound of the share times the block's ``population`` below at_least fails;
-    else inconclusive."""
-    out = {"k": int(k), "n": int(n), "at_least": int(at_least), "model": "census" if census else "sample"}
+    k -/+ Z n ``census_sd``: the lower bound at least ``at_least`` holds, the upper below it fails.
+    Sample: k >= at_least holds (the sampled ones are channels of the block); the upper bound of
+    the share times the block's ``population`` below at_least fails; else inconclusive."""
+    out = {"k": k, "n": int(n), "at_least": int(at_least), "model": "census" if census else "sample"}
     if census:
-        eps = _noise(noise_key, noise, noise_source)
-        slack = eps * n
-        v = "holds" if k - slack >= at_least else "fails" if k + slack < at_least else "inconclusive"
-        return {**out, "noise": eps, "noise_source": _source(noise, noise_source), "noise_channels": slack,
-                "verdict": v}
+        if flips is None:
+            raise ValueError("a census count needs its seed-to-seed flips (Flips)")
+        sd = n * census_sd(n, flips, min(1.0, at_least / n)) if n else float("inf")
+        lo, hi = k - Z * sd, k + Z * sd
+        v = "holds" if lo >= at_least else "fails" if hi < at_least else "inconclusive"
+        return {**out, "noise": flips.to_json(), "sd": sd, "lower95": lo, "upper95": hi, "verdict": v}
     if k >= at_least:
         return {**out, "verdict": "holds"}
     hi = exact_bounds(k, n)[1] * (population or n) if n else float("inf")
-    return {**out, "upper_count95": hi, "verdict": "fails" if hi < at_least else "inconclusive"}
+    return {**out, "upper95": hi, "verdict": "fails" if hi < at_least else "inconclusive"}
 
 
-def compare_shares(k1: int, n1: int, k2: int, n2: int, *, census: bool, noise_key: str | None = None,
-                   noise: float | None = None, noise_source: str | None = None) -> dict:
-    """Is share 1 below share 2? Census: the difference against the seed noise of both shares
-    (2 eps). Sample: exact bounds (share 1's upper below share 2's lower holds; its lower above
-    share 2's upper fails)."""
+def joint_count_test(tests: dict) -> dict:
+    """"At least a_b channels in every block b" as one part, from each block's ``count_test``: every
+    block holds -> holds; any block fails, or on a census the total's upper bound (sum k_b + Z
+    sqrt(sum sd_b^2)) below sum a_b -> fails (some block must then miss); else inconclusive. The
+    total can refute what no single block can (a census cannot show fewer than 1 expected channel)."""
+    vs = [t["verdict"] for t in tests.values()]
+    out = {"blocks": tests}
+    total_fails = False
+    if tests and all(t["model"] == "census" for t in tests.values()):
+        k, a = sum(t["k"] for t in tests.values()), sum(t["at_least"] for t in tests.values())
+        hi = k + Z * float(np.sqrt(sum(t["sd"] ** 2 for t in tests.values())))
+        out.update(k=k, at_least=a, upper95=hi)
+        total_fails = hi < a
+    v = "fails" if "fails" in vs or total_fails else "holds" if vs and all(x == "holds" for x in vs) else \
+        "inconclusive"
+    return {**out, "verdict": v}
+
+
+def compare_shares(k1: int, n1: int, k2: int, n2: int, *, census: bool, flips1: Flips | None = None,
+                   flips2: Flips | None = None) -> dict:
+    """Is share 1 below share 2? Census: the difference share 2 - share 1 -/+ Z sqrt(sd1^2 + sd2^2)
+    (the blocks' FZs are independent): above 0 holds, below 0 fails. Sample: exact bounds (share
+    1's upper below share 2's lower holds; its lower above share 2's upper fails)."""
     s1, s2 = (k1 / n1 if n1 else float("nan")), (k2 / n2 if n2 else float("nan"))
     out = {"share": s1, "other": s2, "model": "census" if census else "sample"}
+    if census:
+        if flips1 is None or flips2 is None:
+            raise ValueError("a census difference needs both blocks' seed-to-seed flips (Flips)")
+        out["noise"] = [flips1.to_json(), flips2.to_json()]
     if not n1 or not n2:
         return {**out, "verdict": "inconclusive"}
     if census:
-        eps = 2 * _noise(noise_key, noise, noise_source)
-        d = s2 - s1
-        return {**out, "noise": eps, "noise_source": _source(noise, noise_source),
-                "verdict": "holds" if d > eps else "fails" if d < -eps else "inconclusive"}
+        sd = float(np.hypot(census_sd(n1, flips1), census_sd(n2, flips2)))
+        lo, hi = s2 - s1 - Z * sd, s2 - s1 + Z * sd
+        return {**out, "lower95": lo, "upper95": hi, "verdict": _side(lo, hi, 0.0, "greater")}
     (lo1, hi1), (lo2, hi2) = exact_bounds(k1, n1), exact_bounds(k2, n2)
     return {**out, "verdict": "holds" if hi1 < lo2 else "fails" if lo1 > hi2 else "inconclusive"}
 
@@ -315,14 +304,28 @@ def significant_test(effect: float, p: float, want: str, *, census: bool, alpha:
     return "fails" if census else "inconclusive"
 
 
-def absent_test(effect: float, p: float, want: str, alpha: float = ALPHA) -> str:
-    """A claimed ABSENCE of a significant effect of sign ``want`` (raw ``p``): that effect
-    significant fails; not significant, or significant in the OPPOSITE sign (which is not the
-    claimed effect), holds; NaN inconclusive."""
-    if effect != effect or p != p:
-        return "inconclusive"
-    same_sign = (effect < 0) == (want == "negative")
-    return "fails" if (p < alpha and same_sign) else "holds"
+def absent_test(over, skip, margin: float, alpha: float = ALPHA) -> dict:
+    """A claimed ABSENCE of "the overwrite mean is lower than the skip mean" (values in the
+    claim's own unit): significantly lower (one-way ANOVA, raw p) fails; the one-sided 95% lower
+    bound of the difference (Welch) above -``margin`` holds (the test could see an effect of that
+    size, and it is not there); otherwise inconclusive (underpowered). A significant OPPOSITE
+    effect is not the claimed one. Too few channels in a group: inconclusive."""
+    over, skip = np.asarray(over, dtype=float), np.asarray(skip, dtype=float)
+    f, p = metrics.anova_two_groups(over, skip)
+    out = {"p": p, "margin": margin}
+    if len(over) < 2 or len(skip) < 2:
+        return {**out, "verdict": "inconclusive"}
+    diff = float(over.mean() - skip.mean())
+    v1, v2 = over.var(ddof=1) / len(over), skip.var(ddof=1) / len(skip)
+    se = float(np.sqrt(v1 + v2))
+    if se > 0:
+        df = (v1 + v2) ** 2 / (v1 ** 2 / (len(over) - 1) + v2 ** 2 / (len(skip) - 1))
+        lower = diff - float(_stats.t.ppf(1 - alpha, df)) * se
+    else:
+        lower = diff
+    significant = p == p and p < alpha and diff < 0
+    v = "fails" if significant else "holds" if lower > -margin else "inconclusive"
+    return {**out, "effect": diff, "lower95": lower, "verdict": v}
 
 
 def combine(verdicts) -> str:

@@ -1,9 +1,7 @@
-"""The statistical model behind every verdict (rsi_core.verdicts.verdict), on constructed numbers.
+"""The statistical model behind every verdict (rsi_core.verdicts), on constructed numbers.
 
 Every path (holds / fails / inconclusive) of every rule and claim helper, census and sample.
 """
-import json
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -12,14 +10,8 @@ from rsi_core.measure.study import SampleReaders
 from rsi_core.verdicts import claims as C
 from rsi_core.verdicts import verdict as V
 
-
-@pytest.fixture
-def noise(monkeypatch):
-    """Fix the census noise margin of every statistic (the shipped table is tested separately)."""
-    def set_(eps):
-        monkeypatch.setattr(V, "seed_noise", lambda key: eps)
-    set_(0.02)
-    return set_
+QUIET = V.Flips(0, 64)          # no flip in 64 pairs: upper bound 0.046
+NOISY = V.Flips(16, 64)         # a quarter flipped: upper bound 0.35
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -32,26 +24,27 @@ def test_exact_bounds_are_scipys_clopper_pearson():
     assert V.exact_bounds(10, 10)[0] == pytest.approx(0.05 ** 0.1)    # k = n: alpha^(1/n)
     assert V.exact_bounds(0, 10) == pytest.approx((0.0, 1 - 0.05 ** 0.1))
     assert V.exact_bounds(0, 0) == (0.0, 1.0)
-    assert V.binomial_bounds(60, 64) == V.exact_bounds(60, 64)
+    assert V.Flips(0, 10).upper == pytest.approx(1 - 0.05 ** 0.1) and V.Flips(0, 0).upper == 1.0
 
 
-@pytest.mark.parametrize("k,n,eps,expect", [
-    (470, 512, 0.01, "holds"),         # the issue's case: 91.8% vs 90% clears a 1% noise
-    (470, 512, 0.03, "inconclusive"),  # ... but not a 3% one
-    (440, 512, 0.01, "fails"),         # 85.9%: misses by more than the noise
+@pytest.mark.parametrize("k,n,flips,expect", [
+    (470, 512, V.Flips(2, 64), "holds"),     # 91.8% vs 90%: sd sqrt(0.096/1024) = 0.0097, bound 0.902
+    (470, 512, NOISY, "inconclusive"),       # ... not with a quarter of the pairs flipping
+    (440, 512, V.Flips(2, 64), "fails"),     # 85.9%
 ])
-def test_census_share_against_noise_margin(k, n, eps, expect):
-    r = V.share_test(k, n, 0.9, census=True, noise=eps)
+def test_census_share_bounds_from_the_flip_rate(k, n, flips, expect):
+    r = V.share_test(k, n, 0.9, census=True, flips=flips)
     assert r["verdict"] == expect
-    assert r["margin"] == pytest.approx(k / n - 0.9)
+    sd = np.sqrt(min(flips.upper / (2 * n), 0.9 * 0.1 / n))
+    assert r["lower95"] == pytest.approx(k / n - V.Z * sd) and r["noise"]["flips"] == flips.flips
 
 
 def test_census_dominate_is_not_a_sampling_question():
-    # the issue's 70/128 = 54.7% overwrite in 2.0: a census share above 1/2 by more than the noise holds
-    assert V.share_test(70, 128, 0.5, census=True, noise=0.02)["verdict"] == "holds"
+    # the issue's 70/128 = 54.7% overwrite in 2.0: a census share above 1/2 by more than its seed noise holds
+    assert V.share_test(70, 128, 0.5, census=True, flips=V.Flips(3, 78))["verdict"] == "holds"
     assert V.share_test(70, 128, 0.5, census=False)["verdict"] == "inconclusive"  # as a sample it cannot decide
-    assert V.share_test(58, 128, 0.5, census=True, noise=0.02)["verdict"] == "fails"
-    assert V.share_test(64, 128, 0.5, census=True, noise=0.0)["verdict"] == "inconclusive"  # on the threshold
+    assert V.share_test(58, 128, 0.5, census=True, flips=V.Flips(3, 78))["verdict"] == "fails"
+    assert V.share_test(64, 128, 0.5, census=True, flips=V.Flips(0, 78))["verdict"] == "inconclusive"
 
 
 @pytest.mark.parametrize("k,direction,expect", [
@@ -66,46 +59,60 @@ def test_sample_share_uses_exact_bounds(k, direction, expect):
 
 
 def test_share_without_channels_or_bad_direction():
-    assert V.share_test(0, 0, 0.5, census=True, noise=0.0)["verdict"] == "inconclusive"
+    assert V.share_test(0, 0, 0.5, census=True, flips=QUIET)["verdict"] == "inconclusive"
     with pytest.raises(ValueError, match="direction"):
-        V.share_test(1, 2, 0.5, census=True, noise=0.0, direction="up")
+        V.share_test(1, 2, 0.5, census=True, flips=QUIET, direction="up")
 
 
-@pytest.mark.parametrize("k,expect", [(512, "holds"), (505, "holds"), (495, "inconclusive"), (470, "fails")])
-def test_census_all_with_tolerance_equal_to_noise(k, expect):
-    # eps 0.02: holds from 1 - eps (501.8 of 512), fails below 1 - 2 eps (491.5 of 512)
-    r = V.all_test(k, 512, census=True, noise=0.02)
-    assert r["verdict"] == expect and r["tolerance"] == 0.02
+@pytest.mark.parametrize("k,expect", [(512, "holds"), (505, "holds"), (497, "inconclusive"), (480, "fails")])
+def test_census_all_against_its_stated_tolerance(k, expect):
+    # "all": at least 97% (496.6 of 512); sd at the threshold sqrt(0.97 * 0.03 / 512) = 0.0075
+    r = V.all_test(k, 512, census=True, flips=V.Flips(1, 19))
+    assert r["verdict"] == expect and r["tolerance"] == V.ALL_TOLERANCE == 0.03 and r["threshold"] == 0.97
 
 
-def test_all_on_a_sample_can_only_be_refuted():
-    assert V.all_test(6, 6, census=False, noise=0.02)["verdict"] == "inconclusive"
-    assert V.all_test(1, 6, census=False, noise=0.02)["verdict"] == "fails"
-    assert V.all_test(512, 512, census=True, noise=0.0)["verdict"] == "holds"
-    assert V.all_test(511, 512, census=True, noise=0.0)["verdict"] == "fails"
+def test_all_and_none_on_a_sample_need_many_channels():
+    assert V.all_test(6, 6, census=False)["verdict"] == "inconclusive"      # 6 of 6 cannot show 97%
+    assert V.all_test(1, 6, census=False)["verdict"] == "fails"
+    assert V.all_test(120, 120, census=False)["verdict"] == "holds"         # lower bound 0.975
+    assert V.none_test(0, 6, census=False)["verdict"] == "inconclusive"
 
 
-def test_none_is_all_of_the_others():
-    assert V.none_test(0, 256, census=True, noise=0.01)["verdict"] == "holds"
-    assert V.none_test(2, 256, census=True, noise=0.01)["verdict"] == "holds"        # within the tolerance
-    assert V.none_test(4, 256, census=True, noise=0.01)["verdict"] == "inconclusive"
-    assert V.none_test(30, 256, census=True, noise=0.01)["verdict"] == "fails"
-    assert V.none_test(2, 256, census=True, noise=0.01)["k"] == 2
+def test_none_is_a_share_below_its_tolerance():
+    f = V.Flips(0, 39)
+    assert V.none_test(0, 256, census=True, flips=f)["verdict"] == "holds"
+    assert V.none_test(2, 256, census=True, flips=f)["verdict"] == "holds"         # 0.8% + 1.7% < 3%
+    assert V.none_test(6, 256, census=True, flips=f)["verdict"] == "inconclusive"
+    assert V.none_test(30, 256, census=True, flips=f)["verdict"] == "fails"
+    assert V.none_test(2, 256, census=True, flips=f)["k"] == 2
 
 
 def test_counts():
-    assert V.count_test(10, 128, 3, census=True, noise=0.02)["verdict"] == "holds"       # 10 - 2.56 >= 3
-    assert V.count_test(4, 128, 3, census=True, noise=0.02)["verdict"] == "inconclusive"
-    assert V.count_test(0, 128, 3, census=True, noise=0.01)["verdict"] == "fails"        # 0 + 1.28 < 3
+    f = V.Flips(0, 78)
+    assert V.count_test(10, 128, 3, census=True, flips=f)["verdict"] == "holds"
+    assert V.count_test(4, 128, 3, census=True, flips=f)["verdict"] == "inconclusive"
+    assert V.count_test(0, 128, 3, census=True, flips=f)["verdict"] == "fails"        # 0 + 1.645 sqrt(2.9) < 3
+    assert V.count_test(0, 128, 1, census=True, flips=f)["verdict"] == "inconclusive"  # "at least 1" cannot fail
     assert V.count_test(3, 6, 3, census=False, population=128)["verdict"] == "holds"
     assert V.count_test(0, 6, 3, census=False, population=128)["verdict"] == "inconclusive"
     assert V.count_test(0, 200, 4, census=False, population=256)["verdict"] == "fails"  # upper bound 3.8 ch
 
 
+def test_joint_count_refutes_what_no_block_can():
+    f = V.Flips(0, 64)
+    zeros = {b: V.count_test(0, 64, 1, census=True, flips=f) for b in "abcde"}
+    assert {t["verdict"] for t in zeros.values()} == {"inconclusive"}      # none of them alone
+    assert V.joint_count_test(zeros)["verdict"] == "fails"                  # 0 of 5 in all
+    enough = {b: V.count_test(12, 64, 2, census=True, flips=f) for b in "ab"}
+    assert V.joint_count_test(enough)["verdict"] == "holds"
+    assert V.joint_count_test({"a": V.count_test(0, 6, 3, census=False, population=64)})["verdict"] == "inconclusive"
+
+
 def test_compare_shares():
-    assert V.compare_shares(10, 256, 60, 128, census=True, noise=0.02)["verdict"] == "holds"
-    assert V.compare_shares(60, 128, 10, 256, census=True, noise=0.02)["verdict"] == "fails"
-    assert V.compare_shares(30, 256, 16, 128, census=True, noise=0.02)["verdict"] == "inconclusive"
+    f = V.Flips(1, 40)
+    assert V.compare_shares(10, 256, 60, 128, census=True, flips1=f, flips2=f)["verdict"] == "holds"
+    assert V.compare_shares(60, 128, 10, 256, census=True, flips1=f, flips2=f)["verdict"] == "fails"
+    assert V.compare_shares(30, 256, 16, 128, census=True, flips1=f, flips2=f)["verdict"] == "inconclusive"
     assert V.compare_shares(0, 30, 25, 30, census=False)["verdict"] == "holds"
     assert V.compare_shares(2, 6, 3, 6, census=False)["verdict"] == "inconclusive"
 
@@ -126,11 +133,15 @@ def test_significant_test(effect, p, census, expect):
     assert V.significant_test(effect, p, "negative", census=census) == expect
 
 
-@pytest.mark.parametrize("effect,p,expect", [
-    (-0.5, 0.001, "fails"), (-0.5, 0.3, "holds"), (0.5, 0.001, "holds"), (float("nan"), 0.3, "inconclusive"),
-])
-def test_absent_test(effect, p, expect):
-    assert V.absent_test(effect, p, "negative") == expect
+def test_absence_holds_only_with_power():
+    rng = np.random.default_rng(0)
+    same = lambda n: (rng.normal(0, 0.3, n), rng.normal(0, 0.3, n))  # noqa: E731
+    assert V.absent_test(*same(200), 0.2)["verdict"] == "holds"          # the lower bound excludes -0.2
+    small = V.absent_test(*same(4), 0.2)
+    assert small["verdict"] == "inconclusive" and small["lower95"] < -0.2   # not significant, but underpowered
+    assert V.absent_test(rng.normal(-0.5, 0.3, 50), rng.normal(0, 0.3, 50), 0.2)["verdict"] == "fails"
+    assert V.absent_test(rng.normal(0.5, 0.3, 50), rng.normal(0, 0.3, 50), 0.2)["verdict"] == "holds"  # opposite
+    assert V.absent_test([0.1], [0.2, 0.3], 0.2)["verdict"] == "inconclusive"
 
 
 def test_combine_blocks():
@@ -148,19 +159,7 @@ def _v(verdict, value):
 def test_seed_aggregation():
     assert V.seed_verdict([_v("holds", 0.6), _v("holds", 0.7)]) == ("holds", [0.6, 0.7])
     assert V.seed_verdict([_v("holds", 0.6), _v("fails", 0.4), _v("holds", 0.65)]) == ("inconclusive", [0.4, 0.65])
-
-
-# ----------------------------------------------------------------------------- shipped noise table
-
-def test_shipped_seed_noise_table():
-    table = json.loads(V.NOISE_FILE.read_text())
-    assert table["command"].startswith("OMP_NUM_THREADS=1 python benchmarks/seed_noise.py")
-    for key in V.NOISE_KEYS:
-        assert 0.0 <= V.seed_noise(key) <= 1.0
-        rates = [s["pooled"][key]["rate"] for s in table["sources"].values()]
-        assert V.seed_noise(key) == pytest.approx(max(rates))   # the margin is the larger source's rate
-    with pytest.raises(ValueError, match="no seed noise"):
-        V.seed_noise("colour")
+    assert V.seed_verdict([_v("holds", 0.6), _v("error", None)]) == ("error", [0.6, 0.6])
 
 
 # ----------------------------------------------------------------------------- claim helpers
@@ -169,35 +168,53 @@ def _m(n_over, n_skip):
     return np.r_[np.full(n_over, 0.4), np.full(n_skip, 2.0)]
 
 
-def test_downsample_overwrite_paths(noise):
+def _quiet(m, n=40):
+    """Pairs of the first n channels, identical under both seeds."""
+    return {b: (x[:n], x[:n]) for b, x in m.items()}
+
+
+def test_downsample_overwrite_paths():
     full = {"2.0": True, "3.0": True, "4.0": True}
-    v = C.downsample_overwrite({"2.0": _m(70, 58), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
-    assert v.verdict == "holds" and v.value == pytest.approx(70 / 128) and v.direction == "greater"
-    v = C.downsample_overwrite({"2.0": _m(50, 78), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
+    ok = {"2.0": _m(80, 48), "3.0": _m(200, 56), "4.0": _m(400, 112)}
+    v = C.downsample_overwrite(ok, full, _quiet(ok))
+    assert v.verdict == "holds" and v.value == pytest.approx(80 / 128) and v.direction == "greater"
+    assert v.blocks == {"downsample": ["2.0", "3.0", "4.0"]}
+    bad = {**ok, "2.0": _m(50, 78)}
+    v = C.downsample_overwrite(bad, full, _quiet(bad))
     assert v.verdict == "fails" and v.measured["2.0"]["verdict"] == "fails"
-    v = C.downsample_overwrite({"2.0": _m(66, 62), "3.0": _m(200, 56), "4.0": _m(400, 112)}, full)
-    assert v.verdict == "inconclusive"            # 51.6%: within the 2% noise
-    v = C.downsample_overwrite({"2.0": _m(4, 2), "3.0": _m(5, 1), "4.0": _m(6, 0)}, dict.fromkeys(full, False))
+    near = {**ok, "2.0": _m(66, 62)}
+    assert C.downsample_overwrite(near, full, _quiet(near)).verdict == "inconclusive"   # 51.6%
+    small = {"2.0": _m(4, 2), "3.0": _m(5, 1), "4.0": _m(6, 0)}
+    v = C.downsample_overwrite(small, dict.fromkeys(full, False))
     assert v.verdict == "inconclusive" and v.measured["4.0"]["model"] == "sample"
 
 
-def test_final_block_paths(noise):
-    low = np.r_[np.full(505, 0.1), np.full(7, 0.6)]
-    assert C.final_block(low, census=True).verdict == "holds"          # 7 of 512 outside: within 2%
-    assert C.final_block(np.r_[np.full(470, 0.1), np.full(42, 0.6)], census=True).verdict == "fails"
-    assert C.final_block(np.r_[np.full(495, 0.1), np.full(17, 0.6)], census=True).verdict == "inconclusive"
-    assert C.final_block(np.r_[np.full(312, 0.0), np.full(200, 0.1)], census=True).verdict == "fails"  # zeros
-    assert C.final_block(np.full(6, 0.1), census=False).verdict == "inconclusive"
+def test_final_block_paths():
+    def final(m):
+        return C.final_block({"4.1": m}, {"4.1": True}, {"4.1": (m[:19], m[:19])})
+    assert final(np.r_[np.full(507, 0.1), np.full(5, 0.6)]).verdict == "holds"          # 1% outside
+    assert final(np.r_[np.full(470, 0.1), np.full(42, 0.6)]).verdict == "fails"         # 8% outside
+    assert final(np.r_[np.full(497, 0.1), np.full(15, 0.6)]).verdict == "inconclusive"  # 2.9%
+    assert final(np.r_[np.full(312, 0.0), np.full(200, 0.1)]).verdict == "fails"        # zeros
+    assert C.final_block({"4.1": np.full(6, 0.1)}, {"4.1": False}).verdict == "inconclusive"
+    v = final(np.full(512, 0.1))
+    assert "at least 97%" in v.statistic and v.blocks == {"final": ["4.1"]}
 
 
-def test_simple_less_skewed_paths():
+def test_simple_less_skewed_per_simple_block():
     rng = np.random.default_rng(0)
-    hi, lo = rng.uniform(0.5, 5, 200), rng.uniform(0, 1.5, 200)
-    assert C.simple_less_skewed(hi, lo, census=True).verdict == "holds"
-    assert C.simple_less_skewed(lo, hi, census=False).verdict == "fails"
-    same = rng.uniform(0, 2, 20)
-    assert C.simple_less_skewed(same, same, census=False).verdict == "inconclusive"
-    assert C.simple_less_skewed(same, same, census=True).verdict == "fails"
+    hi, lo = (lambda: rng.uniform(0.5, 5, 100)), (lambda: rng.uniform(0, 1.5, 100))
+    down = {"2.0": lo(), "3.0": lo(), "4.0": lo()}
+    census = dict.fromkeys(["1.1", "2.1", "3.1", *down], True)
+    v = C.simple_less_skewed({"1.1": hi(), "2.1": hi(), "3.1": hi()}, down, census)
+    assert v.verdict == "holds" and v.blocks == {"simple": ["1.1", "2.1", "3.1"], "downsample": list(down)}
+    # one simple block as skewed as the downsample blocks: pooling would hide it, per block it fails
+    v = C.simple_less_skewed({"1.1": hi(), "2.1": lo(), "3.1": hi()}, down, census)
+    assert v.verdict == "fails" and v.measured["parts"]["2.1"]["verdict"] == "fails"
+    assert C.simple_less_skewed({"1.1": lo(), "2.1": lo(), "3.1": lo()}, down,
+                                dict.fromkeys(census, False)).verdict == "inconclusive"
+    assert C.simple_less_skewed({"1.1": hi()[:3], "2.1": hi()[:3], "3.1": hi()[:3]}, down,
+                                dict.fromkeys(census, False)).verdict in ("holds", "inconclusive")
 
 
 def _weights(rho_sign, n=64, seed=0):
@@ -227,23 +244,29 @@ def _groups(mo, ms, n=40, seed=0, sd=0.3):
     return rng.normal(mo, sd, n), rng.normal(ms, sd, n)
 
 
-def test_inhibition_paths(noise):
+def test_inhibition_paths_and_a_scale_free_value():
     full = dict.fromkeys(("1.1", "2.1", "3.1"), True)
     ok = {"1.1": _groups(0, 0), "2.1": _groups(-1, 1, seed=1), "3.1": _groups(-1, 1, seed=2)}
-    v = C.inhibition(ok, full)
+    pairs = {b: (o[:20], o[:20]) for b, (o, _) in ok.items()}
+    v = C.inhibition(ok, full, pairs=pairs)
     assert v.verdict == "holds" and v.measured["2.1"]["negative"]["share"] > 0.9
-    assert C.inhibition({**ok, "2.1": _groups(1, -1, seed=1)}, full).verdict == "fails"         # opposite
-    assert C.inhibition({**ok, "3.1": _groups(0.5, 1, seed=2)}, full).verdict == "fails"       # few negative
+    scaled = C.inhibition({b: (10 * o, 10 * s) for b, (o, s) in ok.items()}, full,
+                          pairs={b: (10 * x, 10 * y) for b, (x, y) in pairs.items()})
+    assert scaled.value == pytest.approx(v.value)        # BatchNorm scale does not move the value
+    assert C.inhibition({**ok, "2.1": _groups(1, -1, seed=1)}, full, pairs=pairs).verdict == "fails"   # opposite
+    few = {**ok, "3.1": _groups(0.5, 1, seed=2)}
+    assert C.inhibition(few, full, pairs={**pairs, "3.1": (few["3.1"][0][:20],) * 2}).verdict == "fails"
     assert C.inhibition({**ok, "3.1": _groups(-0.1, 0.1, n=3, seed=2)},
                         dict.fromkeys(full, False)).verdict == "inconclusive"
 
 
 def test_input_block_correlation_paths():
     full = dict.fromkeys(("1.1", "2.1", "3.1"), True)
-    null = lambda s: _groups(0, 0, seed=s)  # noqa: E731
+    null = lambda s: _groups(0, 0, n=100, seed=s)  # noqa: E731
     ok = {"1.1": null(0), "2.1": null(1), "3.1": _groups(-0.5, 0.2, seed=2)}
     v = C.input_block_correlation(ok, full)
     assert v.verdict == "holds" and v.value < 0
+    assert v.blocks == {"significant": ["3.1"], "absent": ["1.1", "2.1"]}
     # 3.1 not significant on a census: fails; on a sample: inconclusive
     assert C.input_block_correlation({**ok, "3.1": null(2)}, full).verdict == "fails"
     assert C.input_block_correlation({**ok, "3.1": null(2)}, dict.fromkeys(full, False)).verdict == "inconclusive"
@@ -255,37 +278,53 @@ def test_input_block_correlation_paths():
     # 1.1 significantly in the OPPOSITE direction: not "more negative", the claim still holds (stated rule)
     v = C.input_block_correlation({**ok, "1.1": _groups(0.5, -0.2, seed=0)}, full)
     assert v.verdict == "holds" and v.measured["1.1"]["opposite_significant"]
+    # an absence on 4 channels per group cannot exclude the effect: inconclusive, not holds
+    v = C.input_block_correlation({**ok, "1.1": _groups(0, 0, n=4, seed=5)}, full)
+    assert v.measured["1.1"]["verdict"] == "inconclusive" and v.verdict == "inconclusive"
 
 
-def _counts(**over):
-    base = {"1.1": (64, 5, 9, 2), "2.0": (128, 8, 20, 5), "2.1": (128, 14, 30, 10), "3.0": (256, 0, 20, 0),
-            "3.1": (256, 15, 40, 12), "4.0": (512, 0, 5, 0), "4.1": (512, 0, 3, 0)}
+SIZES = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
+ROLES = {"simple": ["1.1", "2.1", "3.1"], "downsample": ["2.0", "3.0", "4.0"], "final": ["4.1"]}
+
+
+def _classes(**over):
+    """Per block (with_mix, without_mix, both) counts as masks."""
+    base = {"1.1": (8, 12, 6), "2.0": (10, 20, 8), "2.1": (20, 30, 14), "3.0": (0, 30, 0),
+            "3.1": (30, 60, 16), "4.0": (0, 0, 0), "4.1": (0, 0, 0)}
     base.update(over)
-    return {b: dict(zip(("n", "with_mix", "without_mix", "both"), t)) for b, t in base.items()}
+    return {b: {"with_mix": np.arange(SIZES[b]) < w, "without_mix": np.arange(SIZES[b]) < wo,
+                "both": np.arange(SIZES[b]) < bo} for b, (w, wo, bo) in base.items()}
 
 
-POP = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
+def _scale(classes, census=True, pairs=True):
+    parts = C.scale_roles(ROLES, {"1.1": [19], "2.0": [7, 15, 53, 3], "2.1": [0] * 9, "3.1": [0] * 9})
+    pair = {b: tuple({k: v[:40] for k, v in c.items()} for _ in range(2)) for b, c in classes.items()} if pairs \
+        else None
+    return C.scale_counts(classes, dict.fromkeys(SIZES, census), SIZES, **parts, pairs=pair)
 
 
-def test_scale_counts_paths(noise):
-    noise(0.005)
-    full = dict.fromkeys(POP, True)
-    v = C.scale_counts(_counts(), full, POP)
+def test_scale_counts_paths():
+    v = _scale(_classes())
     assert v.verdict == "holds", v.measured["parts"]
-    v = C.scale_counts(_counts(**{"3.0": (256, 12, 20, 0)}), full, POP)
+    assert {p["noise"]["source"] for n, p in v.measured["parts"].items() if "noise" in p and n != "3.0 below 2.1 "
+            "without mix" and isinstance(p["noise"], dict)} == {V.IN_RUN}
+    v = _scale(_classes(**{"3.0": (12, 30, 0)}))
     assert v.verdict == "fails" and v.measured["parts"]["3.0 none"]["verdict"] == "fails"
-    v = C.scale_counts(_counts(**{"3.0": (256, 0, 2, 0)}), full, POP)               # no appreciable share in 3.0
+    v = _scale(_classes(**{"3.0": (0, 2, 0)}))                                  # no appreciable share in 3.0
     assert v.verdict == "fails" and v.measured["parts"]["3.0 appreciable without mix"]["verdict"] == "fails"
-    v = C.scale_counts(_counts(**{"3.0": (256, 0, 45, 0)}), full, POP)              # 3.0 above 2.1's share
-    assert v.measured["parts"]["3.0 below 3.1 without mix"]["verdict"] in ("fails", "inconclusive")
-    assert v.verdict == "fails"
-    v = C.scale_counts(_counts(**{"1.1": (64, 3, 9, 1)}), full, POP)                 # 3 +- 0.3: 2.7 < 3
+    v = _scale(_classes(**{"3.0": (0, 120, 0)}))                                # 3.0 above 2.1's share
+    assert v.measured["parts"]["3.0 below 2.1 without mix"]["verdict"] == "fails" and v.verdict == "fails"
+    v = _scale(_classes(**{"1.1": (3, 9, 1)}))                                  # 3 cannot be told from 2.9
     assert v.verdict == "inconclusive"
-    v = C.scale_counts(_counts(**{"4.0": (512, 0, 60, 0)}), full, POP)               # "a few" without mix
+    v = _scale(_classes(**{"4.0": (0, 60, 0)}))                                 # "a few" without mix
     assert v.verdict == "fails"
-    small = {b: (6, 1, 2, 0) for b in ("1.1", "2.0", "2.1", "3.1")}
-    small.update({b: (6, 0, 0, 0) for b in ("3.0", "4.0", "4.1")})
-    assert C.scale_counts(_counts(**small), dict.fromkeys(POP, False), POP).verdict == "inconclusive"
+    v = _scale(_classes(**{b: (20, 30, 0) for b in ("1.1", "2.0", "2.1", "3.1")}))   # nobody passes both
+    assert v.measured["parts"]["both"]["verdict"] == "fails"
+    assert _scale(_classes(), census=False).verdict == "holds"       # as a sample of these sizes: exact bounds
+    fallback = _scale(_classes(), pairs=False)
+    assert {p["noise"]["source"] for p in fallback.measured["parts"].values() if isinstance(p.get("noise"), dict)} \
+        == {"fallback: shipped table (random-init resnet18 random:0)"}
+    assert "under 3% of the block" in v.statistic and v.blocks["none"] == ["3.0", "4.0", "4.1"]
 
 
 def test_overlap_paths_fig6_fig7_shapes():
@@ -293,7 +332,7 @@ def test_overlap_paths_fig6_fig7_shapes():
     pop = {"2.1": range(128), "3.1": range(256)}
     found = {b: fig7[b][:5] + [0, 1] for b in fig7}
     v = C.overlap({b: (pop[b], fig7[b], found[b]) for b in fig7}, census=True)
-    assert v.verdict == "holds" and v.measured["combined_p"] < 1e-6
+    assert v.verdict == "holds" and v.measured["combined_p"] < 1e-6 and v.measured["found"] == found
     # fig6 shape: top 3 per block, nothing of the paper's recovered
     fig6 = {"2.1": [108], "3.1": [113, 178]}
     v = C.overlap({b: (pop[b], fig6[b], [1, 2, 3]) for b in fig6}, census=True)
@@ -317,15 +356,19 @@ class _Block:
 
 
 class _Study(SampleReaders):
-    """What the adapters read: profile, model, block(name)."""
-    def __init__(self, profile, blocks):
+    """What the adapters read: profile, model, block(name), pairs(name)."""
+    def __init__(self, profile, blocks, pairs=None):
         import torchvision
 
         from rsi_core.measure.profiles import get_profile
         self.profile, self.model, self._blocks = get_profile(profile), torchvision.models.resnet18(), blocks
+        self._pairs = pairs or {}
 
     def block(self, name):
         return self._blocks[name]
+
+    def pairs(self, name):
+        return self._pairs.get(name)
 
 
 def test_adapters_read_only_the_valid_unbiased_sample():
@@ -342,12 +385,16 @@ def test_adapters_read_only_the_valid_unbiased_sample():
     assert set(s.sample_m("2.1")) == {0.5}
     over, skip = s.sample_groups("2.1", np.arange(len(chans), dtype=float))
     assert len(over) == len(sample) - 1 and len(skip) == 0
-    assert s.census_map(["2.1"]) == {"2.1": False}
+    assert s.census_map(["2.1"]) == {"2.1": False} and s.pair_values("2.1", lambda r: r.m) is None
     full = _Study("paper", {"1.1": _Block(range(64), np.full(64, 2.0), np.zeros(64, bool))})
     assert full.is_census("1.1") and len(full.sample_m("1.1")) == 64
 
 
-def test_seed_error_is_an_error_and_final_block_states_its_tolerance(noise):
-    assert V.seed_verdict([_v("holds", 0.6), _v("error", None)]) == ("error", [0.6, 0.6])
-    v = C.final_block(np.full(512, 0.1), census=True)
-    assert "0.020 of the channels" in v.statistic and v.measured["lowest_bin"]["tolerance"] == 0.02
+def test_pair_values_keep_channels_valid_under_both_seeds():
+    a = _Block([1, 5, 9], [0.5, 2.0, 0.1], [False, True, False])
+    b = _Block([1, 5, 9], [0.7, 2.0, 3.0], [False, False, True])
+    s = _Study("paper", {}, pairs={"1.1": (a, b)})
+    first, second = s.pair_values("1.1", lambda r: r.m)
+    assert first.tolist() == [0.5] and second.tolist() == [0.7]
+    first, second = s.pair_values("1.1", lambda r: r.m, among=lambda r: r.m > 0.6)
+    assert first.tolist() == [] and second.tolist() == []

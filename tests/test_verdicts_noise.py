@@ -1,116 +1,135 @@
-"""Which measured seed noise a census verdict uses (rsi_core.verdicts.verdict.noise_for / seed_noise):
-a planted network reads the planted source's rates, any other model the larger rate over the
-sources; every census part records the source it used."""
-from types import SimpleNamespace
-
+"""The census's own seed noise (rsi_core.verdicts.verdict: Flips, census_class, census_sd): a
+second FZ seed on a power-sized random subsample, the flip rate's upper bound turned into bounds
+for each share, count and difference; the shipped table only where no second seed exists; more
+noise never makes a verdict easier."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rsi_core.harness import claims
-from rsi_core.measure.profiles import Profile
-from rsi_core.measure.study import BlockResult, SampleReaders
-from rsi_core.model.anatomy import block_roles, find_block
-from rsi_core.model.load import load_model
-from rsi_core.planted import resnet as PR
+from rsi_core.measure.profiles import Profile, get_profile, second_seed_channels, second_seed_size
 from rsi_core.verdicts import claims as C
 from rsi_core.verdicts import verdict as V
 
-PLANTED = V.PLANTED_SOURCE
+RANK = {"holds": 2, "inconclusive": 1, "fails": 0}
 
 
-@pytest.fixture
-def table(monkeypatch):
-    """A two-source table: the random-init source noisy (11%), the planted one quiet (1%)."""
-    rates = {"random-init": 0.11, PLANTED: 0.01}
-    t = {"command": "test", "sources": {s: {"pooled": {k: {"rate": r} for k in V.NOISE_KEYS}} for s, r in rates.items()},
-         "margin": {k: max(rates.values()) for k in V.NOISE_KEYS}}
-    monkeypatch.setattr(V, "_noise_table", lambda path: t)
-    return t
+# ----------------------------------------------------------------------------- the noise itself
+
+def test_variance_of_a_census_share_is_the_flip_rate_over_2n():
+    """Var(share) = sum q_c (1 - q_c) / n^2 and two seeds disagree with probability 2 q (1 - q): so a
+    census of n channels with flip rate F has sd sqrt(F / 2n). Checked by simulation."""
+    rng = np.random.default_rng(0)
+    q = rng.uniform(0, 1, 400)
+    seeds = rng.random((4000, 400)) < q                     # 4000 FZ seeds of a 400-channel block
+    f = (seeds[0::2] != seeds[1::2]).mean()                  # flip rate between seed pairs
+    assert seeds.mean(axis=1).std() == pytest.approx(np.sqrt(f / (2 * 400)), rel=0.05)
+    assert V.census_sd(400, V.Flips(int(round(f * 1000)), 1000)) >= np.sqrt(f / 800)   # the upper bound is wider
 
 
-def test_seed_noise_per_source_on_the_shipped_table():
-    t = V._noise_table(str(V.NOISE_FILE))
-    for key in V.NOISE_KEYS:
-        rates = [s["pooled"][key]["rate"] for s in t["sources"].values()]
-        assert V.seed_noise(key) == pytest.approx(max(rates))
-        assert V.seed_noise(key, PLANTED) == pytest.approx(t["sources"][PLANTED]["pooled"][key]["rate"])
-    with pytest.raises(ValueError, match="no seed-noise source 'vgg'"):
-        V.seed_noise("criteria", "vgg")
+def test_paired_channels_count_as_the_mean_of_both_seeds():
+    first, second = np.array([0.5, 0.5, 2.0, 2.0]), np.array([0.5, 2.0, 2.0, 0.5])
+    k, flips = V.census_class(lambda m: m < 1, np.r_[np.full(6, 0.5), np.full(4, 2.0)], (first, second), "overwrite",
+                              census=True)
+    assert k == 6 and flips == V.Flips(2, 4, V.IN_RUN, paired=4)
+    k, flips = V.census_class(lambda m: m < 1, np.full(10, 0.5), (np.full(4, 0.5), np.full(4, 2.0)), "overwrite",
+                              census=True)
+    assert k == 8 and flips.flips == 4     # the 4 paired channels left the class under seed 2: each counts 1/2
+    # half the variance for the paired channels
+    assert V.census_sd(10, V.Flips(2, 10, paired=10)) == pytest.approx(V.census_sd(10, V.Flips(2, 10)) / np.sqrt(2))
+    k, flips = V.census_class(lambda m: m < 1, np.full(10, 0.5), None, "overwrite", census=False)
+    assert (k, flips) == (10, None)
 
 
-def test_noise_for_reads_the_model():
-    planted = PR.build(PR.get_case("scale-counts-fails"))
-    assert V.noise_for(SimpleNamespace(model=planted)) == PLANTED
-    assert V.noise_for(SimpleNamespace(model=load_model("resnet18", "planted:scale-counts-fails"))) == PLANTED
-    assert V.noise_for(SimpleNamespace(model=load_model("resnet18", "random:0"))) is None
-    shuffled = SimpleNamespace(rsi_weights="shuffle:0:planted:scale-counts-fails")   # a control: not the family
-    assert V.noise_for(SimpleNamespace(model=shuffled)) is None
+def test_no_second_seed_falls_back_to_the_shipped_table_and_says_so():
+    k, flips = V.census_class(lambda m: m < 1, np.full(10, 0.5), None, "overwrite", census=True)
+    table = V._noise_table(str(V.NOISE_FILE))["sources"]
+    worst = max(table.values(), key=lambda s: s["pooled"]["overwrite"]["flips"] / s["pooled"]["n"])
+    assert flips.flips == worst["pooled"]["overwrite"]["flips"] and flips.pairs == worst["pooled"]["n"]
+    assert flips.source.startswith("fallback: shipped table") and flips.paired == 0
+    with pytest.raises(ValueError, match="no seed noise for 'colour'"):
+        V.table_flips("colour")
+    with pytest.raises(ValueError, match="flips"):
+        V.share_test(5, 10, 0.5, census=True)
 
 
-@pytest.mark.parametrize("test,args,kw,decided", [
-    (V.share_test, (0, 3, 0.05), {"noise_key": "criteria_without_mix", "direction": "less"}, "holds"),  # "a few"
-    (V.share_test, (1, 8, 0.05), {"noise_key": "criteria_without_mix"}, "holds"),       # "appreciable": 12.5%
-    (V.count_test, (4, 12, 3), {"noise_key": "criteria"}, "holds"),                    # "at least 3": 4 of 12
-    (V.compare_shares, (1, 8, 4, 12), {"noise_key": "criteria_without_mix"}, "holds"),  # 12.5% below 33%
-    (V.none_test, (1, 8), {"noise_key": "criteria"}, "fails"),   # "none": 1 of 8 is within 2 x 11%, not 2 x 1%
-])
-def test_same_census_numbers_inconclusive_under_the_margin_decided_under_the_planted_source(table, test, args, kw,
-                                                                                             decided):
-    wide = test(*args, census=True, **kw)
-    planted = test(*args, census=True, noise_source=PLANTED, **kw)
-    assert (wide["verdict"], wide["noise_source"]) == ("inconclusive", V.MAX_SOURCES)
-    assert (planted["verdict"], planted["noise_source"]) == (decided, PLANTED)
+def test_every_census_part_records_its_noise():
+    m = {b: np.r_[np.full(90, 0.4), np.full(38, 2.0)] for b in ("2.0", "3.0", "4.0")}
+    pairs = {"2.0": (np.full(20, 0.4), np.full(20, 0.4)), "3.0": None, "4.0": (np.full(20, 0.4), np.full(20, 2.0))}
+    v = C.downsample_overwrite(m, dict.fromkeys(m, True), pairs)
+    assert v.measured["2.0"]["noise"]["source"] == V.IN_RUN and v.measured["2.0"]["noise"]["flips"] == 0
+    assert v.measured["3.0"]["noise"]["source"].startswith("fallback")
+    assert v.measured["4.0"]["noise"]["flips"] == 20
+    assert "seed-to-seed noise" in v.statistic
 
 
-def _fig5_counts():
-    """The planted fig5 case's design: 4 scale channels in each "many" block, none in 3.0/4.x,
-    one of 3.0's ten channels passes criteria 2 and 3 without the mix one."""
-    c = {b: {"n": 12, "with_mix": 4, "without_mix": 4, "both": 4} for b in ("1.1", "2.0", "2.1", "3.1")}
-    c.update({"3.0": {"n": 10, "with_mix": 0, "without_mix": 1}, "4.0": {"n": 3, "with_mix": 0, "without_mix": 0},
-              "4.1": {"n": 3, "with_mix": 0, "without_mix": 0}})
-    return c
+def test_second_seed_size_meets_its_power_statement():
+    """With no flip seen, the pairs bound a census share to +-2% (one-sided 95%), or the whole block
+    is paired; resnet18's sizes."""
+    assert [second_seed_size(n) for n in (64, 128, 256, 512)] == [64, 78, 39, 19]
+    for n in (10, 64, 100, 128, 256, 512, 2048):
+        m = second_seed_size(n)
+        half = V.Z * V.census_sd(n, V.Flips(0, m))
+        assert m == n or (half <= 0.02 and V.Z * V.census_sd(n, V.Flips(0, m - 1)) > 0.02)
 
 
-@pytest.mark.parametrize("shipped", [False, True])
-def test_fig5_on_a_census_holds_only_under_the_planted_source(request, shipped):
-    """With the larger (random-init) rate, "at most 5%" needs a share below 5% minus 11%: no census
-    can show it. The planted source decides the same counts. Also on the shipped table."""
-    if not shipped:
-        request.getfixturevalue("table")
-    counts = _fig5_counts()
-    census, pop = {b: True for b in counts}, {b: counts[b]["n"] for b in counts}
-    both = {"1.1": 1, "2.0": 3, "2.1": 3, "3.1": 3}
-    wide = C.scale_counts(counts, census, pop, both=both)
-    planted = C.scale_counts(counts, census, pop, both=both, noise_source=PLANTED)
-    assert wide.verdict == "inconclusive"
-    assert wide.measured["parts"]["4.0 few without mix"]["verdict"] == "inconclusive"
-    assert planted.verdict == "holds", planted.measured["parts"]
-    for v, src in ((wide, V.MAX_SOURCES), (planted, PLANTED)):
-        assert {p["noise_source"] for p in v.measured["parts"].values()} == {src}
-        assert V.noise_label(None if src == V.MAX_SOURCES else src) in v.statistic
-    assert "at least 1 in 1.1, 3 in 2.0" in planted.statistic   # the lists' lengths, not resnet18's 1, 4, 9, 9
+def test_second_seed_subsample_is_random_fixed_and_census_only():
+    paper, quick = get_profile("paper"), get_profile("quick")
+    chans = second_seed_channels(paper, "3.0", 256)
+    assert len(chans) == 39 and chans == sorted(set(chans)) and chans == second_seed_channels(paper, "3.0", 256)
+    assert chans != second_seed_channels(paper, "3.1", 256)            # drawn per block
+    assert chans != list(range(39)) and max(chans) > 128               # not the first channels
+    assert second_seed_channels(quick, "3.0", 256) == []               # a sample has no second seed
+    assert second_seed_channels(Profile("x", 1, None, False, None, second_seed=False), "3.0", 256) == []
+    assert all(get_profile(p).second_seed for p in ("paper", "census-planted"))
 
 
-class _Census(SampleReaders):
-    """A census Study of M values only (what fig2-downsample-overwrite reads)."""
+# ----------------------------------------------------------------------------- more noise is never easier
 
-    def __init__(self, model, m: dict):
-        self.model, self.roles, self.profile = model, block_roles(model), Profile("test", 1, None, False, None)
-        self.results = {b: BlockResult(b, find_block(model, b).kind, np.arange(len(x)), *([np.ones(len(x))] * 2),
-                                       np.asarray(x, float), *([np.ones(len(x))] * 5)) for b, x in m.items()}
-
-    def block(self, b):
-        return self.results[b]
+def _share_verdicts(k, n, t, flips, pairs, direction):
+    return [V.share_test(k, n, t, census=True, flips=V.Flips(f, pairs), direction=direction)["verdict"]
+            for f in flips]
 
 
-@pytest.mark.parametrize("weights,source", [("planted:downsample-overwrite-holds", PLANTED),
-                                            ("random:0", V.MAX_SOURCES)])
-def test_claim_function_records_its_noise_source(weights, source):
-    model = load_model("resnet18", weights)
-    m = {b: np.where(np.arange(find_block(model, b).channels) % 4 == 0, 2.0, 0.2) for b in ("2.0", "3.0", "4.0")}
-    v = claims.claim_functions()["fig2-downsample-overwrite"](_Census(model, m))
-    assert v.verdict == "holds", v.reason
-    assert {p["noise_source"] for p in v.measured.values()} == {source}
-    assert {p["noise"] for p in v.measured.values()} == {
-        V.seed_noise("overwrite", None if source == V.MAX_SOURCES else source)}
-    assert V.noise_label(None if source == V.MAX_SOURCES else source) in v.statistic
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 600), frac=st.floats(0, 1), t=st.floats(0.01, 0.99), pairs=st.integers(1, 100),
+       f=st.lists(st.integers(0, 100), min_size=2, max_size=2), direction=st.sampled_from(["greater", "less"]),
+       tol=st.floats(0.01, 0.2))
+def test_more_seed_noise_never_makes_a_verdict_easier(n, frac, t, pairs, f, direction, tol):
+    """A verdict may only move towards inconclusive as the flip count grows: never inconclusive ->
+    holds, fails -> holds, or inconclusive -> fails; for shares, all, none, counts and differences."""
+    lo, hi = sorted(min(x, pairs) for x in f)
+    k = round(frac * n)
+    quiet, noisy = V.Flips(lo, pairs), V.Flips(hi, pairs)
+
+    def easier(a, b):   # b (noisier) decided where a was not, or decided differently
+        return b != "inconclusive" and a != b
+
+    tests = [
+        lambda fl: V.share_test(k, n, t, census=True, flips=fl, direction=direction)["verdict"],
+        lambda fl: V.all_test(k, n, tol, census=True, flips=fl)["verdict"],
+        lambda fl: V.none_test(k, n, tol, census=True, flips=fl)["verdict"],
+        lambda fl: V.count_test(k, n, max(1, round(t * n)), census=True, flips=fl)["verdict"],
+        lambda fl: V.compare_shares(k, n, n - k, n, census=True, flips1=fl, flips2=fl)["verdict"],
+    ]
+    for test in tests:
+        assert not easier(test(quiet), test(noisy))
+
+
+@settings(max_examples=60, deadline=None)
+@given(over=st.integers(0, 40), flips=st.lists(st.integers(0, 10), min_size=2, max_size=2))
+def test_more_noise_never_turns_a_claim_into_holds(over, flips):
+    """The same on a whole claim (the final block) with noisier pairs: as many channels leave the
+    lowest bin under the second seed as join it, so only the noise changes."""
+    lo, hi = sorted(flips)
+
+    def pairs(f):
+        first = np.r_[np.full(10, 0.1), np.full(10, 0.6)]
+        second = first.copy()
+        second[:f], second[10:10 + f] = 0.6, 0.1
+        return first, second
+
+    m = np.r_[np.full(40 - over, 0.1), np.full(over, 0.6)]
+    a = C.final_block({"4.1": m}, {"4.1": True}, {"4.1": pairs(lo)}).verdict
+    b = C.final_block({"4.1": m}, {"4.1": True}, {"4.1": pairs(hi)}).verdict
+    assert b == "inconclusive" or a == b

@@ -4,8 +4,16 @@ one where it fails. Each case is a real ``Study`` (FZ bank, re-measure on the sa
 the claim's own code) on a census of the claim's blocks. List claims (Figures 6-8) compare
 against the case's own lists instead of the paper's.
 
+Planted networks are judged by the same code and the same noise mechanism as resnet18's census:
+their census blocks render their own second FZ seed (at the same steps), and every census part
+records which noise it used (``noise_sources``). Then each claim's named mutation
+(``rsi_core.planted.mutations``) is applied and its cases rerun on the same studies: a mutation
+that flips at least one planted verdict is caught (``mutation_score``).
+
 The last line of ``--json`` output is one JSON object: per case the expected and obtained
-verdict, and ``verdict_accuracy`` (share of cases whose verdict is the expected one).
+verdict, ``verdict_accuracy`` (share of cases whose verdict is the expected one), the mutation
+check, and ``decidability`` (``rsi_core.verdicts.decidability``: which true values each part of
+each claim can decide at resnet18's census sizes).
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import time
 
 from rsi_core.measure.profiles import Profile
 from rsi_core.planted import resnet as PR
+from rsi_core.planted.mutations import mutation_for
 
 #: FZ steps: the planted detectors are linear, 32 steps reach the ratios the cases rely on (64 gave the same M).
 STEPS = int(os.environ.get("RSI_CLAIMS_STEPS", 32))
@@ -28,38 +37,88 @@ def census_profile(steps: int = STEPS, natural: int | None = NATURAL) -> Profile
     return Profile("census-planted", steps, None, False, natural)
 
 
+def noise_sources(measured) -> list[str]:
+    """Every noise source a verdict's census parts used (in-run second seed, or the table's fallback)."""
+    found = set()
+
+    def walk(x):
+        if isinstance(x, dict):
+            if isinstance(x.get("noise"), dict):
+                found.add(x["noise"]["source"])
+            if isinstance(x.get("noise"), list):
+                found.update(n["source"] for n in x["noise"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(measured)
+    return sorted(found)
+
+
+def _evaluate(fn, study) -> tuple[str, str, dict, dict]:
+    """(verdict, reason, blocks, measured) of a claim function; an error is a verdict too."""
+    try:
+        v = fn(study)
+        return v.verdict, v.reason, v.blocks, v.measured
+    except Exception as exc:  # an error is a verdict too, never a silent skip
+        return "error", f"{type(exc).__name__}: {exc}", {}, {}
+
+
 def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", progress: bool = False) -> dict:
     """Build the case's network and evaluate its claim on a census (blocks are computed lazily,
-    so only the blocks the claim reads are rendered)."""
+    so only the blocks the claim reads are rendered); ``study`` is kept for the mutation check."""
     from rsi_core.measure.study import Study
     model = PR.build(case)
     study = Study(model, census_profile(steps), cache, device=device, progress=progress, lists=case.lists or None)
     t = time.time()
-    blocks = {}
-    try:
-        if case.claim not in fns:
-            raise LookupError(f"no claim function for {case.claim} in the claims tests")
-        v = fns[case.claim](study)
-        verdict, reason, blocks = v.verdict, v.reason, v.blocks
-    except Exception as exc:  # an error is a verdict too, never a silent skip
-        verdict, reason = "error", f"{type(exc).__name__}: {exc}"
+    if case.claim not in fns:
+        verdict, reason, blocks, measured = "error", f"no claim function for {case.claim} in the claims tests", {}, {}
+    else:
+        verdict, reason, blocks, measured = _evaluate(fns[case.claim], study)
     return {"case": case.name, "claim": case.claim, "expected": case.expect, "obtained": verdict,
             "correct": verdict == case.expect, "reason": reason, "construction": case.why,
-            "blocks": blocks, "seconds": round(time.time() - t, 1)}
+            "blocks": blocks, "noise_sources": noise_sources(measured), "seconds": round(time.time() - t, 1),
+            "study": study}
+
+
+def mutation_check(rows: list, fns: dict) -> dict:
+    """Per claim: its mutation, rerun on each of its cases' studies; caught when a verdict flips."""
+    out = {}
+    for claim in sorted({r["claim"] for r in rows}):
+        m = mutation_for(claim)
+        flipped = []
+        for r in (r for r in rows if r["claim"] == claim and claim in fns):
+            with m.applied(fns[claim]):
+                mutated = _evaluate(fns[claim], r["study"])[0]
+            flipped.append({"case": r["case"], "expected": r["expected"], "obtained": r["obtained"],
+                            "mutated": mutated, "flipped": mutated != r["obtained"]})
+        out[claim] = {"mutation": m.name, "caught": any(f["flipped"] for f in flipped),
+                      "caught_by": [f["case"] for f in flipped if f["flipped"]], "cases": flipped}
+    return out
 
 
 def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress: bool = True) -> dict:
     """Every planted case (or ``cases``) through ``fns`` ({claim id: claim function}, the very
-    functions ``pytest claims`` runs)."""
+    functions ``pytest claims`` runs), the mutation check on the same studies, and the
+    decidability table."""
     from tqdm import tqdm
+
+    from rsi_core.verdicts.decidability import decidability
     rows = []
     t = time.time()
     for case in tqdm(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
         rows.append(run_case(case, cache, fns, steps, device))
         tqdm.write(line(rows[-1]), file=sys.stderr)
+    mutations = mutation_check(rows, fns)
+    for r in rows:
+        del r["study"]
     claimed = sorted({c.claim for c in PR.CASES})
     return {"cases": rows, "verdict_accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
             "inconclusive": sum(r["obtained"] == "inconclusive" for r in rows),
+            "noise_sources": sorted({s for r in rows for s in r["noise_sources"]}),
+            "mutation_score": sum(m["caught"] for m in mutations.values()) / len(mutations) if mutations else None,
+            "mutations": mutations, "decidability": decidability(),
             "claims_covered": claimed, "claims_not_covered": sorted(set(fns) - set(claimed)),
             "steps": steps, "seconds": round(time.time() - t, 1)}
 
@@ -80,10 +139,17 @@ def main(args, claim_functions) -> int:
     if not args.json:
         for r in out["cases"]:
             print(line(r))
+        for claim, m in out["mutations"].items():
+            print(f"mutation {claim:30s} {'caught' if m['caught'] else 'MISSED':7s} {m['mutation']}"
+                  + (f" (by {', '.join(m['caught_by'])})" if m["caught"] else ""))
+        undecidable = [f"{d['claim']} {d['part']}" for d in out["decidability"] if not (d["can_hold"] and d["can_fail"])]
+        print(f"decidability at resnet18's census sizes: {len(out['decidability'])} parts, "
+              f"{len(undecidable)} cannot both hold and fail{': ' + ', '.join(undecidable) if undecidable else ''}")
     summary = (f"verdict accuracy {out['verdict_accuracy']:.3f} over {len(out['cases'])} cases, "
-               f"{out['inconclusive']} inconclusive, {out['seconds']:.0f} s; not covered: "
+               f"{out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; "
+               f"mutation score {out['mutation_score']:.2f}; {out['seconds']:.0f} s; not covered: "
                f"{', '.join(out['claims_not_covered']) or 'none'}")
     print(summary, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(out))
-    return 0 if out["verdict_accuracy"] == 1.0 else 1
+    return 0 if out["verdict_accuracy"] == 1.0 and out["mutation_score"] == 1.0 else 1

@@ -64,25 +64,25 @@ def test_share_without_channels_or_bad_direction():
         V.share_test(1, 2, 0.5, census=True, flips=QUIET, direction="up")
 
 
-@pytest.mark.parametrize("k,expect", [(512, "holds"), (505, "holds"), (497, "inconclusive"), (480, "fails")])
+@pytest.mark.parametrize("k,expect", [(512, "holds"), (497, "holds"), (487, "inconclusive"), (470, "fails")])
 def test_census_all_against_its_stated_tolerance(k, expect):
-    # "all": at least 97% (496.6 of 512); sd at the threshold sqrt(0.97 * 0.03 / 512) = 0.0075
+    # "all": at least 95% (486.4 of 512); sd at the threshold sqrt(0.95 * 0.05 / 512) = 0.0096
     r = V.all_test(k, 512, census=True, flips=V.Flips(1, 19))
-    assert r["verdict"] == expect and r["tolerance"] == V.ALL_TOLERANCE == 0.03 and r["threshold"] == 0.97
+    assert r["verdict"] == expect and r["tolerance"] == V.ALL_TOLERANCE == 0.05 and r["threshold"] == 0.95
 
 
 def test_all_and_none_on_a_sample_need_many_channels():
-    assert V.all_test(6, 6, census=False)["verdict"] == "inconclusive"      # 6 of 6 cannot show 97%
+    assert V.all_test(6, 6, census=False)["verdict"] == "inconclusive"      # 6 of 6 cannot show 95%
     assert V.all_test(1, 6, census=False)["verdict"] == "fails"
-    assert V.all_test(120, 120, census=False)["verdict"] == "holds"         # lower bound 0.975
+    assert V.all_test(70, 70, census=False)["verdict"] == "holds"           # lower bound 0.958
     assert V.none_test(0, 6, census=False)["verdict"] == "inconclusive"
 
 
 def test_none_is_a_share_below_its_tolerance():
     f = V.Flips(0, 39)
     assert V.none_test(0, 256, census=True, flips=f)["verdict"] == "holds"
-    assert V.none_test(2, 256, census=True, flips=f)["verdict"] == "holds"         # 0.8% + 1.7% < 3%
-    assert V.none_test(6, 256, census=True, flips=f)["verdict"] == "inconclusive"
+    assert V.none_test(5, 256, census=True, flips=f)["verdict"] == "holds"         # 2.0% + 1.9% < 5%
+    assert V.none_test(12, 256, census=True, flips=f)["verdict"] == "inconclusive"
     assert V.none_test(30, 256, census=True, flips=f)["verdict"] == "fails"
     assert V.none_test(2, 256, census=True, flips=f)["k"] == 2
 
@@ -192,13 +192,13 @@ def test_downsample_overwrite_paths():
 def test_final_block_paths():
     def final(m):
         return C.final_block({"4.1": m}, {"4.1": True}, {"4.1": (m[:19], m[:19])})
-    assert final(np.r_[np.full(507, 0.1), np.full(5, 0.6)]).verdict == "holds"          # 1% outside
-    assert final(np.r_[np.full(470, 0.1), np.full(42, 0.6)]).verdict == "fails"         # 8% outside
-    assert final(np.r_[np.full(497, 0.1), np.full(15, 0.6)]).verdict == "inconclusive"  # 2.9%
+    assert final(np.r_[np.full(500, 0.1), np.full(12, 0.6)]).verdict == "holds"          # 2.3% outside
+    assert final(np.r_[np.full(460, 0.1), np.full(52, 0.6)]).verdict == "fails"         # 10% outside
+    assert final(np.r_[np.full(488, 0.1), np.full(24, 0.6)]).verdict == "inconclusive"  # 4.7%
     assert final(np.r_[np.full(312, 0.0), np.full(200, 0.1)]).verdict == "fails"        # zeros
     assert C.final_block({"4.1": np.full(6, 0.1)}, {"4.1": False}).verdict == "inconclusive"
     v = final(np.full(512, 0.1))
-    assert "at least 97%" in v.statistic and v.blocks == {"final": ["4.1"]}
+    assert "at least 95%" in v.statistic and v.blocks == {"final": ["4.1"]}
 
 
 def test_simple_less_skewed_per_simple_block():
@@ -308,7 +308,7 @@ def test_scale_counts_paths():
     assert v.verdict == "holds", v.measured["parts"]
     assert {p["noise"]["source"] for n, p in v.measured["parts"].items() if "noise" in p and n != "3.0 below 2.1 "
             "without mix" and isinstance(p["noise"], dict)} == {V.IN_RUN}
-    v = _scale(_classes(**{"3.0": (12, 30, 0)}))
+    v = _scale(_classes(**{"3.0": (25, 30, 0)}))
     assert v.verdict == "fails" and v.measured["parts"]["3.0 none"]["verdict"] == "fails"
     v = _scale(_classes(**{"3.0": (0, 2, 0)}))                                  # no appreciable share in 3.0
     assert v.verdict == "fails" and v.measured["parts"]["3.0 appreciable without mix"]["verdict"] == "fails"
@@ -324,7 +324,7 @@ def test_scale_counts_paths():
     fallback = _scale(_classes(), pairs=False)
     assert {p["noise"]["source"] for p in fallback.measured["parts"].values() if isinstance(p.get("noise"), dict)} \
         == {"fallback: shipped table (random-init resnet18 random:0)"}
-    assert "under 3% of the block" in v.statistic and v.blocks["none"] == ["3.0", "4.0", "4.1"]
+    assert "under 5% of the block" in v.statistic and v.blocks["none"] == ["3.0", "4.0", "4.1"]
 
 
 def test_overlap_paths_fig6_fig7_shapes():

@@ -180,15 +180,16 @@ class PlantedSpec:
 # --------------------------------------------------------------------------------- network
 
 
-def narrow_block(width: int, stride: int, kernel: int) -> BasicBlock:
-    """A torchvision ``BasicBlock`` of ``width`` channels whose branch is one 1x1 conv to a
-    single unit and one ``kernel`` conv back (the planted patterns live in its weights); a 1x1
-    downsample when ``stride`` is 2."""
+def narrow_block(width: int, stride: int, kernel: int, inplanes: int | None = None) -> BasicBlock:
+    """A torchvision ``BasicBlock`` of ``width`` output channels (``inplanes`` in, default the
+    same) whose branch is one 1x1 conv to a single unit and one ``kernel`` conv back (the planted
+    patterns live in its weights); a 1x1 downsample when ``stride`` is 2."""
+    inplanes = inplanes or width
     downsample = None
     if stride != 1:
-        downsample = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
-    blk = BasicBlock(width, width, stride=stride, downsample=downsample)
-    blk.conv1 = nn.Conv2d(width, 1, 1, bias=False)
+        downsample = nn.Sequential(nn.Conv2d(inplanes, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+    blk = BasicBlock(inplanes, width, stride=stride, downsample=downsample)
+    blk.conv1 = nn.Conv2d(inplanes, 1, 1, bias=False)
     blk.bn1 = nn.BatchNorm2d(1)
     blk.conv2 = nn.Conv2d(1, width, kernel, stride=stride, padding=kernel // 2, bias=False)
     blk.bn2 = nn.BatchNorm2d(width)

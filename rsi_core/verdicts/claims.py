@@ -90,8 +90,8 @@ def final_block(m: dict, census: dict, pairs: dict | None = None) -> Verdict:
     low = all_test(k, len(x), census=census[b], flips=flips)
     nz = _share(_nonzero, x, pair, "nonzero", census[b], NEARLY_ALL)
     lo, hi = LOWEST_BIN
-    st = (f"in {b}, 'all' valid channels have M in [{lo:g}, {hi:g}): at least {1 - ALL_TOLERANCE:.0%} of them (a "
-          f"{ALL_TOLERANCE:.0%} bar is what Figure 2's histogram cannot show), and 'nearly all' have M > 0: more "
+    st = (f"in {b}, 'all' valid channels have M in [{lo:g}, {hi:g}): at least {1 - ALL_TOLERANCE:.0%} of them (fewer than a "
+          f"block's 'a few' left out, as 'zero' is fewer than 'a few'), and 'nearly all' have M > 0: more "
           f"than {NEARLY_ALL:.0%}; each {CENSUS_RULE}")
     reason = f"{low['k']:g}/{low['n']} in [{lo:g}, {hi:g}) ({low['verdict']}), {nz['k']:g}/{nz['n']} non-zero " \
              f"({nz['verdict']})"
@@ -303,7 +303,7 @@ def scale_counts(classes: dict, census: dict, population: dict, many: dict, both
     st = (f"counts of valid channels meeting the criteria: at least {at_least(many)}, and passing the "
           f"natural-image version too at least {at_least(both)} (one part: any block below, or the total below "
           f"the total, fails); 'zero' in {', '.join(none)}: under "
-          f"{NONE_TOLERANCE:.0%} of the block (the least share Figure 5's percentage bars show apart from 0); "
+          f"{NONE_TOLERANCE:.0%} of the block (fewer than 'a few'); "
           f"without criterion 1, 'a few' (at most {FEW:.0%}) in {', '.join(few_without_mix)}"
           + (f" and 'appreciable' (more than {FEW:.0%}) in {appreciable} but less than in {' and '.join(neighbours)}"
              if appreciable else "")

@@ -98,8 +98,11 @@ def jsonable(x):
 #   the values' range is reported (``seed_verdict``).
 
 Z = float(_stats.norm.ppf(1 - ALPHA))      # one-sided 95% normal quantile
-ALL_TOLERANCE = 0.03     # "all channels": at least 97% (a 3% bar is what Figure 2's histograms cannot show)
-NONE_TOLERANCE = 0.03    # "zero channels": under 3% (below "a few", 5%, on Figure 5's percentage axis)
+# "All" and "zero" as the paper's figures can show them, against the claim's own scale: Section 3.2
+# calls at most 5% of a block "a few", so "zero" is fewer than that (under 5%) and "all" leaves out
+# fewer than that (at least 95%).
+ALL_TOLERANCE = 0.05
+NONE_TOLERANCE = 0.05
 IN_RUN = "in-run second seed"
 NOISE_FILE = Path(__file__).parent / "seed_noise.json"
 NOISE_KEYS = ("overwrite", "lowest_bin", "nonzero", "inhibit", "criteria", "criteria_without_mix")

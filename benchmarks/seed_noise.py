@@ -1,4 +1,4 @@
-"""Seed-to-seed noise of the per-channel statistics the claims count (issue 13).
+"""Seed-to-seed noise of the per-channel statistics the claims count: the fallback table.
 
 A census has no sampling error; what remains is the FZ optimization's own: render every channel
 twice, with FZ seeds 0 and 1 (``FZSettings(seed=s)``, everything else equal), and count how often
@@ -11,9 +11,12 @@ a channel's class changes between the two renderings:
 * ``criteria``: passes the three scale criteria (``BlockResult.scale_invariant()``),
 * ``criteria_without_mix``: passes criteria 2 and 3 (Figure 5's variant).
 
-A share of a census moves between seeds by at most the share of channels that flip, so the flip
-rate is the census noise margin (``rsi_core.verdicts.verdict.census_margin``). Channels whose FZs failed
-under either seed are left out, as every claim leaves them out.
+A census share of n channels with flip rate F has seed-to-seed variance F / (2n)
+(``rsi_core.verdicts.verdict.census_sd``). A census measures its own F from a second FZ seed on a
+subsample of each block (``rsi_core.measure.profiles.second_seed_channels``); this table is only
+the fallback where a run has no second seed (``verdict.table_flips``: the largest source's flips),
+and the planning value of ``rsi_core.verdicts.decidability``. Channels whose FZs failed under
+either seed are left out, as every claim leaves them out.
 
 Sources: random-init ResNet18 (``random:0``; evenly spaced channels of each studied block) and the
 planted benchmark networks (``rsi_core.planted.networks.benchmark_spec``; every planted channel).

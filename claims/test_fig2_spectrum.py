@@ -21,7 +21,7 @@ def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
     return C.downsample_overwrite({b: study.sample_m(b) for b in blocks}, study.census_map(blocks),
-                                  {b: study.pair_values(b, M) for b in blocks})
+                                  {b: study.pair_values(b, M) for b in blocks}, {b: study.fz_health(b) for b in blocks})
 
 
 @pytest.mark.claim("fig2-downsample-overwrite")
@@ -33,7 +33,7 @@ def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]
     return C.simple_less_skewed({b: study.sample_m(b) for b in simple}, {b: study.sample_m(b) for b in down},
-                                study.census_map(simple + down))
+                                study.census_map(simple + down), {b: study.fz_health(b) for b in simple + down})
 
 
 def fig1_examples(study, path, measured, controls):
@@ -59,7 +59,7 @@ def final_block(study) -> Verdict:
     are non-zero."""
     blocks = study.roles["final"]
     return C.final_block({b: study.sample_m(b) for b in blocks}, study.census_map(blocks),
-                         {b: study.pair_values(b, M) for b in blocks})
+                         {b: study.pair_values(b, M) for b in blocks}, {b: study.fz_health(b) for b in blocks})
 
 
 @pytest.mark.claim("fig2-final-block")

@@ -58,6 +58,10 @@ class FakeStudy(SampleReaders):
 
     robust = block
 
+    def fz_health(self, b):
+        return {"channels": len(self.results[b].channels), "never_moved": {"I": 0, "B": 0},
+                "failed": int(self.results[b].failed.sum())}
+
     def pairs(self, b):
         chans = second_seed_channels(self.profile, b, find_block(self.model, b).channels)
         if not chans:
@@ -432,3 +436,28 @@ def test_block_result_reads_the_paper_as_written_or_as_run(model):
     assert written.scale_invariant().tolist() == [True, False, False, True]
     assert run.scale_invariant().tolist() == [True, False, False, False]
     assert run.scale_invariant(False).tolist() == [True, True, True, False]
+
+
+def test_named_channels_never_lower_a_list_claims_p(model):
+    """quick renders the paper's named channels beside its unbiased sample. They were chosen for the
+    listed property (here: exactly M = 1), so they must not enter the null: the p-value is the one
+    the sample alone gives."""
+    from rsi_core.measure.profiles import channels_for, get_profile, sample_channels
+    quick = get_profile("quick")
+
+    def study(with_named: bool):
+        results = {}
+        for b in PAPER_BLOCKS:
+            n = find_block(model, b).channels
+            chans = np.array(channels_for(quick, b, n) if with_named else sample_channels(quick, b, n))
+            m = np.where(np.isin(chans, sample_channels(quick, b, n)), 0.2 + 2.8 * chans / n, 1.0)
+            results[b] = replace(block_result(b, m, model), channels=chans)
+        s = FakeStudy(model, results)
+        s.profile = quick
+        return s
+    with_named, sample_only = CLAIM["fig8-top-mixes"](study(True)), CLAIM["fig8-top-mixes"](study(False))
+    assert with_named.measured["combined_p"] == sample_only.measured["combined_p"]
+    assert with_named.verdict == sample_only.verdict
+    named = {c for b in PAPER_BLOCKS for c in PAPER_FIG8[b]}
+    assert not any(set(v["found"]) & (named - set(sample_channels(quick, b, find_block(model, b).channels)))
+                   for b, v in with_named.measured["blocks"].items())

@@ -195,6 +195,7 @@ def test_role_constructors():
     assert P.make_channel("decoy-unrelated", p, kind="orientation").b.angle == 135
     assert P.make_channel("decoy-unrelated", p, kind="oblique").b == p.at(2).turned(45)
     assert P.make_channel("decoy-unrelated", p, kind="scale1.5").b == p.at(1.5)
+    assert P.make_channel("decoy-unrelated", P.Pattern("dot", 1.3), kind="scale3").b == P.Pattern("dot", 1.3).at(3)
     assert P.make_channel("decoy-unrelated", P.Pattern("dot", 1.4), kind="family").b.family == "bar"
     assert P.make_channel("decoy-unrelated", p, kind="texture").b.family == "texture"
     inh = P.make_channel("inhibit", p, gain_b=5.0)
@@ -326,3 +327,17 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     assert strict["precision"] is None or 0 <= strict["precision"] <= 1
     assert list(report["readings"]) == ["as-written"] and report["strict_floor"]["rate"] is None
     assert all(isinstance(r["strict"], bool) for r in report["planted"]["channels"])
+
+
+def test_fresh_draw_is_new_and_holds_the_held_out_decoys():
+    """The strict test's held-out check: new seeds (other positions, patterns, gains) and a decoy
+    kind the benchmark never has."""
+    bench = {(b, ch) for s in range(6) for b, chans in P.benchmark_spec(s).blocks.items() for ch in chans}
+    for k in range(3):
+        spec = P.fresh_spec(k)
+        chans = [(b, ch) for b, cs in spec.blocks.items() for ch in cs]
+        assert not set(chans) & bench
+        kinds = {ch.kind for _, ch in chans}
+        assert set(P.HELD_OUT_KINDS) <= kinds and not set(P.HELD_OUT_KINDS) & set(P.UNRELATED_KINDS)
+        assert sum(ch.scale_invariant for _, ch in chans) == 6
+    assert {k for _, k in P.benchmark_roles()}.isdisjoint(P.HELD_OUT_KINDS)

@@ -14,7 +14,7 @@ import torch
 
 from rsi_core.cache import Cache
 from rsi_core.fz.bank import FZBank
-from rsi_core.fz.render import FZSettings, dequantize
+from rsi_core.fz.render import FZSettings, canonical_tap, dequantize, element_streams, image_parameter, quantize
 from rsi_core.measure import metrics
 from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels, second_seed_channels
 from rsi_core.model.activations import natural_activations, top_k
@@ -67,9 +67,15 @@ class BlockResult:
 
     def take(self, index) -> BlockResult:
         """The same numbers for the channels at ``index`` only."""
-        arrays = {k: getattr(self, k)[index] for k in
-                  ("channels", "i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")}
+        arrays = {k: getattr(self, k)[index] for k in MEASURED}
         return BlockResult(block=self.block, kind=self.kind, reading=self.reading, **arrays)
+
+    def with_rows(self, index, other: BlockResult) -> BlockResult:
+        """These numbers with the channels at ``index`` replaced by ``other``'s (the same channels)."""
+        arrays = {k: getattr(self, k).copy() for k in MEASURED}
+        for k in MEASURED:
+            arrays[k][index] = getattr(other, k)
+        return BlockResult(block=self.block, kind=self.kind, reading=self.reading, extra=dict(self.extra), **arrays)
 
     def table(self) -> dict:
         """JSON-ready per-channel numbers."""
@@ -79,6 +85,22 @@ class BlockResult:
                    scale_invariant=self.scale_invariant().tolist(),
                    scale_invariant_without_mix=self.scale_invariant(False).tolist())
         return out
+
+
+MEASURED = ("channels", "i_xi", "b_xi", "o_xi", "i_xb", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb")
+#: as run, a failed FZ (both O <= 0) is rendered again with a new seed (SPEC), up to this many times
+RERENDERS = 3
+RERENDER_SEED = 1000     # the k-th re-render's FZ seed: the study's + k * RERENDER_SEED
+
+
+@torch.no_grad()
+def never_moved(model, tap: str, channels, settings: FZSettings, images: np.ndarray) -> np.ndarray:
+    """Per channel: its FZ ``images[n]`` is the very image its optimization started from (no
+    step ever moved it: the objective's gradient was zero throughout, as for a post-ReLU centre
+    neuron at 0 as run). The start is the channel's own seeded spectrum (``element_streams``)."""
+    init, _ = element_streams(settings.seed, canonical_tap(model, tap), [int(c) for c in channels])
+    start = quantize(torch.cat([image_parameter(torch.device("cpu"), init[k:k + 1])[1]() for k in range(len(init))]))
+    return np.all(start.reshape(len(start), -1) == np.asarray(images).reshape(len(images), -1), axis=1)
 
 
 def own(acts: np.ndarray, channels) -> np.ndarray:
@@ -218,16 +240,38 @@ class Study(SampleReaders):
         if any(paired.values()):
             self.second_seed.bank.ensure({t: c for t, c in paired.items() if c})
 
-    def _result(self, name: str, chans) -> BlockResult:
+    def _result(self, name: str, chans, rerender: bool = True) -> BlockResult:
+        """The block's numbers for ``chans``; ``extra`` counts the FZs that never moved (per tap)
+        and, as run, the failed FZs rendered again (``RERENDERS``) and those still failed."""
         self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
-        return block_from_fzs(self.model, name, chans, self.bank.get(f"{name}.I", chans),
-                              self.bank.get(f"{name}.B", chans), antialias=self.antialias, device=self.device,
-                              reading=self.reading)
+        fz = {t: self.bank.get(f"{name}.{t}", chans) for t in "IB"}
+        r = block_from_fzs(self.model, name, chans, fz["I"], fz["B"], antialias=self.antialias, device=self.device,
+                           reading=self.reading)
+        r.extra["never_moved"] = {t: int(never_moved(self.model, f"{name}.{t}", chans, self.settings,
+                                                     fz[t]["image"]).sum()) for t in "IB"}
+        if rerender and self.reading == "as-run":
+            r.extra["failed_first"] = int(r.failed.sum())
+            for k in range(1, RERENDERS + 1):
+                idx = np.flatnonzero(r.failed)
+                if not len(idx):
+                    break
+                again = self.variant(seed=self.settings.seed + k * RERENDER_SEED)._result(
+                    name, r.channels[idx].tolist(), rerender=False)
+                r = r.with_rows(idx, again)
+            r.extra["still_failed"] = int(r.failed.sum())
+        return r
 
     def block(self, name: str) -> BlockResult:
         if name not in self._results:
             self._results[name] = self._result(name, self.channels(name))
         return self._results[name]
+
+    def fz_health(self, name: str) -> dict:
+        """Per block: FZs that never moved (I, B), failed FZs (as run: before and after their
+        re-renders), for the report beside every spectrum."""
+        r = self.block(name)
+        return {"channels": len(r.channels), "never_moved": r.extra["never_moved"], "failed": int(r.failed.sum()),
+                **{k: r.extra[k] for k in ("failed_first", "still_failed") if k in r.extra}}
 
     def paired_channels(self, block: str) -> list[int]:
         """Channels of ``block`` also rendered under the second FZ seed (``profiles.second_seed_channels``)."""

@@ -34,7 +34,7 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure import scale_test
-    from rsi_core.measure.study import block_from_fzs
+    from rsi_core.measure.study import block_from_fzs, never_moved
     from rsi_core.model.images import ImageSet
 
     if strict and images is None:
@@ -49,8 +49,9 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
     rows = []
     for b in blocks:
         chans = spec.channels(b)
-        r = block_from_fzs(model, b, chans, bank.get(f"{b}.I", chans), bank.get(f"{b}.B", chans),
-                           device=device)
+        fz = {t: bank.get(f"{b}.{t}", chans) for t in "IB"}
+        r = block_from_fzs(model, b, chans, fz["I"], fz["B"], device=device)
+        still = {t: never_moved(model, f"{b}.{t}", chans, settings, fz[t]["image"]) for t in "IB"}
         m, sm = r.m, r.sm
         paper, nomix = r.scale_invariant(True), r.scale_invariant(False)
         if strict:
@@ -64,6 +65,7 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
                 "gain_i": ch.gain_i, "gain_b": ch.gain_b,
                 "inhibit": ch.inhibit, "truth": ch.scale_invariant,
                 "m": float(m[n]), "failed": bool(r.failed[n]), "sm": float(sm[n]),
+                "i_never_moved": bool(still["I"][n]), "b_never_moved": bool(still["B"][n]),
                 "crit1": bool(c1[n]), "crit2": bool(c2[n]), "crit3": bool(c3[n]),
                 "flag": bool(paper[n]), "flag_without_mix": bool(nomix[n]),
                 "margin2": float(t2[n]), "margin3": float(t3[n]),
@@ -148,6 +150,11 @@ def summarize(rows: list[dict]) -> dict:
     best = [r["i_xi"] / P.BEST_RESPONSE for r in rows] + \
            [r["b_xb"] / (P.BEST_RESPONSE * r["gain_b"]) for r in rows if r["gain_b"] > 0 and not r["inhibit"]]
     out["fz_convergence"] = float(np.median(best))
+    # M > 1 needs O(X_B) < O(X_I): a B FZ that maximized O would not allow it, one that never moved would
+    out["b_never_moved_among_m_over_1"] = {
+        b: {"m_over_1": len(v), "b_never_moved": sum(r.get("b_never_moved", False) for r in v),
+            "share": sum(r.get("b_never_moved", False) for r in v) / len(v) if v else None}
+        for b in sorted({r["block"] for r in rows}) for v in [[r for r in rows if r["block"] == b and r["m"] > 1]]}
     return out
 
 
@@ -156,3 +163,36 @@ def planted_net(seed: int, cache_root: str | None, steps: int = PLANTED_STEPS, t
     from rsi_core.cache import Cache
     return analyse(P.benchmark_spec(seed), Cache(cache_root), steps, target=target, strict=target == "as-written")
 
+
+
+#: fresh networks on which the frozen strict test is scored (``P.fresh_spec``): never used for tuning
+FRESH_NETS = int(os.environ.get("RSI_VALIDATE_FRESH_NETS", 6))
+
+
+def strict_rows(spec: P.PlantedSpec, cache, images=None, device="cpu") -> list[dict]:
+    """The strict scale test alone (natural images, no FZs) on every planted channel of ``spec``."""
+    from rsi_core.measure import scale_test
+    from rsi_core.model.images import ImageSet
+    images = images if images is not None else ImageSet.from_dir(None)
+    model = P.build(spec)
+    rows = []
+    for b in (b for b in P.STUDIED_BLOCKS if spec.roles(b)):
+        tr = scale_test.strict_scale(model, images, b, spec.channels(b), cache, device, progress=False)
+        rows += [{"net": spec.name, "block": b, "role": ch.role, "kind": ch.kind, "truth": ch.scale_invariant,
+                  "strict": bool(tr["passes"][n])} for n, ch in enumerate(spec.roles(b))]
+    return rows
+
+
+def fresh_net(k: int, cache_root: str | None) -> list[dict]:
+    """Strict-test rows of fresh network ``k`` (a pool task)."""
+    from rsi_core.cache import Cache
+    return strict_rows(P.fresh_spec(k), Cache(cache_root))
+
+
+def strict_summary(rows: list[dict]) -> dict:
+    """Precision and recall of the strict test on ``rows``, and its pass rate per role."""
+    roles = {}
+    for r in rows:
+        roles.setdefault(role_key(r), []).append(r["strict"])
+    return {**precision_recall([r["truth"] for r in rows], [r["strict"] for r in rows]), "channels": len(rows),
+            "nets": len({r["net"] for r in rows}), "pass_rate": {k: float(np.mean(v)) for k, v in sorted(roles.items())}}

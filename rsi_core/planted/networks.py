@@ -40,7 +40,9 @@ Roles (``Channel.role``), per studied block:
 * ``decoy-unrelated``: B tuned to another pattern at 2s, balanced; ``kind``: ``polarity``
   (OFF vs ON), ``orientation`` (bar turned 90 degrees), ``oblique`` (bar turned 45 degrees),
   ``family`` (dot vs bar), ``texture`` (a random pattern), or ``scale1.5`` (the same pattern
-  at 1.5s instead of 2s: the right feature at the wrong scale).
+  at 1.5s instead of 2s: the right feature at the wrong scale). ``HELD_OUT_KINDS`` (``scale3``:
+  a dot at 3s: a bar at 3s does not fit the kernel) are never in the benchmark the strict test was tuned on: only the fresh
+  draw (``fresh_spec``) has them.
 
 Scales are in map units: a pattern of scale s is 4s pixels; I patterns run 1.25-2.8 units.
 """
@@ -78,6 +80,8 @@ HELPER_BIAS = 8.0        # > any detector's response: helper channels survive ev
 STUDIED_BLOCKS = ("1.1", "2.0")
 ROLES = ("skip", "overwrite", "inhibit", "mix", "scale", "decoy-same-scale", "decoy-unrelated")
 UNRELATED_KINDS = ("polarity", "orientation", "oblique", "family", "texture", "scale1.5")
+HELD_OUT_KINDS = ("scale3",)
+FRESH_SEED = 1000        # fresh draws are benchmark seeds FRESH_SEED + k, never used for tuning
 
 
 # --------------------------------------------------------------------------------- channels
@@ -132,14 +136,14 @@ def make_channel(role: str, pattern: Pattern, gain_b: float = 1.0, gain_i: float
             if p.family == "dot":
                 raise ValueError("an orientation decoy needs a bar (or a texture)")
             b = p.at(2).turned(90 if kind == "orientation" else 45)
-        elif kind == "scale1.5":
-            b = p.at(1.5)
+        elif kind in ("scale1.5", "scale3"):
+            b = p.at(float(kind[len("scale"):]))
         elif kind == "family":
             b = replace(p.at(2), family="bar" if p.family == "dot" else "dot", angle=0.0)
         elif kind == "texture":
             b = Pattern("texture", p.scale * 2, polarity=p.polarity, seed=int(texture_seed))
         else:
-            raise ValueError(f"unknown decoy kind {kind!r}: one of {', '.join(UNRELATED_KINDS)}")
+            raise ValueError(f"unknown decoy kind {kind!r}: one of {', '.join(UNRELATED_KINDS + HELD_OUT_KINDS)}")
     else:
         raise ValueError(f"unknown role {role!r}")
     if role == "inhibit" and not inhibit:
@@ -361,10 +365,10 @@ def random_channel(rng: np.random.Generator, role: str, kind: str = "", gain_b: 
             gain_b = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 0.2))
         else:
             gain_b = float(rng.uniform(4, 8))
-    family = "bar" if kind in ("orientation", "oblique") else str(rng.choice(["dot", "bar"]))
+    family = "bar" if kind in ("orientation", "oblique") else "dot" if kind == "scale3" else str(rng.choice(["dot", "bar"]))
     # B at 2s must fit the block kernel; a family decoy's B is the other family
     b_family = {"dot": "bar", "bar": "dot"}[family] if kind == "family" else family
-    max_scale = (KERNEL // 2) / Pattern(b_family, 2.0).extent()
+    max_scale = (KERNEL // 2) / Pattern(b_family, 3.0 if kind == "scale3" else 2.0).extent()
     ch = make_channel(role, random_pattern(rng, family, max_scale), gain_b=round(gain_b, 4), kind=kind,
                       texture_seed=int(rng.integers(1 << 16)))
     assert fits(ch), ch
@@ -394,3 +398,11 @@ def random_spec(seed: int, roles=None, blocks=STUDIED_BLOCKS, name: str | None =
 def benchmark_spec(seed: int) -> PlantedSpec:
     """Network ``seed`` of the planted benchmark (``rsi validate``)."""
     return random_spec(seed, name=f"benchmark-{seed}")
+
+
+def fresh_spec(k: int) -> PlantedSpec:
+    """Fresh network ``k`` for the strict test's held-out check: new seeds (so new positions,
+    patterns and gains) and, beside the benchmark's roles, the decoy kinds never used while its
+    thresholds were chosen (``HELD_OUT_KINDS``)."""
+    roles = benchmark_roles() + [("decoy-unrelated", kind) for kind in HELD_OUT_KINDS]
+    return random_spec(FRESH_SEED + k, roles=roles, name=f"fresh-{k}")

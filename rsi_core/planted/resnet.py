@@ -5,9 +5,10 @@ one where the claim holds by construction and one where it fails, through the re
 (FZ bank, re-measure, metrics, claim, verdict) on a census of the claim's blocks.
 
 The network is torchvision's resnet18 layout: stem, ``layer1`` .. ``layer4`` with two
-``BasicBlock`` s each, 2.0 / 3.0 / 4.0 with a 1x1 stride-2 ``downsample``. Stage s has the narrow
-width ``1 + n_s`` (its planted channels; the downsample of s reads stage s - 1): channel 0 carries a luminance map ``L + 4`` (``rsi_core.planted.networks``'s
-stem and constants: L in [-2, 2] on a 57 / 29 / 15 / 8 grid), channels ``1..n`` are planted.
+``BasicBlock`` s each, 2.0 / 3.0 / 4.0 with a 1x1 stride-2 ``downsample``. Stage s has the
+narrow width ``1 + n_s`` (its planted channels; the downsample of s reads stage s - 1): channel 0
+carries a luminance map ``L + 4`` (``rsi_core.planted.networks``'s stem and constants: L in
+[-2, 2] on a 57 / 29 / 15 / 8 grid), channels ``1..n_s`` are planted.
 A branch is ``conv1`` 1x1 (copies the carrier), ``bn1``, ReLU (a no-op), ``conv2`` 17x17 (stride 2
 in a downsample block: it reads the previous stage's finer map), ``bn2``; BNs are exact affine maps.
 

@@ -22,7 +22,18 @@ import numpy as np
 
 from rsi_core.measure import scale_test
 from rsi_core.planted import networks as P
-from rsi_core.planted.bench import JITTER_TABLE, MARGIN, PLANTED_NETS, PLANTED_STEPS, planted_net, role_key, summarize
+from rsi_core.planted.bench import (
+    FRESH_NETS,
+    JITTER_TABLE,
+    MARGIN,
+    PLANTED_NETS,
+    PLANTED_STEPS,
+    fresh_net,
+    planted_net,
+    role_key,
+    strict_summary,
+    summarize,
+)
 
 #: Controls: the smoke profile's channel sample (6 per block) with fewer FZ steps and natural
 #: images, so that three random-init ResNet18s fit the 10-minute CPU budget.
@@ -168,10 +179,13 @@ def validate(claim_functions, seeds: int = 3, nets: int | None = None, steps: in
     tasks = [(f"control random:{s}", control_seed, s, cache_root, claim_functions) for s in range(seeds if ok else 0)]
     n_ctrl = seeds if ok else 0
     tasks += [(f"strict floor random:{s}", strict_floor, s, cache_root) for s in range(floor_seeds)]
+    tasks += [(f"fresh network fresh-{k} (strict test only)", fresh_net, k, cache_root) for k in range(FRESH_NETS)]
     tasks += [(f"planted network benchmark-{s} ({t})", planted_net, s, cache_root, steps, t)
               for t in targets for s in range(nets)]
     results = run_tasks(tasks, n_workers or workers(), log)
-    floors, nets_out = results[n_ctrl:n_ctrl + floor_seeds], results[n_ctrl + floor_seeds:]
+    floors = results[n_ctrl:n_ctrl + floor_seeds]
+    fresh = [r for net in results[n_ctrl + floor_seeds:n_ctrl + floor_seeds + FRESH_NETS] for r in net]
+    nets_out = results[n_ctrl + floor_seeds + FRESH_NETS:]
     readings = {}
     for j, t in enumerate(targets):
         rows = [r for net in nets_out[j * nets:(j + 1) * nets] for r in net]
@@ -179,7 +193,8 @@ def validate(claim_functions, seeds: int = 3, nets: int | None = None, steps: in
     head = readings[targets[0]]
     planted = {"rows": head["rows"], "summary": head["summary"], "nets": nets, "steps": steps, "target": targets[0],
                "readings": {t: v["summary"] for t, v in readings.items()},
-               "roles_per_block": [role_key({"role": r, "kind": k}) for r, k in P.benchmark_roles()]}
+               "roles_per_block": [role_key({"role": r, "kind": k}) for r, k in P.benchmark_roles()],
+               "strict_fresh": strict_summary(fresh) if fresh else None}
     ctrl = control_rates(results[:n_ctrl]) if ok else {"available": False, "reason": reason}
     ctrl["strict_floor"] = floors
     return planted, ctrl
@@ -237,6 +252,10 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
            f"tn {s['strict']['tn']}): {STRICT_RULE}",
            f"    tracking with the paper's M band instead  precision {_f(s['strict_with_m']['precision'])}  "
            f"recall {_f(s['strict_with_m']['recall'])}"] if "strict" in s else []),
+        *([f"    on a fresh draw (thresholds frozen; {fr['nets']} new networks, {fr['channels']} channels, new seeds, "
+           f"positions, gains and the held-out decoys {', '.join(P.HELD_OUT_KINDS)})  precision "
+           f"{_f(fr['precision'])}  recall {_f(fr['recall'])}   (tp {fr['tp']}, fp {fr['fp']}, fn {fr['fn']}, "
+           f"tn {fr['tn']})"] if (fr := planted.get("strict_fresh")) else []),
         f"  positives missed by criterion 1 / 2 / 3: {s['missed_by']['crit1']} / {s['missed_by']['crit2']} / "
         f"{s['missed_by']['crit3']} of {s['positives']}",
         f"  Spearman(M, planted g_B/g_I)         rho {_f(s['spearman_m_gain']['rho'])}  "
@@ -268,10 +287,17 @@ def render_table(planted: dict, ctrl: dict, seconds: float) -> str:
     if len(planted.get("readings", {})) > 1:
         lines += ["", "  FZ readings (SPEC: the FZ target as written vs as the authors' code ran it; M and the criteria "
                       "read the true taps):",
-                  f"  {'reading':12} {'precision':>9} {'recall':>7} {'Spearman(M, gain)':>18} {'same relation':>14}"]
+                  f"  {'reading':12} {'precision':>9} {'recall':>7} {'Spearman(M, gain)':>18} {'same relation':>14}  "
+                  "positives missed by crit 1/2/3  M > 1 with a B FZ that never moved"]
         for t, r in planted["readings"].items():
+            still = ", ".join(f"{b} {v['b_never_moved']}/{v['m_over_1']}" for b, v in r["b_never_moved_among_m_over_1"].items())
             lines.append(f"  {t:12} {_f(r['paper']['precision']):>9} {_f(r['paper']['recall']):>7} "
-                         f"{_f(r['spearman_m_gain']['rho']):>18} {_f(r['spearman_m_gain_same_relation']['rho']):>14}")
+                         f"{_f(r['spearman_m_gain']['rho']):>18} {_f(r['spearman_m_gain_same_relation']['rho']):>14}  "
+                         f"{'/'.join(str(r['missed_by'][f'crit{k}']) for k in (1, 2, 3)):>29}  {still}")
+        run = planted["readings"].get("as-run", {}).get("b_never_moved_among_m_over_1", {})
+        if run and all(v["b_never_moved"] == v["m_over_1"] for v in run.values()):
+            lines.append("  as run, a converged B FZ maximizes O itself, so O(X_B) >= O(X_I) and M <= 1; here every "
+                         "as-run M > 1 comes from a B FZ that never moved (its post-ReLU objective had no gradient)")
     floor = ctrl.get("strict_floor") or []
     if floor:
         lines += ["", f"  strict test on random-init resnet18 (false-positive floor), {floor[0]['images']} images: "
@@ -335,11 +361,15 @@ def main(args, claim_functions) -> int:
                "margin": {"threshold": MARGIN, **s["margin"]},
                "strict": {"rule": STRICT_RULE, "r_min": scale_test.R_MIN, "delta_min": scale_test.DELTA_MIN,
                           "balance": list(scale_test.BALANCE), "bootstrap": scale_test.BOOTSTRAP,
-                          **s.get("strict", {}), "with_m_band": s.get("strict_with_m")},
+                          **s.get("strict", {}), "with_m_band": s.get("strict_with_m"),
+                          "tuning_draw": {"nets": planted["nets"], "seeds": list(range(planted["nets"]))},
+                          "fresh_draw": planted["strict_fresh"]},
                "spearman_m_gain": s["spearman_m_gain"],
                "spearman_m_gain_same_relation": s["spearman_m_gain_same_relation"], "missed_by": s["missed_by"], "roles": s["roles"],
                "fz_convergence": s["fz_convergence"],
                "readings": {t: {"precision": r["paper"]["precision"], "recall": r["paper"]["recall"],
+                                "missed_by": r["missed_by"],
+                                "b_never_moved_among_m_over_1": r["b_never_moved_among_m_over_1"],
                                 "confusion": {k: r["paper"][k] for k in ("tp", "fp", "fn", "tn")},
                                 "spearman_m_gain": r["spearman_m_gain"],
                                 "spearman_m_gain_same_relation": r["spearman_m_gain_same_relation"],

@@ -61,15 +61,22 @@ def _overwrite(m):
     return np.asarray(m, dtype=float) < OVERWRITE_BELOW
 
 
-def downsample_overwrite(m: dict, census: dict, pairs: dict | None = None) -> Verdict:
-    """fig2-downsample-overwrite: per downsample block ``{b: M}``, the share of M < 1 is above 1/2."""
+def downsample_overwrite(m: dict, census: dict, pairs: dict | None = None, fz_health: dict | None = None) -> Verdict:
+    """fig2-downsample-overwrite: per downsample block ``{b: M}``, the share of M < 1 is above 1/2.
+    ``fz_health`` (``Study.fz_health`` per block: FZs that never moved, failed, re-rendered) is
+    recorded beside the numbers, as for every Figure 2 claim."""
     pairs = pairs or {}
     per = {b: _share(_overwrite, x, pairs.get(b), "overwrite", census[b], 0.5) for b, x in m.items()}
     st = (f"per downsample block, the share of valid channels with M < {OVERWRITE_BELOW:g} must exceed 1/2, "
           f"{CENSUS_RULE}; every block holds -> holds, any fails -> fails")
     reason = "; ".join(f"{b}: {v['k']:g}/{v['n']} overwrite ({v['verdict']})" for b, v in per.items())
-    return _mk(st, per, {"downsample": list(m)}, reason, combine({b: v["verdict"] for b, v in per.items()}),
-               min((v["share"] for v in per.values()), default=None), "greater")
+    verdict = combine({b: v["verdict"] for b, v in per.items()})
+    value = min((v["share"] for v in per.values()), default=None)
+    return _mk(st, {**per, **_health(fz_health)}, {"downsample": list(m)}, reason, verdict, value, "greater")
+
+
+def _health(fz_health: dict | None) -> dict:
+    return {"fz_health": fz_health} if fz_health else {}
 
 
 def _lowest(m):
@@ -81,7 +88,7 @@ def _nonzero(m):
     return np.asarray(m, dtype=float) > 0
 
 
-def final_block(m: dict, census: dict, pairs: dict | None = None) -> Verdict:
+def final_block(m: dict, census: dict, pairs: dict | None = None, fz_health: dict | None = None) -> Verdict:
     """fig2-final-block: in the final block ``{b: M}``, ALL valid channels in the lowest bin (at
     least 1 - ``ALL_TOLERANCE``) and NEARLY ALL (> ``NEARLY_ALL``) with M > 0."""
     ((b, x),) = m.items()
@@ -95,11 +102,11 @@ def final_block(m: dict, census: dict, pairs: dict | None = None) -> Verdict:
           f"than {NEARLY_ALL:.0%}; each {CENSUS_RULE}")
     reason = f"{low['k']:g}/{low['n']} in [{lo:g}, {hi:g}) ({low['verdict']}), {nz['k']:g}/{nz['n']} non-zero " \
              f"({nz['verdict']})"
-    return _mk(st, {"parts": {f"{b} lowest bin": low, f"{b} non-zero": nz}}, {"final": [b]}, reason,
+    return _mk(st, {"parts": {f"{b} lowest bin": low, f"{b} non-zero": nz}, **_health(fz_health)}, {"final": [b]}, reason,
                combine([low["verdict"], nz["verdict"]]), low["share"], "greater")
 
 
-def simple_less_skewed(simple: dict, downsample: dict, census: dict) -> Verdict:
+def simple_less_skewed(simple: dict, downsample: dict, census: dict, fz_health: dict | None = None) -> Verdict:
     """fig2-simple-less-skewed: per simple block ``{b: M}``, its M is stochastically larger than
     the downsample blocks' pooled M (one-sided Mann-Whitney U, Holm over the simple blocks)."""
     down = np.concatenate([np.asarray(x, dtype=float) for x in downsample.values()]) if downsample else np.zeros(0)
@@ -119,7 +126,8 @@ def simple_less_skewed(simple: dict, downsample: dict, census: dict) -> Verdict:
              else "fails" if (less < ALPHA or whole) else "inconclusive")
         per[b] = {"overwrite_share": share(x), "n": len(x), "p_greater": p_more[b], "p_holm_greater": more,
                   "p_less": p_less[b], "p_holm_less": less, "verdict": v}
-    measured = {"parts": per, "downsample_overwrite_share": share(down), "n_downsample": len(down)}
+    measured = {"parts": per, "downsample_overwrite_share": share(down), "n_downsample": len(down),
+                **_health(fz_health)}
     st = (f"per simple block ({', '.join(simple)}), one-sided Mann-Whitney U of its M > the downsample blocks' "
           f"({', '.join(downsample)}) pooled M, Holm over the simple blocks: p < 0.05 holds; the opposite "
           "significant fails; neither fails on a census and is inconclusive on a sample; every block holds -> holds")

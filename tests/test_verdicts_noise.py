@@ -11,9 +11,6 @@ from rsi_core.measure.profiles import Profile, get_profile, second_seed_channels
 from rsi_core.verdicts import claims as C
 from rsi_core.verdicts import verdict as V
 
-RANK = {"holds": 2, "inconclusive": 1, "fails": 0}
-
-
 # ----------------------------------------------------------------------------- the noise itself
 
 def test_variance_of_a_census_share_is_the_flip_rate_over_2n():
@@ -85,11 +82,6 @@ def test_second_seed_subsample_is_random_fixed_and_census_only():
 
 
 # ----------------------------------------------------------------------------- more noise is never easier
-
-def _share_verdicts(k, n, t, flips, pairs, direction):
-    return [V.share_test(k, n, t, census=True, flips=V.Flips(f, pairs), direction=direction)["verdict"]
-            for f in flips]
-
 
 @settings(max_examples=300, deadline=None)
 @given(n=st.integers(1, 600), frac=st.floats(0, 1), t=st.floats(0.01, 0.99), pairs=st.integers(1, 100),

@@ -21,9 +21,9 @@ from filelock import Timeout
 from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
-from rsi_core.fz.render import FZSettings, canonical_tap, effective_target, measure, render
+from rsi_core.fz.render import FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import jitter_for
-from rsi_core.model.anatomy import blocks, parse_tap
+from rsi_core.model.anatomy import blocks, canonical_tap, parse_tap
 
 
 def default_batch_size(device) -> int:

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
-from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
+from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
 from rsi_core.model.images import normalize
 from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS
 
@@ -71,17 +71,6 @@ class FZSettings:
 
 
 TARGETS = ("as-written", "as-run")
-
-
-def canonical_tap(model, tap: str) -> str:
-    """The tap an FZ of ``tap`` is rendered for: a simple block's I is the previous block's O
-    (the same tensor: one FZ, one cache entry), every other tap is itself."""
-    name, kind = parse_tap(tap)
-    all_blocks = blocks(model)
-    i = all_blocks.index(find_block(model, name))
-    if kind == "I" and all_blocks[i].kind == "simple" and i > 0:
-        return f"{all_blocks[i - 1].name}.O"
-    return tap
 
 
 def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, bool]:

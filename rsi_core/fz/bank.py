@@ -44,6 +44,9 @@ class FZBank:
     def _key(self, tap: str, channel: int) -> str:
         tap = canonical_tap(self.model, tap)
         fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
+        kind = torch.device(self.device).type
+        if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
+            fields["device"] = kind
         return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
                          tap=tap, channel=int(channel), jitter=jitter_for(tap, self.settings.jitter_table),
                          **fields)

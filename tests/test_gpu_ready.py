@@ -34,16 +34,18 @@ def cuda_looks_available(monkeypatch):
     # torch.optim's step asks whether the current CUDA stream is capturing a graph whenever CUDA is
     # available: a query on the process's current device, which resolve_device sets to the
     # worker's own GPU. It is torch's, not a tensor of the render, so the fake answers it.
-    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda check_available=False: None)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *_, **__: None)
 
 
-def test_the_fake_catches_lucents_own_colour_step(cuda_looks_available):
+@pytest.mark.usefixtures("cuda_looks_available")
+def test_the_fake_catches_lucents_own_colour_step():
     from lucent.optvis.param import color
     with pytest.raises(AssertionError, match="asked for a CUDA device"):
         color._linear_decorrelate_color(torch.zeros(1, 3, 4, 4))
 
 
-def test_cpu_renders_never_touch_cuda(model, cuda_looks_available, tmp_path):
+@pytest.mark.usefixtures("cuda_looks_available")
+def test_cpu_renders_never_touch_cuda(model, tmp_path):
     out = render(model, "1.1.B", [0, 1], FZSettings(steps=2), device="cpu", progress=False)
     assert out["images"].shape == (2, 224, 224, 3)
     out = render(model, "2.0.I", [3], FZSettings(steps=2, crop=False, target="as-run"), device="cpu", progress=False)

@@ -7,9 +7,14 @@ from rsi_core.model import device as dev
 
 @pytest.fixture
 def gpus(monkeypatch):
+    """``n`` visible GPUs; ``current`` records what resolve_device made the current device."""
+    current = []
+
     def set_count(n):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "set_device", current.append)
+        return current
     return set_count
 
 
@@ -17,12 +22,13 @@ def gpus(monkeypatch):
     ("gw0", 4, "cuda:0"), ("gw1", 4, "cuda:1"), ("gw3", 4, "cuda:3"), ("gw5", 4, "cuda:1"),
     ("gw1", 1, "cuda:0"), (None, 2, "cuda:0")])
 def test_each_worker_takes_its_own_visible_gpu(gpus, monkeypatch, worker, count, expected):
-    gpus(count)
+    current = gpus(count)
     if worker is None:
         monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     else:
         monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
     assert dev.resolve_device(None) == expected
+    assert current == [int(expected.split(":")[1])]  # and it is the process's current CUDA device
     assert dev.resolve_device("cuda") == expected
 
 

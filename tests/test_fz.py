@@ -14,9 +14,9 @@ from rsi_core.fz import bank as bank_mod
 from rsi_core.fz.bank import FZBank
 from rsi_core.fz.bench import lucent_render
 from rsi_core.fz.export import export_pngs
-from rsi_core.fz.render import CentreCone, FZSettings, canonical_tap, effective_target, measure, render
+from rsi_core.fz.render import CentreCone, FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
-from rsi_core.model.anatomy import centre_crop_window, parse_tap, read_taps
+from rsi_core.model.anatomy import canonical_tap, centre_crop_window, parse_tap, read_taps
 from rsi_core.model.images import MEAN, STD
 from rsi_core.model.load import load_model
 from rsi_core.paper import JITTER_TABLES

@@ -63,7 +63,7 @@ def test_two_processes_fill_one_bank_without_overlap(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     computed = [[(tap, c) for line in (tmp_path / f"log{k}").read_text().splitlines()
                  for tap, chans in [json.loads(line)] for c in chans] for k in range(2)]
-    from rsi_core.fz.render import canonical_tap  # the bank keys 1.1.I as 1.0.O (the same tensor)
+    from rsi_core.model.anatomy import canonical_tap  # the bank keys 1.1.I as 1.0.O (the same tensor)
     from rsi_core.model.load import load_model
     model = load_model("resnet18", "random:0")
     everything = {(canonical_tap(model, f"{b}.{t}"), c) for b in ("1.0", "1.1") for t in "IBO" for c in range(3)}

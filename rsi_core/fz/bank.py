@@ -21,9 +21,9 @@ from filelock import Timeout
 from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
-from rsi_core.fz.render import FZSettings, canonical_tap, effective_target, measure, render
+from rsi_core.fz.render import FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import jitter_for
-from rsi_core.model.anatomy import blocks, parse_tap
+from rsi_core.model.anatomy import blocks, canonical_tap, parse_tap
 
 
 def default_batch_size(device) -> int:
@@ -44,6 +44,9 @@ class FZBank:
     def _key(self, tap: str, channel: int) -> str:
         tap = canonical_tap(self.model, tap)
         fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
+        kind = torch.device(self.device).type
+        if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
+            fields["device"] = kind
         return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
                          tap=tap, channel=int(channel), jitter=jitter_for(tap, self.settings.jitter_table),
                          **fields)

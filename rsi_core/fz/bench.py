@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from rsi_core.fz.bank import default_batch_size
-from rsi_core.fz.render import FZSettings, canonical_tap, element_streams, image_parameter, one_thread, optimized_tap, render
+from rsi_core.fz.render import FZSettings, element_streams, image_parameter, one_thread, optimized_tap, render
 from rsi_core.fz.transform import jitter_for, lucent_draws, transforms_for
-from rsi_core.model.anatomy import TapCapture, centre_crop_window, find_block
+from rsi_core.model.anatomy import TapCapture, canonical_tap, centre_crop_window, find_block
 from rsi_core.model.load import load_model
 from rsi_core.paper import PAPER_BLOCKS, PAPER_STEPS
 

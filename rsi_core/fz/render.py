@@ -38,16 +38,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from lucent.optvis import param as lucent_param
+from lucent.optvis.param import color as lucent_color
+from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
-from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, find_block, map_size, parse_tap, tap_path
+from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
+from rsi_core.model.device import tf32_flags
 from rsi_core.model.images import normalize
-from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS
+from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS, READINGS
 
 
 @dataclass(frozen=True)
@@ -63,25 +65,12 @@ class FZSettings:
     target: str = "as-written"      # "as-written" (the tap) or "as-run" (post-ReLU block output)
 
     def __post_init__(self):
-        if self.target not in TARGETS:
-            raise ValueError(f"unknown FZ target {self.target!r}: use one of {', '.join(TARGETS)}")
+        if self.target not in READINGS:
+            raise ValueError(f"unknown FZ target {self.target!r}: use one of {', '.join(READINGS)}")
 
     def describe(self) -> dict:
         return asdict(self)
 
-
-TARGETS = ("as-written", "as-run")
-
-
-def canonical_tap(model, tap: str) -> str:
-    """The tap an FZ of ``tap`` is rendered for: a simple block's I is the previous block's O
-    (the same tensor: one FZ, one cache entry), every other tap is itself."""
-    name, kind = parse_tap(tap)
-    all_blocks = blocks(model)
-    i = all_blocks.index(find_block(model, name))
-    if kind == "I" and all_blocks[i].kind == "simple" and i > 0:
-        return f"{all_blocks[i - 1].name}.O"
-    return tap
 
 
 def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, bool]:
@@ -89,8 +78,8 @@ def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, boo
     "as-run": B and O taps read the block's ReLU(O) (a simple block's I is its previous block's
     O, so it reads that block's ReLU(O)); a downsample block's I and the stem's output are read
     as they are."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown FZ target {target!r}: use one of {', '.join(TARGETS)}")
+    if target not in READINGS:
+        raise ValueError(f"unknown FZ target {target!r}: use one of {', '.join(READINGS)}")
     tap = canonical_tap(model, tap)
     name, kind = parse_tap(tap)
     if target == "as-run" and kind in ("B", "O"):
@@ -117,19 +106,29 @@ def element_streams(seed: int, tap: str, channels, device="cpu") -> tuple[torch.
     return torch.cat(inits).to(device), rngs
 
 
-def _set_lucent_device(device: torch.device) -> None:
-    lucent_param.spatial.device = device
-
-
 def image_parameter(device: torch.device, init: torch.Tensor | None = None):
     """lucent's decorrelated Fourier image parameter for one image (batch 1, so an image never
     depends on its neighbours: lucent's batched colour matmul rounds by batch size), its
-    spectrum set to ``init`` [1, ...] when given. Returns (params, image_f) as lucent does."""
-    _set_lucent_device(device)
-    params, image_f = lucent_param.image(IMAGE_SIZE, decorrelate=True, batch=1)
+    spectrum set to ``init`` [1, ...] when given. Returns (params, image_f) as lucent does.
+
+    Every tensor lives on ``device``: lucent's own colour step moves its matrix to cuda:0
+    whenever CUDA is available, and its Fourier parameter reads a module-level device, so rsi
+    applies the same matrix itself and sets lucent's device only while it builds the parameter."""
+    device = torch.device(device)
+    saved = lucent_spatial.device
+    lucent_spatial.device = device
+    try:
+        params, fourier = lucent_spatial.fft_image([1, 3, IMAGE_SIZE, IMAGE_SIZE])
+    finally:
+        lucent_spatial.device = saved
     if init is not None:
         with torch.no_grad():
             params[0].copy_(init)
+    colour = torch.tensor(lucent_color.color_correlation_normalized.T).to(device)
+
+    def image_f():  # lucent's to_valid_rgb(decorrelate=True), the matrix on the image's device
+        x = torch.matmul(fourier().permute(0, 2, 3, 1), colour).permute(0, 3, 1, 2)
+        return torch.sigmoid(x)
     return params, image_f
 
 
@@ -327,14 +326,13 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
     jitter = jitter_for(tap, settings.jitter_table)
     init, rngs = element_streams(settings.seed, tap, channels, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32(settings)
     images_f = [image_parameter(device, init[k:k + 1]) for k in range(len(chans))]
     params = [p for ps, _ in images_f for p in ps]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_thread(device))
+        stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
         for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
@@ -379,6 +377,6 @@ def measure(model, images, block: str, device="cpu") -> dict[str, np.ndarray]:
     normalized batch: the paper re-measures every FZ on its saved PNG."""
     x = images if torch.is_tensor(images) else dequantize(images, device)
     taps = [f"{block}.{k}" for k in "IBO"]
-    with TapCapture(model, taps, centre=True) as capture:
+    with TapCapture(model, taps, centre=True) as capture, tf32_flags():  # measured in strict fp32
         acts = capture(x.to(device))
     return {k: acts[f"{block}.{k}"].float().cpu().numpy() for k in "IBO"}

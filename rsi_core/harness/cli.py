@@ -78,7 +78,7 @@ def cmd_fz(args) -> int:
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
-        from rsi_core.fz.render import canonical_tap  # one entry per tensor: 1.1.I and 1.0.O never in two shards
+        from rsi_core.model.anatomy import canonical_tap  # one entry per tensor: 1.1.I and 1.0.O never in two shards
         canonical = {}
         for tap, chans in requests.items():
             canonical.setdefault(canonical_tap(model, tap), []).extend(chans)

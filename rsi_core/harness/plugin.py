@@ -111,6 +111,7 @@ def rsi_study(rsi_model, rsi_options):
     study = Study(rsi_model, get_profile(rsi_options["profile"]), Cache(rsi_options["cache-dir"]),
                   images=ImageSet.from_dir(rsi_options["images"]), device=rsi_options["device"],
                   antialias=rsi_options["antialias"], jitter_table=rsi_options["jitter-table"],
+                  fz_target="as-run" if rsi_options["fz-target"] == "as-run" else "as-written",  # render one bank only
                   lists=getattr(rsi_model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
     study.prepare()
     return study

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.model.anatomy import TAP_KINDS, TapCapture
+from rsi_core.model.device import tf32_flags
 from rsi_core.model.images import ImageSet
 
 
@@ -30,7 +31,7 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
     workers = min(4, max(0, (os.cpu_count() or 1) - 1))
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers)
     tables, done = {}, 0
-    with TapCapture(model, taps, centre=True) as cap:
+    with TapCapture(model, taps, centre=True) as cap, tf32_flags():  # strict fp32, whatever ran before
         for x in tqdm(loader, desc=f"centre activations over {len(images)} images", unit="batch",
                       disable=not progress):
             for t, a in cap(x.to(device)).items():

@@ -96,6 +96,17 @@ def parse_tap(tap: str) -> tuple[str, str]:
     return block, kind
 
 
+def canonical_tap(model, tap: str) -> str:
+    """The tap an FZ of ``tap`` is rendered for: a simple block's I is the previous block's O
+    (the same tensor: one FZ, one cache entry), every other tap is itself."""
+    name, kind = parse_tap(tap)
+    all_blocks = blocks(model)
+    i = all_blocks.index(find_block(model, name))
+    if kind == "I" and all_blocks[i].kind == "simple" and i > 0:
+        return f"{all_blocks[i - 1].name}.O"
+    return tap
+
+
 def tap_path(model: nn.Module, tap: str) -> tuple:
     """(kernel, stride, padding) of the longest path from the image to the tap."""
     name, kind = parse_tap(tap)

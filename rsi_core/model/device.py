@@ -7,6 +7,7 @@ puts gw0 on physical GPU 2 and gw1 on GPU 3.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -21,7 +22,8 @@ def worker_index() -> int | None:
 
 def resolve_device(arg: str | None = None) -> str:
     """``arg`` if it names a device fully (``cpu``, ``cuda:1``); ``cuda`` (or nothing, when a GPU
-    is visible) becomes the worker's own GPU under xdist, else ``cuda:0``; else ``cpu``."""
+    is visible) becomes the worker's own GPU under xdist, else ``cuda:0``, made the process's
+    current CUDA device; else ``cpu``."""
     if arg and arg != "cuda":
         return arg
     if not torch.cuda.is_available():
@@ -29,5 +31,20 @@ def resolve_device(arg: str | None = None) -> str:
             raise ValueError("--device cuda asked for, but torch sees no CUDA device: "
                              "check CUDA_VISIBLE_DEVICES and the torch build, or pass --device cpu")
         return "cpu"
-    index = worker_index()
-    return f"cuda:{(index or 0) % torch.cuda.device_count()}"
+    index = (worker_index() or 0) % torch.cuda.device_count()
+    torch.cuda.set_device(index)  # torch's own queries (the optimizer's stream check) stay on this GPU too
+    return f"cuda:{index}"
+
+
+@contextlib.contextmanager
+def tf32_flags(matmul: bool = False, cudnn: bool = False):
+    """CUDA's TF32 switches (matmul, cuDNN convolutions) set for one block of work and restored
+    after, so a render's precision never leaks into what runs next. The default is strict fp32:
+    natural-image measurement runs under it (torch's own default lets cuDNN use TF32). On a CPU
+    the switches change nothing."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

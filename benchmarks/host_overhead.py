@@ -14,8 +14,8 @@ On one CPU thread, as renders run.
   intercept of its median step time against the batch size (fitted over batch/8 ... batch). On
   the CPU even a tiny batched step spends time in arithmetic that a GPU does in parallel: that
   is the slope (``batched_cpu_ms_per_element``); ``batched_cpu_ms_per_step`` is the whole time
-  at ``batch``. ``ops_per_step`` (torch operations dispatched, backward included) is the same at
-  every batch size: the batched step's host work does not grow with the batch.
+  at ``batch``. ``ops_per_step`` (torch operations dispatched, backward included) depends on which
+  of the five scales a step drew, not on the batch: the same at every batch once all occur.
 - ``elementwise_ms_per_step``: the element-by-element step's median time at ``batch``; at this
   size nearly all of it is host work, and its operations grow with the batch.
 - ``syncs_per_step``: what makes the host wait for the GPU in one step (on CUDA, torch's

@@ -365,8 +365,8 @@ class BatchedImages:
     def batches(self, s: int) -> list:
         """Step ``s``: (element indices as a device tensor, normalized images, centre position)."""
         perm, out = self.chain.perm[s], []
-        for key, run in itertools.groupby(self.chain(self.image_f(), s), key=lambda group: self.keys[group[0]]):
-            run, parts = list(run), []
+        for key, same in itertools.groupby(self.chain(self.image_f(), s), key=lambda group: self.keys[group[0]]):
+            run, parts = list(same), []
             for k, _, _, g in run:
                 if self.cone is not None:
                     y0, y1, x0, x1 = self.windows[k][0]
@@ -382,12 +382,14 @@ class BatchedImages:
 
 
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
-           progress: bool = True, batched: bool | None = None) -> dict[str, np.ndarray]:
+           progress: bool = True, batched: bool | None = None, on_step=None) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
     return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
     last step, on its transformed image). ``batched``: the batch's transforms as batched tensor
     operations (``BatchedImages``, the default on CUDA) or each element's alone
-    (``ElementImages``, the default on the CPU: bit for bit independent of the batch)."""
+    (``ElementImages``, the default on the CPU: bit for bit independent of the batch).
+    ``on_step(s, params)``, if given, sees each step's gradients (after the backward, before the
+    update): the GPU check compares them across devices."""
     device = torch.device(device)
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
@@ -422,6 +424,8 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
                 reached[idx] = value.detach()
                 loss = loss - value.sum()
             loss.backward()
+            if on_step is not None:
+                on_step(s, source.params)
             optimizer.step()
     with torch.no_grad():
         images = quantize(source.images())

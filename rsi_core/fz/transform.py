@@ -95,7 +95,7 @@ class Draws:
     shift2: np.ndarray | None = None
 
     @classmethod
-    def run(cls, rngs, jitter: int, steps: int) -> "Draws":
+    def run(cls, rngs, jitter: int, steps: int) -> Draws:
         """The draws of ``steps`` steps; the generators are used up."""
         per_step = _ranges(jitter)
         drawn = _choices(rngs, np.tile(per_step, steps)).reshape(len(rngs), steps, len(per_step)).transpose(1, 0, 2)

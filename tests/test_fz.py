@@ -15,7 +15,7 @@ from rsi_core.fz.bank import FZBank
 from rsi_core.fz.bench import lucent_render
 from rsi_core.fz.export import export_pngs
 from rsi_core.fz.render import CentreCone, FZSettings, effective_target, measure, render
-from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
+from rsi_core.fz.transform import Draws, apply, cut, final_side, jitter_for
 from rsi_core.model.anatomy import canonical_tap, centre_crop_window, parse_tap, read_taps
 from rsi_core.model.images import MEAN, STD
 from rsi_core.model.load import load_model
@@ -151,10 +151,10 @@ def test_transform_chain_over_a_window_is_the_chain_cut(jitter):
     (``apply``, lucent's operations) cut to that window, for each element's own draws and random
     windows: the values bit for bit (downstream ReLUs and max-pools would turn a rounding
     difference into another gradient), the input gradient to float rounding."""
-    rngs = [np.random.default_rng(k) for k in range(6)]
+    draws = Draws.run([np.random.default_rng(k) for k in range(6)], jitter, 2)
     windows = np.random.default_rng(jitter)
-    for _step in range(2):
-        for p in draw(rngs, jitter):
+    for step in range(2):
+        for p in draws.step(step):
             x = torch.rand(1, 3, 224, 224, requires_grad=True)
             (_, full), = apply(x, [p], jitter)
             n = final_side(p, jitter)

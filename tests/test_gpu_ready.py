@@ -50,6 +50,8 @@ def test_cpu_renders_never_touch_cuda(model, tmp_path):
     assert out["images"].shape == (2, 224, 224, 3)
     out = render(model, "2.0.I", [3], FZSettings(steps=2, crop=False, target="as-run"), device="cpu", progress=False)
     assert out["images"].shape == (1, 224, 224, 3)
+    for settings in (FZSettings(steps=2), FZSettings(steps=2, crop=False)):  # CUDA's batched path, on the CPU
+        assert render(model, "2.1.B", [0, 1], settings, device="cpu", progress=False, batched=True)["images"].shape == (2, 224, 224, 3)
     assert lucent_render(model, "1.1.B", 0, steps=2).shape == (1, 224, 224, 3)
     bank = FZBank(model, Cache(tmp_path), FZSettings(steps=2), device="cpu", progress=False)
     bank.ensure({"1.1.I": [0]})

@@ -33,6 +33,7 @@ ReLU(O) (a downsample block's I is unchanged). ``optimized_tap`` says which.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import zlib
 from dataclasses import asdict, dataclass
 
@@ -45,10 +46,10 @@ from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
 from rsi_core.fz.objectives import OBJECTIVES
-from rsi_core.fz.transform import apply, cut, draw, final_side, jitter_for
+from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_for
 from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.images import normalize
+from rsi_core.model.images import MEAN, STD, normalize
 from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS, READINGS
 
 
@@ -92,24 +93,25 @@ def effective_target(model, tap: str, target: str) -> str:
     return target if optimized_tap(model, tap, target) != optimized_tap(model, tap, "as-written") else "as-written"
 
 
-def element_streams(seed: int, tap: str, channels, device="cpu") -> tuple[torch.Tensor, list]:
+def element_streams(seed: int, tap: str, channels, device="cpu", size: int = IMAGE_SIZE) -> tuple[torch.Tensor, list]:
     """Each channel's own random stream, from (seed, tap, channel): its initial Fourier spectrum
     (lucent's ``fft_image`` init, batch 1: ``randn * 0.01``, drawn on the CPU) stacked to
-    [N, 3, 224, 113, 2], and its numpy Generator for the transform draws."""
+    [N, 3, 224, 113, 2] (for ``size`` 224), and its numpy Generator for the transform draws."""
     inits, rngs = [], []
     for c in channels:
         ss = np.random.SeedSequence([int(seed), zlib.crc32(tap.encode()), int(c)])
         torch_seed, np_seed = ss.spawn(2)
         g = torch.Generator().manual_seed(int(torch_seed.generate_state(1, np.uint64)[0] >> 1))
-        inits.append(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE // 2 + 1, 2, generator=g) * 0.01)
+        inits.append(torch.randn(1, 3, size, size // 2 + 1, 2, generator=g) * 0.01)
         rngs.append(np.random.default_rng(np_seed))
     return torch.cat(inits).to(device), rngs
 
 
-def image_parameter(device: torch.device, init: torch.Tensor | None = None):
-    """lucent's decorrelated Fourier image parameter for one image (batch 1, so an image never
-    depends on its neighbours: lucent's batched colour matmul rounds by batch size), its
-    spectrum set to ``init`` [1, ...] when given. Returns (params, image_f) as lucent does.
+def image_parameter(device: torch.device, init: torch.Tensor | None = None, size: int = IMAGE_SIZE):
+    """lucent's decorrelated Fourier image parameter (``param.image(size, decorrelate=True)``),
+    one image or, with ``init`` [B, ...], a batch of B with that spectrum. Returns (params,
+    image_f) as lucent does. One image per parameter never depends on its neighbours; a batch
+    rounds by its size (lucent's batched colour matmul).
 
     Every tensor lives on ``device``: lucent's own colour step moves its matrix to cuda:0
     whenever CUDA is available, and its Fourier parameter reads a module-level device, so rsi
@@ -118,7 +120,7 @@ def image_parameter(device: torch.device, init: torch.Tensor | None = None):
     saved = lucent_spatial.device
     lucent_spatial.device = device
     try:
-        params, fourier = lucent_spatial.fft_image([1, 3, IMAGE_SIZE, IMAGE_SIZE])
+        params, fourier = lucent_spatial.fft_image([1 if init is None else len(init), 3, size, size])
     finally:
         lucent_spatial.device = saved
     if init is not None:
@@ -312,11 +314,82 @@ def one_thread(device):
         torch.set_num_threads(saved)
 
 
+class ElementImages:
+    """One image parameter per element (batch 1 each) and each element's transforms alone, with
+    the cone over its window only (``transform.cut``): an element's values do not depend on its
+    batch, bit for bit (the CPU's default; a Python loop over the elements in every step)."""
+
+    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE):
+        self.images_f = [image_parameter(init.device, init[k:k + 1], size) for k in range(len(init))]
+        self.params = [p for ps, _ in self.images_f for p in ps]
+        self.draws, self.cone, self.size = draws, cone, size
+
+    def batches(self, s: int) -> list:
+        """Step ``s``: (element indices, normalized images, centre position in them) per batch
+        the forward runs on."""
+        drawn, jitter, cone, elements = self.draws.step(s), self.draws.jitter, self.cone, []
+        for n, (_, image_f) in enumerate(self.images_f):
+            if cone is None:
+                (_, x), = apply(image_f(), drawn[n:n + 1], jitter, self.size)
+                elements.append(([n], normalize(x), None))
+            else:
+                window, position = cone.window(final_side(drawn[n], jitter, self.size))
+                elements.append(([n], normalize(cut(image_f(), drawn[n], jitter, window, self.size)), position))
+        return _stack(elements) if cone is not None else elements
+
+    def images(self) -> torch.Tensor:
+        return torch.cat([f() for _, f in self.images_f])
+
+
+class BatchedImages:
+    """One image parameter for the whole batch and every element's own transform draws applied
+    as batched tensor operations (``transform.BatchedChain``): a step's host cost does not grow
+    with the batch and nothing in a step waits for the device (CUDA's default). Each element's
+    values are ``ElementImages``' to float rounding, not bit for bit: batched kernels round by
+    batch size."""
+
+    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE):
+        self.params, self.image_f = image_parameter(init.device, init, size)
+        self.cone = cone
+        # normalize()'s constants made once: made in every step, each would be a blocking copy to the GPU
+        self.mean, self.std = (torch.tensor(v, device=init.device).view(1, 3, 1, 1) for v in (MEAN, STD))
+        sides = [final_side({"scale": s}, draws.jitter, size) for s in SCALES]
+        # the scales whose images run through the forward together: same side, or same cut and centre
+        if cone is None:
+            self.keys = sides
+        else:
+            self.windows = [cone.window(n) for n in sides]
+            self.keys = [((y1 - y0, x1 - x0), position) for (y0, y1, x0, x1), position in self.windows]
+        self.chain = BatchedChain(draws, init.device, size, key=self.keys.__getitem__)
+
+    def batches(self, s: int) -> list:
+        """Step ``s``: (element indices as a device tensor, normalized images, centre position)."""
+        perm, out = self.chain.perm[s], []
+        for key, same in itertools.groupby(self.chain(self.image_f(), s), key=lambda group: self.keys[group[0]]):
+            run, parts = list(same), []
+            for k, _, _, g in run:
+                if self.cone is not None:
+                    y0, y1, x0, x1 = self.windows[k][0]
+                    g = g[..., y0:y1, x0:x1]
+                parts.append(g)
+            x = torch.cat(parts) if len(parts) > 1 else parts[0]
+            position = key[1] if self.cone is not None else None
+            out.append((perm[run[0][1]:run[-1][2]], (x - self.mean) / self.std, position))
+        return out
+
+    def images(self) -> torch.Tensor:
+        return self.image_f()
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
-           progress: bool = True) -> dict[str, np.ndarray]:
+           progress: bool = True, batched: bool | None = None, on_step=None) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
     return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
-    last step, on its transformed image)."""
+    last step, on its transformed image). ``batched``: the batch's transforms as batched tensor
+    operations (``BatchedImages``, the default on CUDA) or each element's alone
+    (``ElementImages``, the default on the CPU: bit for bit independent of the batch).
+    ``on_step(s, params)``, if given, sees each step's gradients (after the backward, before the
+    update): the GPU check compares them across devices."""
     device = torch.device(device)
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
@@ -324,35 +397,21 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" else None
     channels = [int(c) for c in channels]
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
-    jitter = jitter_for(tap, settings.jitter_table)
     init, rngs = element_streams(settings.seed, tap, channels, device)
-    images_f = [image_parameter(device, init[k:k + 1]) for k in range(len(chans))]
-    params = [p for ps, _ in images_f for p in ps]
-    optimizer = torch.optim.Adam(params, lr=settings.lr)
+    draws = Draws.run(rngs, jitter_for(tap, settings.jitter_table), settings.steps)
+    batched = device.type != "cpu" if batched is None else batched
+    source = (BatchedImages if batched else ElementImages)(init, draws, cone)
+    optimizer = torch.optim.Adam(source.params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for _ in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
             optimizer.zero_grad()
-            drawn = draw(rngs, jitter)
-            if device.type == "cpu":  # each element's transforms alone, with the cone over its window only
-                elements = []
-                for n, (_, image_f) in enumerate(images_f):
-                    if cone is None:
-                        (_, x), = apply(image_f(), drawn[n:n + 1], jitter)
-                        elements.append(([n], normalize(x), None))
-                    else:
-                        window, position = cone.window(final_side(drawn[n], jitter))
-                        elements.append(([n], normalize(cut(image_f(), drawn[n], jitter, window)), position))
-            else:
-                elements = [(idx, *(cone.cut_image(normalize(x)) if cone is not None else (normalize(x), None)))
-                            for idx, x in apply(torch.cat([f() for _, f in images_f]), drawn, jitter)]
-            batches = _stack(elements) if cone is not None or device.type != "cpu" else elements
             loss = 0
-            for idx, x, position in batches:
+            for idx, x, position in source.batches(s):
                 if len(idx) == 1 and device.type == "cpu" and cone is not None:
                     x = torch.cat([x, x.detach()])  # mkldnn rounds a batch of one unlike any other
                 with _autocast(device, settings.precision):
@@ -365,9 +424,11 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
                 reached[idx] = value.detach()
                 loss = loss - value.sum()
             loss.backward()
+            if on_step is not None:
+                on_step(s, source.params)
             optimizer.step()
     with torch.no_grad():
-        images = quantize(torch.cat([f() for _, f in images_f]))
+        images = quantize(source.images())
     return {"images": images, "reached": reached.cpu().numpy()}
 
 

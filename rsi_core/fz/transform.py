@@ -17,7 +17,9 @@ for bit, and the backward runs over the window's reach only.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import types
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import kornia
@@ -35,6 +37,7 @@ from rsi_core.paper import DEFAULT_JITTER, JITTER_TABLES
 
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]
 ANGLES = list(range(-5, 6))
+_SCALE_VALUES, _ANGLE_VALUES = np.array(SCALES), np.array(ANGLES)  # what rng.choice returns
 
 
 def jitter_for(tap: str, table: str = "paper") -> int:
@@ -46,19 +49,69 @@ def jitter_for(tap: str, table: str = "paper") -> int:
     return entries.get(tap, DEFAULT_JITTER if table != "none" else 0)
 
 
-def draw(rngs, jitter: int) -> list[dict]:
-    """One step's parameters for each element, drawn from its own generator in lucent's order."""
-    out = []
-    for rng in rngs:
-        d = {}
-        if jitter >= 4:
-            d["shift"] = (rng.choice(jitter), rng.choice(jitter))
-        d["scale"] = rng.choice(SCALES)
-        d["angle"] = rng.choice(ANGLES)
-        if jitter >= 4:
-            d["shift2"] = (rng.choice(jitter // 2), rng.choice(jitter // 2))
-        out.append(d)
+def _ranges(jitter: int) -> list[int]:
+    """The range of each draw of one step, in lucent's order (jitter dx, dy; scale; angle; second
+    jitter dx, dy)."""
+    if jitter >= 4:
+        return [jitter, jitter, len(SCALES), len(ANGLES), jitter // 2, jitter // 2]
+    return [len(SCALES), len(ANGLES)]
+
+
+_LOW = np.uint64(0xFFFFFFFF)
+
+
+def _choices(rngs, highs: np.ndarray) -> np.ndarray:
+    """[len(rngs), len(highs)]: ``rng.choice(h)`` for each ``h`` in turn, for each generator,
+    computed from its raw stream in one go. numpy's bounded draw is Lemire's multiply-shift on the
+    generator's next 32 bits (PCG64 hands out each 64-bit output as two halves, low first); where
+    numpy would reject a draw and draw again (a low product under (2^32 - h) mod h: about once in
+    10^9 draws here), that generator's draws are made by numpy itself, one by one."""
+    h = highs.astype(np.uint64)
+    out = np.empty((len(rngs), len(h)), dtype=np.int64)
+    for i, rng in enumerate(rngs):
+        state = rng.bit_generator.state
+        carry = np.array([state["uinteger"]] if state["has_uint32"] else [], dtype=np.uint64)
+        raw = rng.bit_generator.random_raw((len(h) - len(carry) + 1) // 2)
+        bits = np.concatenate([carry, np.stack([raw & _LOW, raw >> np.uint64(32)], 1).ravel()])[:len(h)]
+        product = bits * h
+        if ((product & _LOW) < (np.uint64(2 ** 32) - h) % h).any():
+            rng.bit_generator.state = state
+            out[i] = [rng.choice(int(v)) for v in highs]
+        else:
+            out[i] = product >> np.uint64(32)
     return out
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Every transform parameter of a run, drawn up front: each element's own generator makes
+    lucent's draws in lucent's order, step after step, exactly as ``rng.choice`` would one at a
+    time. Arrays are [steps, N] (shifts [steps, N, 2]); scale and angle are indices into
+    ``SCALES`` and ``ANGLES``; shifts are None below jitter 4."""
+    jitter: int
+    scale: np.ndarray
+    angle: np.ndarray
+    shift: np.ndarray | None = None
+    shift2: np.ndarray | None = None
+
+    @classmethod
+    def run(cls, rngs, jitter: int, steps: int) -> Draws:
+        """The draws of ``steps`` steps; the generators are used up."""
+        per_step = _ranges(jitter)
+        drawn = _choices(rngs, np.tile(per_step, steps)).reshape(len(rngs), steps, len(per_step)).transpose(1, 0, 2)
+        if jitter >= 4:
+            return cls(jitter, drawn[..., 2], drawn[..., 3], drawn[..., 0:2], drawn[..., 4:6])
+        return cls(jitter, drawn[..., 0], drawn[..., 1])
+
+    def step(self, s: int) -> list[dict]:
+        """Step ``s``'s parameters, one dict per element (``apply``'s and ``cut``'s input)."""
+        out = []
+        for n in range(self.scale.shape[1]):
+            d = {"scale": _SCALE_VALUES[self.scale[s, n]], "angle": _ANGLE_VALUES[self.angle[s, n]]}
+            if self.shift is not None:
+                d["shift"], d["shift2"] = tuple(self.shift[s, n]), tuple(self.shift2[s, n])
+            out.append(d)
+        return out
 
 
 def _translate(x: torch.Tensor, shifts) -> torch.Tensor:
@@ -73,10 +126,10 @@ def _scaled(n: int, scale) -> tuple[int, int]:
 
 
 def _scale(x: torch.Tensor, scale) -> torch.Tensor:
-    """lucent's ``random_scale`` body for a drawn scale (its padding order included)."""
+    """lucent's ``random_scale`` body for a drawn scale (its ``Upsample``, its padding order)."""
     (size_y, pad_y), (size_x, pad_x) = (_scaled(d, scale) for d in x.shape[2:])
-    up = torch.nn.Upsample(size=[size_y, size_x], mode="bilinear", align_corners=True)
-    return F.pad(up(x), [pad_y, pad_x] * 2)
+    x = F.interpolate(x, size=[size_y, size_x], mode="bilinear", align_corners=True)
+    return F.pad(x, [pad_y, pad_x] * 2) if pad_y or pad_x else x
 
 
 def _rotate(x: torch.Tensor, angles) -> torch.Tensor:
@@ -104,6 +157,74 @@ def apply(x: torch.Tensor, params: list[dict], jitter: int, size: int = 224) -> 
             g = center_crop(_translate(g, [params[n]["shift2"] for n in idx]), [size, size])
         groups.append((idx, g))
     return groups
+
+
+def _sample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """kornia's ``warp_affine`` of ``x`` with its normalized, inverted matrices ``theta`` [B, 2, 3]."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class BatchedChain:
+    """``apply`` for every element of a batch at every step of a run, as batched tensor
+    operations with no host data inside a step: each element's warp matrices for every step
+    (``_warp_matrix``, as ``cut`` computes them) and the order that groups the batch by drawn
+    scale go to the device once, so a step's host cost does not grow with the batch. Scales
+    whose images come out the same size are rotated and shifted together. ``key(k)``: how the
+    caller groups scale ``k``'s images (runs with equal keys come out adjacent). Values are
+    ``apply``'s to float rounding."""
+
+    def __init__(self, draws: Draws, device, size: int = 224, key=lambda k: 0):
+        j = self.jitter = draws.jitter
+        self.size = size
+        padded = size + 2 * j if j >= 4 else size
+        self.sides = [final_side({"scale": s}, 0, padded) for s in SCALES]  # after the scale
+        self.crops = [_Crop(n, size).offset for n in self.sides]
+        order = sorted(range(len(SCALES)), key=lambda k: (key(k), self.sides[k]))
+        rank = np.empty(len(SCALES), dtype=np.int64)
+        rank[order] = np.arange(len(SCALES))
+        perm = np.argsort(rank[draws.scale], axis=1, kind="stable")  # [steps, N]: grouped by scale
+        self.perm = torch.as_tensor(perm, device=device)
+        self.runs = []  # per step: (lo, hi, [(scale index, lo, hi), ...]) per run of one image side
+        for count in (draws.scale[..., None] == np.arange(len(SCALES))).sum(1).tolist():
+            ends = np.cumsum([count[k] for k in order]).tolist()
+            groups = [(k, e - count[k], e) for k, e in zip(order, ends) if count[k]]
+            self.runs.append([(run[0][1], run[-1][2], run) for run in
+                              (list(r) for _, r in itertools.groupby(groups, key=lambda g: self.sides[g[0]]))])
+
+        def grouped(a):
+            return torch.as_tensor(np.take_along_axis(a, perm.reshape(perm.shape + (1,) * (a.ndim - 2)), axis=1))
+
+        def table(kind, values, n):
+            return torch.cat([_warp_matrix(kind, tuple(int(x) for x in v), n) for v in values])
+
+        scale, angle = grouped(draws.scale), grouped(draws.angle)
+        rotations = torch.stack([table("rotate", [(a,) for a in ANGLES], n) for n in self.sides])
+        self.rotate = rotations[scale, angle].to(device)  # [steps, N, 2, 3]
+        if j >= 4:
+            shift, shift2 = grouped(draws.shift), grouped(draws.shift2)
+            grid = [(dx, dy) for dx in range(j) for dy in range(j)]
+            self.shift = table("translate", grid, padded)[shift[..., 0] * j + shift[..., 1]].to(device)
+            grid2 = [(dx, dy) for dx in range(j // 2) for dy in range(j // 2)]
+            second = torch.stack([table("translate", grid2, n) for n in self.sides])
+            self.shift2 = second[scale, shift2[..., 0] * (j // 2) + shift2[..., 1]].to(device)
+
+    def __call__(self, x: torch.Tensor, s: int) -> list[tuple[int, int, int, torch.Tensor]]:
+        """Step ``s`` of ``x`` [N, 3, size, size]: (a scale index, lo, hi, images) per run of
+        one side, its elements ``self.perm[s][lo:hi]``."""
+        x = x.index_select(0, self.perm[s])
+        if self.jitter >= 4:
+            x = _sample(F.pad(x, [self.jitter] * 4, mode="reflect"), self.shift[s])
+            shift2 = self.shift2[s]
+        rotate, out = self.rotate[s], []
+        for lo, hi, run in self.runs[s]:
+            parts = [_scale(x[a:b], SCALES[k]) for k, a, b in run]
+            g = _sample(torch.cat(parts) if len(parts) > 1 else parts[0], rotate[lo:hi])
+            if self.jitter >= 4:
+                o = self.crops[run[0][0]]
+                g = _sample(g, shift2[lo:hi])[..., o:o + self.size, o:o + self.size]
+            out.append((run[0][0], lo, hi, g))
+        return out
 
 
 # ------------------------------------------------------------ the chain over a window of its output

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def worker_index() -> int | None:
@@ -48,3 +50,39 @@ def tf32_flags(matmul: bool = False, cudnn: bool = False):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+# operations that make the host wait for a GPU: a value read back, an output sized by the data,
+# a linear-algebra error check, a tensor made from host data (a blocking copy to the device)
+_WAITING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_linalg_check_errors", "lift_fresh"}
+
+
+class _HostWaits(TorchDispatchMode):
+    def __init__(self, waits: list):
+        super().__init__()
+        self.waits = waits
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.name().split("::")[-1].split(".")[0] in _WAITING_OPS:
+            self.waits.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def host_waits(device):
+    """The list of what made (CUDA: torch's synchronization warnings) or would make (CPU: the
+    operations of ``_WAITING_OPS`` dispatched) the host wait for a GPU inside the block; it is
+    filled when the block ends."""
+    waits = []
+    if torch.device(device).type == "cuda":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                yield waits
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        waits.extend(str(w.message) for w in caught if "synchroniz" in str(w.message))
+    else:
+        with _HostWaits(waits):
+            yield waits

@@ -10,20 +10,8 @@ from torch.utils._python_dispatch import _disable_current_modes
 from rsi_core.fz.render import FZSettings, render
 from rsi_core.fz.transform import ANGLES, SCALES, BatchedChain, Draws, apply
 from rsi_core.model.device import host_waits
-from rsi_core.model.load import load_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("resnet18", "random:0")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lucents_draws(rng, jitter: int, steps: int) -> list[list]:

@@ -19,11 +19,6 @@ from rsi_core.report import claims_report as report
 CLAIM = claims.claim_functions()
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model("resnet18", "random:0")
-
-
 def block_result(name, m, model, b_xi=None, scale=False):
     """A BlockResult with mix ratios ``m`` (O on X_B is 1, so O on X_I is M)."""
     m = np.asarray(m, dtype=float)

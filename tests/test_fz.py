@@ -21,20 +21,7 @@ from rsi_core.model.images import MEAN, STD
 from rsi_core.model.load import load_model
 from rsi_core.paper import JITTER_TABLES
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a 2-core machine shared with other processes, OpenMP's
-    spin-waiting threads made these tests up to 20x slower; one thread never costs more than 2x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("resnet18", "random:0")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,6 @@ from rsi_core.measure.profiles import Profile
 from rsi_core.measure.study import Study
 from rsi_core.model.activations import stream_centre
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.load import load_model
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("resnet18", "random:0")
 
 
 @pytest.fixture

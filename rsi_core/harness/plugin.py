@@ -26,13 +26,14 @@ def pytest_addoption(parser):
                 help="IMAGENET1K_V1 (torchvision cache), a .pth file, or random:SEED (a control)")
     g.addoption("--images", default=None,
                 help="natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample")
-    g.addoption("--profile", default=None, choices=["paper", "quick", "smoke"],
-                help="paper: all channels, 2,560 steps; quick/smoke: sampled channels, fewer steps "
+    g.addoption("--profile", default=None, choices=["paper", "quick", "ci", "smoke"],
+                help="paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "
                      "(default: paper on CUDA, quick on CPU)")
     g.addoption("--device", default=None, help="cpu or cuda (default: cuda when available)")
     g.addoption("--cache-dir", default=None, help="cache folder (default $RSI_CACHE or ~/.cache/rsi)")
     g.addoption("--artifacts-dir", default="artifacts", help="where figures, numbers and the report go")
-    g.addoption("--baseline", default=None, help="claims-report.json of an earlier run: flag regressions")
+    g.addoption("--baseline", default=None, help="claims-report.json of an earlier run of the same profile (another weights): the paired "
+                     "regression check; a claim changed beyond FZ seed noise fails")
     g.addoption("--antialias", action="store_true", help="antialias S_inv's shrink (today's torchvision default)")
     g.addoption("--jitter-table", default="paper", help="paper or authors-script")
     g.addoption("--expectations", action="append", default=[],
@@ -70,6 +71,20 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     if not _is_worker(config) and config.getoption("--artifacts-dir", None):
         shutil.rmtree(Path(config.getoption("--artifacts-dir")) / "claims", ignore_errors=True)
+    if not _is_worker(config) and config.getoption("--baseline", None):
+        _refuse_baseline(config)
+
+
+def _refuse_baseline(config) -> None:
+    """A baseline that cannot pair with this run stops it with one line, before any work."""
+    from rsi_core.report.claims_report import check_baseline, load_baseline
+    options = {k: config.getoption(f"--{k}") for k in ("model", "images", "fz-target", "jitter-table", "antialias")}
+    try:
+        refused = check_baseline(load_baseline(config.getoption("--baseline")), {**options, "profile": _profile(config)})
+    except (ValueError, FileNotFoundError) as exc:
+        refused = str(exc)
+    if refused:
+        raise pytest.UsageError(refused)
 
 
 def pytest_report_header(config):
@@ -138,21 +153,23 @@ class ClaimCheck:
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
     inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
-    draws the claim's figure from what the study computed."""
+    draws the claim's figure from what the study computed; ``paired`` names the per-channel
+    quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
+    entry for ``--baseline``'s paired check."""
 
     def __init__(self, request, harness):
         self.request, self.harness = request, harness
 
-    def check(self, claim_fn, figure=None) -> dict:
+    def check(self, claim_fn, figure=None, paired=()) -> dict:
         mark = self.request.node.get_closest_marker("claim")
         if mark is None:
             raise pytest.UsageError(f"{self.request.node.nodeid}: mark the test @pytest.mark.claim(<SPEC id>)")
         claim_id = mark.args[0]
-        entry = self.harness.run(claim_id, claim_fn, figure)
+        entry = self.harness.run(claim_id, claim_fn, figure, paired)
         message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
                    f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
         if entry["regressions"]:
-            pytest.fail(f"{claim_id} regressed against the baseline: {'; '.join(entry['regressions'])}. {message}")
+            pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry['regressions'])}. {message}")
         if entry["outcome"] == "inconclusive":
             pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
         if entry["outcome"] == "fails as expected":

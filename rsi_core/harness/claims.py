@@ -63,14 +63,14 @@ class Harness:
         return self._variants.get("controls", [])
 
     # one claim ------------------------------------------------------------------------------
-    def run(self, claim_id: str, fn, figure=None, paired=()) -> dict:
+    def run(self, claim_id: str, fn, figure=None, paired=None) -> dict:
         """Evaluate ``fn`` (a claim function) and write ``artifacts/claims/<id>.json``; an exception
         becomes an ``error`` entry (written) and is raised again. ``paired``: the per-channel
-        quantities the claim reads (``regression.QUANTITIES``), recorded for a later paired check."""
+        quantities recorded for a later paired check (default: the claim's ``@reads``)."""
         paper = " ".join((fn.__doc__ or "").split())
         try:
             v = replace(fn(self.primary()), claim_id=claim_id)
-            entry = self._entry(claim_id, paper, v, paired)
+            entry = self._entry(claim_id, paper, v, getattr(fn, "paired", ()) if paired is None else paired)
             self._extras(entry, fn, figure)
         except Exception as exc:
             write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),

@@ -135,6 +135,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.regression:  # the paired regression check on planted pairs, and its false-alarm rate
+        from rsi_core.planted.regression import main as regression_main
+        return regression_main(args, claim_functions)
     if args.claims:  # planted-claims helper: every claim on planted networks with known verdicts
         from rsi_core.planted.validate_claims import main as claims_main
         return claims_main(args, claim_functions)
@@ -214,6 +217,10 @@ def main(argv=None) -> int:
     p.add_argument("--claims", action="store_true",
                    help="instead: each claim on a planted network where it holds and one where it fails "
                         "(expected vs obtained verdict, verdict_accuracy)")
+    p.add_argument("--regression", action="store_true",
+                   help="instead: the paired regression check on a planted pair (one claim moved: changed there, "
+                        "unchanged elsewhere) and its false-alarm rate over FZ-seed copies and a weight jitter")
+    p.add_argument("--draws", type=int, default=5, help="with --regression: FZ-seed copies (default 5)")
     p.add_argument("--case", action="append", default=None,
                    help="with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)")
     p.add_argument("--cache-dir", default=None, help="FZ cache (default $RSI_CACHE or ~/.cache/rsi)")

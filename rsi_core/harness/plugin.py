@@ -153,19 +153,19 @@ class ClaimCheck:
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
     inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
-    draws the claim's figure from what the study computed; ``paired`` names the per-channel
-    quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
-    entry for ``--baseline``'s paired check."""
+    draws the claim's figure from what the study computed. The per-channel quantities a claim
+    function reads (``@reads(...)``, ``rsi_core.verdicts.regression``) go into its entry for
+    ``--baseline``'s paired check."""
 
     def __init__(self, request, harness):
         self.request, self.harness = request, harness
 
-    def check(self, claim_fn, figure=None, paired=()) -> dict:
+    def check(self, claim_fn, figure=None) -> dict:
         mark = self.request.node.get_closest_marker("claim")
         if mark is None:
             raise pytest.UsageError(f"{self.request.node.nodeid}: mark the test @pytest.mark.claim(<SPEC id>)")
         claim_id = mark.args[0]
-        entry = self.harness.run(claim_id, claim_fn, figure, paired)
+        entry = self.harness.run(claim_id, claim_fn, figure)
         message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
                    f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
         if entry["regressions"]:

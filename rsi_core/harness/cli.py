@@ -58,13 +58,15 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
-    from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.profiles import default_profile, get_profile
+    from rsi_core.measure.study import Study
     from rsi_core.model.anatomy import find_block
     from rsi_core.model.load import load_model
     from rsi_core.paper import PAPER_BLOCKS
     device = resolve_device(args.device)
     model = load_model(args.model, args.weights, device)
-    steps = args.steps or get_profile(args.profile).steps
+    profile = get_profile(args.profile or default_profile(device))  # as pytest claims: quick on a CPU
+    steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
     banks = [FZBank(model, Cache(args.cache_dir),
@@ -73,8 +75,9 @@ def cmd_fz(args) -> int:
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
     blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
-    requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels)
-                for b in blocks for t in args.taps.split(",")}
+    studied = Study(model, profile, bank.cache, device=device, blocks=blocks)  # the profile's channels, as a run's
+    requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels) if args.channels
+                else studied.channels(b) for b in blocks for t in args.taps.split(",")}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -85,6 +88,9 @@ def cmd_fz(args) -> int:
         requests = shard_requests(canonical, k, n)
         for bank in banks:
             bank.lock_tag = f"shard{k}of{n}"
+    print(fz_plan(banks, requests, profile.name, device))
+    if args.dry_run:
+        return 0
     for bank in banks:
         bank.ensure(requests)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
@@ -95,6 +101,19 @@ def cmd_fz(args) -> int:
             for tap, chans in requests.items():
                 print(export_pngs(bank, tap, chans, folder))
     return 0
+
+
+def fz_plan(banks, requests: dict, profile: str, device: str) -> str:
+    """``rsi fz``'s plan, before any work: FZs asked, cached, to render, and the time of those
+    from a short calibration (``FZBank.estimate``)."""
+    from rsi_core.harness.live import clock
+    asked = sum(len(c) for bank in banks for c in bank.pending(requests, missing_only=False).values())
+    pending = [bank.pending(requests) for bank in banks]
+    todo = sum(len(c) for p in pending for c in p.values())
+    seconds = sum(bank.estimate(p) for bank, p in zip(banks, pending) if p)
+    eta = f"; about {clock(seconds)} on {device} (from a calibration)" if todo else ""
+    return (f"rsi fz: plan: {asked} FZs of {banks[0].settings.steps} steps (profile {profile}, {len(requests)} taps), "
+            f"{asked - todo} cached, {todo} to render{eta}")
 
 
 def cmd_expectations(args) -> int:
@@ -155,8 +174,9 @@ def main(argv=None) -> int:
     add_model_args(p)
     p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
     p.add_argument("--taps", default="I,B")
-    p.add_argument("--channels", default="all", help="all, 0-15, or 1,5,9")
-    p.add_argument("--profile", default="paper", help="paper, quick or smoke: sets the steps")
+    p.add_argument("--channels", default=None, help="all, 0-15, or 1,5,9 (default: the profile's channels)")
+    p.add_argument("--profile", default=None, choices=["paper", "quick", "smoke"],
+                   help="sets the steps and channels, as in pytest claims (default: paper on CUDA, quick on CPU)")
     p.add_argument("--steps", type=int, default=None, help="override the profile's steps")
     p.add_argument("--objective", default="neuron", choices=["neuron", "channel"])
     p.add_argument("--jitter-table", default="paper", help="paper, authors-script or none")
@@ -167,6 +187,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--export", default=None, help="folder for PNGs and a grid per tap")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (FZs, cached, estimated time) and stop")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
                         "(SLURM arrays, torchrun ranks)")

@@ -39,17 +39,28 @@ def parse_channels(spec: str, n: int) -> list[int]:
 
 
 def cmd_blocks(args) -> int:
-    from rsi_core.model.anatomy import describe_blocks
+    from rsi_core.fz.transform import jitter_of
+    from rsi_core.model.anatomy import canonical_tap, describe_blocks
+    from rsi_core.model.families import family_of, preprocess_of
     from rsi_core.model.load import load_model
-    rows = describe_blocks(load_model(args.model, args.weights))
+    model = load_model(args.model, args.weights)
+    rows = describe_blocks(model)
+    for r in rows:  # the FZ jitter of each tap: the paper's table on resnet18, its rule elsewhere (paper.py)
+        for t, v in r["taps"].items():
+            v["jitter"] = jitter_of(model, canonical_tap(model, f"{r['block']}.{t}"))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'block':6} {'kind':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF" for t in "IBO"))
+    p = preprocess_of(model)
+    print(f"{args.model} ({family_of(model).name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
+          f"{p.interpolation}, crop {p.crop} ({p.source})")
+    print(f"{'block':6} {'kind':10} {'roles':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF jitter" for t in "IBO"))
     for r in rows:
-        taps = "  ".join(f"{t}: {v['size'][0]:>3} {v['centre'][0]:>3} {v['receptive_field']:>4}"
+        taps = "  ".join(f"{t}: {v['size'][0]:>3} {v['centre'][0]:>3} {v['receptive_field']:>4} {v['jitter']:>3}"
                          for t, v in r["taps"].items())
-        print(f"{r['block']:6} {r['kind']:10} {r['channels']:>4}  {taps}")
+        print(f"{r['block']:6} {r['kind']:10} {','.join(r['roles']) or '-':10} {r['channels']:>4}  {taps}")
+        h = r["hooks"]
+        print(f"{'':6} I = {h['I']}; B = {h['B']}; O = {h['O']}; block output = {h['output']}")
     return 0
 
 

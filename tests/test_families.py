@@ -141,3 +141,22 @@ def test_rsi_blocks_prints_roles_and_taps(capsys):
 def test_timm_unknown_tag_lists_the_tags():
     with pytest.raises(ValueError, match="unknown weights 'nope' for timm:resnet18.*tv_in1k"):
         load_model("timm:resnet18", "nope")
+
+
+def test_jitter_outside_resnet18_follows_the_receptive_field_rule(model):
+    """resnet18 keeps the paper's table; a model of the same geometry (timm's resnet18) gets the
+    rule, which reads the table by receptive field: the authors' script's table, tap for tap of the
+    studied blocks."""
+    from rsi_core.fz.transform import jitter_for, jitter_of
+    from rsi_core.model.anatomy import canonical_tap
+    timm18 = load_model("timm:resnet18", "random:0")
+    taps = {canonical_tap(model, f"{b}.{t}") for b in block_roles(model)["studied"] for t in "IBO"}
+    assert {jitter_of(model, t) for t in taps} == {0, 4, 16}
+    for tap in taps:
+        assert jitter_of(model, tap) == jitter_for(tap, "paper")
+        assert jitter_of(timm18, tap) == jitter_for(tap, "authors-script"), tap
+        assert jitter_of(timm18, tap, "none") == 0
+    convnext = load_model("convnext_tiny", "random:0")
+    rf = {r["block"]: r["taps"]["B"]["receptive_field"] for r in describe_blocks(convnext)}
+    for name, field in rf.items():
+        assert jitter_of(convnext, f"{name}.B") == (0 if field <= 67 else 4 if field <= 147 else 16)

@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, bench, validate."""
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, bench, validate."""
 from __future__ import annotations
 
 import argparse
@@ -70,9 +70,8 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
-    from rsi_core.model.anatomy import find_block
+    from rsi_core.model.anatomy import block_roles, find_block
     from rsi_core.model.load import load_model
-    from rsi_core.paper import PAPER_BLOCKS
     device = resolve_device(args.device)
     model = load_model(args.model, args.weights, device)
     steps = args.steps or get_profile(args.profile).steps
@@ -83,7 +82,7 @@ def cmd_fz(args) -> int:
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
-    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
+    blocks = block_roles(model)["studied"] if args.blocks == "paper" else args.blocks.split(",")
     requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels)
                 for b in blocks for t in args.taps.split(",")}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
@@ -108,6 +107,16 @@ def cmd_fz(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from rsi_core.report.universality import differences, read_report, write
+    paths = write(args.reports, args.out, args.allow_mixed)
+    mixed = differences([read_report(p) for p in args.reports])
+    if mixed:
+        print(f"rsi compare: MIXED reports compared (--allow-mixed): {'; '.join(mixed)}")
+    print("\n".join(map(str, paths)))
+    return 0
+
+
 def cmd_expectations(args) -> int:
     from rsi_core.harness.expectations import from_report
     print(from_report(args.report), end="")
@@ -117,15 +126,17 @@ def cmd_expectations(args) -> int:
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
     from rsi_core.model.activations import block_taps, save_tables, stream_centre
+    from rsi_core.model.anatomy import block_roles
+    from rsi_core.model.families import preprocess_of
     from rsi_core.model.images import ImageSet
     from rsi_core.model.load import describe, load_model
-    from rsi_core.paper import PAPER_BLOCKS
     device = resolve_device(args.device)
     model = load_model(args.model, args.weights, device)
     images = ImageSet.from_dir(args.images)
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
-    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
+    images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
+    blocks = block_roles(model)["studied"] if args.blocks == "paper" else args.blocks.split(",")
     taps = [t for t in block_taps(blocks) if t.rsplit(".", 1)[1] in args.taps.split(",")]
     tables = stream_centre(model, images, taps, device=device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, {**describe(model), **images.describe(), "taps": taps,
@@ -164,7 +175,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("fz", help="fill the FZ bank (resumable) and optionally export PNGs")
     add_model_args(p)
-    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
+    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the studied blocks: resnet18's seven)")
     p.add_argument("--taps", default="I,B")
     p.add_argument("--channels", default="all", help="all, 0-15, or 1,5,9")
     p.add_argument("--profile", default="paper", help="paper, quick or smoke: sets the steps")
@@ -187,7 +198,7 @@ def main(argv=None) -> int:
     add_model_args(p)
     p.add_argument("--images", default=None, help="image folder (default $RSI_IMAGES, else the bundled sample)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted order)")
-    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
+    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the studied blocks: resnet18's seven)")
     p.add_argument("--taps", default="I,B,O")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--out", required=True, help="the .npz to write")
@@ -206,6 +217,13 @@ def main(argv=None) -> int:
     p.add_argument("--controls", type=int, default=None, help="K control models (default: 2 on paper, else 0)")
     p.add_argument("--claims", default=None, help="folder of the claims tests (default: claims/ beside rsi_core)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="the claims-by-models table of several claims reports (md, json, png)")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="claims-report.json files, one per model/weights")
+    p.add_argument("--out", required=True, help="folder for universality.md, .json and .png")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="compare reports of different profiles or image sets (refused otherwise; the table says so)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("expectations", help="record a run's verdicts as an expectations file (TOML on stdout)")
     p.add_argument("--from", dest="report", required=True, help="claims-report.json of the run to bless")

@@ -42,7 +42,6 @@ import torch
 from lucent.optvis.param import color as lucent_color
 from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
 from rsi_core.fz.objectives import OBJECTIVES
@@ -207,7 +206,7 @@ def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
 
 def _fold_block(blk) -> tuple[list, torch.nn.Module | None]:
     """A block's branch convolutions (BatchNorms folded; ReLU between them) and its downsample."""
-    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)] + ([(blk.conv3, blk.bn3)] if isinstance(blk, Bottleneck) else [])
+    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)] + ([(blk.conv3, blk.bn3)] if hasattr(blk, "conv3") else [])
     down = blk.downsample
     if isinstance(down, torch.nn.Sequential) and len(down) == 2 and isinstance(down[1], torch.nn.BatchNorm2d):
         down = _fold(down[0], down[1])
@@ -220,7 +219,7 @@ class CentreCone:
     to the stride so every later grid stays the same. The neuron's value and its input gradient
     are those of the full forward pass; the work outside the cone is skipped.
     ``cone(image)`` -> (the tap's map, cut, and the centre neuron's (y, x) in it). The blocks run
-    as torchvision's ``BasicBlock`` / ``Bottleneck`` forward does, each BatchNorm folded into its
+    as torchvision's ``BasicBlock`` / ``Bottleneck`` forward does (timm's plain ResNets alike), each BatchNorm folded into its
     convolution (eval mode: the same function to float rounding, half the passes over the maps);
     B is read before the addition and O before the ReLU, as ``TapCapture`` reads them."""
 
@@ -263,7 +262,7 @@ class CentreCone:
             x = _StemGradient.apply(x.contiguous(memory_format=torch.channels_last), self.stem)
         else:
             x = self.stem(x)
-        x = m.maxpool(m.relu(x))
+        x = m.maxpool((m.relu if hasattr(m, "relu") else m.act1)(x))  # torchvision's stem ReLU, timm's
         prev_o = x
         last = self.index - 1 if self.simple_input else self.index
         for k in range(last + 1):
@@ -399,7 +398,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     read, relu = optimized_tap(model, tap, settings.target)
     objective = OBJECTIVES[settings.objective]
     # the cut forward runs torchvision's ResNet blocks; other families take their own forward (the same FZ)
-    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family_of(model).cone else None
+    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family_of(model).cone(model) else None
     channels = [int(c) for c in channels]
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
     init, rngs = element_streams(settings.seed, tap, channels, device)

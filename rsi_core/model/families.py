@@ -56,7 +56,7 @@ class Family:
     walk: Callable[[nn.Module], list]       # its Blocks, in forward order
     preprocess: Callable[[nn.Module], Preprocess]
     lacks: dict = field(default_factory=dict)  # premise -> why the family does not have it
-    cone: bool = False                      # rsi_core.fz.render.CentreCone runs its blocks
+    cone: Callable[[nn.Module], bool] = lambda m: False  # whether rsi_core.fz.render.CentreCone runs its blocks
 
 
 FAMILIES: dict[str, Family] = {}
@@ -188,7 +188,8 @@ register_family(Family(
     describe="torchvision ResNets (BasicBlock / Bottleneck); robust checkpoints load into them",
     names=lambda: list(TV_RESNETS), serves=lambda n: n in TV_RESNETS, build=_tv_build,
     matches=_tv_resnet_matches,
-    walk=lambda m: _resnet_walk(m, _tv_resnet_types(), last_bn), preprocess=lambda m: PAPER_PREPROCESS, cone=True))
+    walk=lambda m: _resnet_walk(m, _tv_resnet_types(), last_bn), preprocess=lambda m: PAPER_PREPROCESS,
+    cone=lambda m: True))
 
 
 # ---------------------------------------------------------------------------------------- timm
@@ -245,6 +246,18 @@ def _timm_resnet_walk(model: nn.Module) -> list[Block]:
     return found
 
 
+def _timm_plain(model) -> bool:
+    """A timm ResNet laid out as torchvision's (one stem convolution, a max-pool, blocks of conv,
+    BatchNorm and ReLU with a conv + BatchNorm shortcut): CentreCone runs it."""
+    def plain(blk):
+        down = blk.downsample
+        return (blk.se is None and blk.drop_path is None and isinstance(blk.aa, nn.Identity)
+                and isinstance(blk.drop_block, nn.Identity) and (down is None or (
+                    isinstance(down, nn.Sequential) and len(down) == 2 and isinstance(down[0], nn.Conv2d))))
+    return (isinstance(model.conv1, nn.Conv2d) and isinstance(model.maxpool, nn.MaxPool2d)
+            and all(plain(b) for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer))
+
+
 def _timm_matches(model, module: str, cls: str) -> bool:
     if not timm_installed():
         return False
@@ -260,7 +273,7 @@ register_family(Family(
     # zero_init_last would make every B zero, so no FZ of a B tap could move
     serves=lambda n: timm_arch(n, "resnet"), build=lambda n: timm_build(n, zero_init_last=False),
     matches=lambda m: _timm_matches(m, "resnet", "ResNet"), walk=_timm_resnet_walk,
-    preprocess=timm_preprocess))
+    preprocess=timm_preprocess, cone=_timm_plain))
 
 
 # ------------------------------------------------------------------------------------ ConvNeXts

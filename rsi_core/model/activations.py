@@ -17,6 +17,7 @@ from rsi_core.cache import Cache
 from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import TAP_KINDS, TapCapture
 from rsi_core.model.device import tf32_flags
+from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
 
 
@@ -47,8 +48,10 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
 
 def natural_activations(model, images: ImageSet, block_names, cache: Cache | None = None,
                         device="cpu", batch_size: int = 50, progress: bool = True) -> dict[str, np.ndarray]:
-    """Centre activations of I, B and O of ``block_names`` for every image, through the cache."""
+    """Centre activations of I, B and O of ``block_names`` for every image, read with the
+    weights' own preprocessing, through the cache."""
     taps = block_taps(block_names)
+    images = images.with_preprocess(preprocess_of(model))
 
     def compute():
         return stream_centre(model, images, taps, device=device, batch_size=batch_size, progress=progress)

@@ -71,7 +71,8 @@ class Harness:
         try:
             v = replace(fn(self.primary()), claim_id=claim_id)
             entry = self._entry(claim_id, paper, v, getattr(fn, "paired", ()) if paired is None else paired)
-            self._extras(entry, fn, figure)
+            if v.verdict != "n/a":  # nothing to read under other readings, seeds or controls
+                self._extras(entry, fn, figure)
         except Exception as exc:
             write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),
                                                  self.expectations.get(claim_id, "observe")))
@@ -84,7 +85,7 @@ class Harness:
         expect = self.expectations.get(claim_id, "observe")
         entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
                  "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov, "regressions": []}
-        if paired and not v.reason.startswith("n/a"):
+        if paired and v.verdict != "n/a" and not v.reason.startswith("n/a"):
             blocks = [b for role in (v.blocks.values() if isinstance(v.blocks, dict) else [v.blocks]) for b in role]
             entry["paired"] = regression.record(self.primary(), list(dict.fromkeys(blocks)), paired,
                                                 v.measured.get("found"))

@@ -64,7 +64,7 @@ def evaluate(study, fns: dict) -> dict:
             continue
         blocks = list(dict.fromkeys(b for role in v.blocks.values() for b in role))
         paired = regression.record(study, blocks, getattr(fn, "paired", ()), v.measured.get("found")) \
-            if not v.reason.startswith("n/a") else None
+            if v.verdict != "n/a" and not v.reason.startswith("n/a") else None
         out[cid] = {"verdict": v.verdict, "value": v.value, "reason": v.reason, "paired": paired}
     return out
 

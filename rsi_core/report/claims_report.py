@@ -50,6 +50,15 @@ def options_identity(options: dict) -> dict:
             "antialias": bool(options.get("antialias"))}
 
 
+def _differing(old, new) -> str:
+    """What differs, short: a mapping's differing keys only, each value cut to 40 characters."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return ", ".join(f"{k} {_differing(old.get(k), new.get(k))}" for k in sorted(set(old) | set(new))
+                         if old.get(k) != new.get(k))
+    cut = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+    return f"{cut(old)} vs {cut(new)}"
+
+
 def check_baseline(baseline: dict, options: dict) -> str | None:
     """One line saying why ``baseline`` (``load_baseline``) cannot be compared with a run of
     ``options`` (``options_identity``; or a provenance dict, with its "fz"), or None when it can:
@@ -57,7 +66,7 @@ def check_baseline(baseline: dict, options: dict) -> str | None:
     regressions, and a baseline without per-channel values has nothing to pair."""
     old = identity(baseline.get("provenance", {}))
     new = identity(options) if "fz" in options else options_identity(options)
-    diff = [f"{k} {old[k]!r} vs {new[k]!r}" for k in old if old[k] != new[k]]
+    diff = [f"{k} {_differing(old[k], new[k])}" for k in old if old[k] != new[k]]
     if diff:
         return (f"baseline is not comparable with this run ({'; '.join(diff)}): pass the claims-report.json of a run of "
                 "the same model, profile, image set and FZ settings (other weights are fine)")

@@ -2,18 +2,22 @@
 proven on planted pairs, through the real pipeline (FZ bank, re-measure, metrics, every claim
 function with its ``@reads`` quantities) on a census of few steps (``validate_claims.census_profile``).
 
-* ``BASE``: the narrow scale network of the fig5 cases in stages 1-3, and 24 channels in stage 4
+* ``BASE``: the narrow scale network of the fig5 cases in stages 1-3, and 16 channels in stage 4
   whose 4.1 branch is 16x their input with a small negative centre term (4.1's M about 0.03: the
   lowest bin, as in ``final-block-holds``); the carrier's 4.1 branch 64x.
-* ``MOVED``: the same with 12 of the 24 stage-4 channels' 4.1 branch at 0.5x (M about 0.5: out of
+* ``MOVED``: the same with 8 of the 16 stage-4 channels' 4.1 branch at 0.5x (M about 0.5: out of
   the lowest bin, still overwrite, no scale criterion): fig2-final-block's lowest-bin share of 4.1
-  moves by 12 of its 25 channels, and nothing else any claim reads moves (4.0's branch, the
+  moves by 8 of its 17 channels, and nothing else any claim reads moves (4.0's branch, the
   earlier stages and the lists' block 1.1 are untouched). Expected: fig2-final-block "changed",
   every other claim "unchanged".
 * False alarms: the base network under FZ seeds 1..K against seed 0 (each a run whose only
   difference is the seed), and a copy whose every weight is jittered by 1e-3 relative (a
   perturbation below seed noise). No claim may come out "changed": the measured false-alarm rate
   is changed claims over compared ones.
+
+The studies render no second FZ seed (half the FZs): the seed-flip rate is the shipped table's
+(``verdict.table_flips``, random:0 at 32 steps), higher than a planted network's own, so the
+check is, if anything, slower to say "changed" here than on a census with its own second seed.
 """
 from __future__ import annotations
 
@@ -33,10 +37,10 @@ from rsi_core.verdicts import regression
 FINAL = PR.Chan(1, 0, 16, -0.5)     # 4.1: M about 0.03 (lowest bin), 4.0: skip
 MOVED_41 = PR.Chan(1, 0, 0.5, -0.5)  # 4.1: M about 0.5 (out of the lowest bin), 4.0 as FINAL
 _LISTS = {"fig6": {"1.1": [1, 2, 3]}, "fig7": PR._FIG5_LISTS["fig7"], "fig8": {"1.1": [1, 2, 3]}}
-BASE = PR.Case("regression-base", "all", "n/a", {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [FINAL] * 24},
+BASE = PR.Case("regression-base", "all", "n/a", {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [FINAL] * 16},
                carrier41=64, lists=_LISTS, why="fig5's narrow scale network, 4.1 in the lowest bin")
-MOVED = replace(BASE, name="regression-moved", stages={**BASE.stages, 4: [MOVED_41] * 12 + [FINAL] * 12},
-                why="12 of 4.1's 24 planted channels out of the lowest bin")
+MOVED = replace(BASE, name="regression-moved", stages={**BASE.stages, 4: [MOVED_41] * 8 + [FINAL] * 8},
+                why="8 of 4.1's 16 planted channels out of the lowest bin")
 PLANTED_CLAIM = "fig2-final-block"
 JITTER = 1e-3
 
@@ -70,7 +74,7 @@ def evaluate(study, fns: dict) -> dict:
 
 
 def _study(model, cache, steps, seed=0, device="cpu"):
-    return Study(model, census_profile(steps), cache, device=device, progress=False, fz_seed=seed,
+    return Study(model, replace(census_profile(steps), second_seed=False), cache, device=device, progress=False, fz_seed=seed,
                  lists=getattr(model, "rsi_lists", None))
 
 

@@ -89,7 +89,8 @@ def record(study, blocks, names, found: dict | None = None) -> dict:
                 if pair is not None:
                     rec["flips"][q] = {"flips": int((np.asarray(pair[0]) != np.asarray(pair[1])).sum()),
                                        "pairs": len(pair[0])}
-            rec[q] = [bool(v) for v in values[keep]] if kind == "class" else [float(v) for v in values[keep]]
+            rec[q] = ([bool(v) for v in values[keep]] if kind == "class"
+                      else [float(v) if np.isfinite(v) else None for v in values[keep]])  # JSON has no NaN
         out[b] = rec
     return out
 

@@ -41,6 +41,7 @@ def test_continuous_values_shift_beyond_and_within_the_tolerance():
     assert up["verdict"] == "changed" and up["p_above"] < 0.01 and up["median_shift"] > 0.9
     assert R.continuous_change(old, old - 1.0)["verdict"] == "changed"
     assert R.continuous_change(old[:4], old[:4] + 5)["verdict"] == "inconclusive"   # too few pairs to tell
+    assert R.continuous_change(old[:4], old[:4])["verdict"] == "unchanged"           # ... unless the very same
     assert R.continuous_change(old, old + rng.normal(0, 1.5, 60))["verdict"] == "inconclusive"
 
 

@@ -13,7 +13,8 @@ quantity (``compare_part``):
   neither, and the share's move is bounded within ``TOL_SHARE`` (|shift| + Z sqrt(flips) / n).
 * a continuous value (M, B(X_I), a correlation, a weight): the paired differences. ``changed``
   when Wilcoxon's signed-rank test puts the shift beyond ``TOL_SD`` baseline standard deviations
-  (either side); ``unchanged`` when both one-sided tests put it within (TOST).
+  (either side); ``unchanged`` when both one-sided tests put it within (TOST), or when the values
+  are the very same (fewer than ``MIN_PAIRS`` channels can show nothing else).
 * else ``inconclusive``. Tests are Bonferroni-corrected over the claim's parts, so a claim's
   false-alarm rate under pure seed noise is at most ALPHA.
 
@@ -136,6 +137,8 @@ def continuous_change(old, new, alpha: float = ALPHA) -> dict:
     n = len(old)
     out = {"kind": "continuous", "n": n, "old_median": float(np.median(old)) if n else None,
            "new_median": float(np.median(new)) if n else None}
+    if n and np.array_equal(old, new):  # the very same values (same weights there, same seed): no test needed
+        return {**out, "median_shift": 0.0, "verdict": "unchanged"}
     if n < MIN_PAIRS:
         return {**out, "verdict": "inconclusive"}
     sd = float(old.std(ddof=1))

@@ -124,9 +124,9 @@ def cmd_expectations(args) -> int:
 
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
-    from rsi_core.model.activations import block_taps, save_tables, stream_centre
+    from rsi_core.model.activations import block_taps, save_tables, stream_centre, table_provenance
     from rsi_core.model.images import ImageSet
-    from rsi_core.model.load import describe, load_model
+    from rsi_core.model.load import load_model
     from rsi_core.paper import PAPER_BLOCKS
     device = resolve_device(args.device)
     model = load_model(args.model, args.weights, device)
@@ -136,10 +136,10 @@ def cmd_activations(args) -> int:
     blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
     taps = [t for t in block_taps(blocks) if t.rsplit(".", 1)[1] in args.taps.split(",")]
     tables = stream_centre(model, images, taps, device=device, batch_size=args.batch_size)
-    out = save_tables(args.out, tables, images.files, {**describe(model), **images.describe(), "taps": taps,
-                                                       "centre": "the centre neuron of each map"})
+    out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
-          f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]")
+          f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]; "
+          f"rsi_core.model.activations.load_tables(path) gives (tables, files, provenance dict)")
     return 0
 
 

@@ -89,15 +89,18 @@ def clock(seconds: float | None) -> str:
 
 
 class LiveLine:
-    """The controller's progress line, from the counters in ``folder`` and the run's ``plan``."""
+    """The controller's progress line, from the counters in ``folder`` and the run's ``plan``.
+    ``tw`` is pytest's terminal writer (its current column); ``out`` where the line goes (default
+    ``tw``): a copy of the terminal's descriptor, which test capture does not redirect."""
 
-    def __init__(self, reporter, folder, plan: Plan, workers: int = 1):
-        self.tw, self.folder, self.plan, self.workers = reporter._tw, Path(folder), plan, workers
-        self.tty = bool(getattr(getattr(self.tw, "_file", None), "isatty", lambda: False)())
+    def __init__(self, tw, folder, plan: Plan, workers: int = 1, out=None):
+        self.tw, self.out, self.folder, self.plan, self.workers = tw, out or tw, Path(folder), plan, workers
+        self.tty = bool(getattr(out or getattr(tw, "_file", None), "isatty", lambda: False)())
         self.every = float(os.environ.get("RSI_PROGRESS_SECONDS") or (EVERY_TTY if self.tty else EVERY_PLAIN))
         self.start, self.lock, self.stopped = time.monotonic(), threading.Lock(), threading.Event()
         self.shown = ""  # the line on the terminal now (tty)
         self.first, self.counts, self.printed = None, None, None  # first steps seen; counts now, last printed
+        self.column = 0  # pytest's column when this last wrote a line
         self.thread = threading.Thread(target=self._loop, name="rsi-progress", daemon=True)
 
     def run(self) -> LiveLine:
@@ -119,39 +122,48 @@ class LiveLine:
         else:
             eta = p.seconds / max(1, self.workers) - (now - self.start) if p.seconds else None
             eta = eta if eta is None or eta > 0 else None  # past the estimate, and no step seen yet
-        images = f"natural images {c['images']}/{max(p.images, c['images'])}" if p.images or c["images"] else \
-            "natural images cached"
+        images = f"images {c['images']}/{max(p.images, c['images'])}" if p.images or c["images"] else "images cached"
         self.counts = (c["fzs"], c["fz_steps"], c["images"])
-        return (f"rsi: FZs {c['fzs']}/{total} rendered ({100 * share:.0f}% of steps), {images}, "
-                f"{rate / max(1, p.steps):.2f} FZ/s, elapsed {clock(now - self.start)}, "
-                f"ETA {clock(eta) if total_steps > c['fz_steps'] else '0:00'}")
+        return (f"rsi: FZs {c['fzs']}/{total} ({100 * share:.0f}% of steps), {images}, "
+                f"{rate / max(1, p.steps):.2f} FZ/s, ETA {clock(eta) if total_steps > c['fz_steps'] else '0:00'}, "
+                f"elapsed {clock(now - self.start)}")
 
     def _loop(self) -> None:
         while not self.stopped.wait(self.every):
             self.draw()
+
+    def _write(self, text: str) -> None:
+        if self.out is not self.tw:
+            self.tw.flush()  # what pytest wrote first comes first
+        self.out.write(text)
+        self.out.flush()
+
+    def _newline(self) -> str:
+        """A newline when pytest wrote on the current line since this last did."""
+        col = self.tw.width_of_current_line
+        fresh = col and col != self.column
+        self.column = col
+        return "\n" if fresh else ""
 
     def draw(self) -> None:
         line = self.text()
         with self.lock:
             if self.tty:
                 width = shutil.get_terminal_size().columns - 1
-                self.tw.write("\r" + line[:width].ljust(width), flush=True)
+                self._write("\r" + line[:width].ljust(width))
                 self.shown = line
             elif self.counts != self.printed:  # a plain line only when something moved
-                self.tw.write(("\n" if self.tw.width_of_current_line else "") + line + "\n", flush=True)
+                self._write(self._newline() + line + "\n")
                 self.printed = self.counts
 
-    def above(self, text: str, **markup) -> None:
+    def above(self, text: str) -> None:
         """Print ``text`` on its own line (above the live line on a terminal)."""
         with self.lock:
+            width = shutil.get_terminal_size().columns - 1
             if self.tty:
-                width = shutil.get_terminal_size().columns - 1
-                self.tw.write("\r" + " " * width + "\r")
-            elif self.tw.width_of_current_line:
-                self.tw.write("\n")
-            self.tw.line(text, **markup)
-            if self.tty and self.shown:
-                self.tw.write(self.shown[:shutil.get_terminal_size().columns - 1], flush=True)
+                self._write("\r" + " " * width + "\r" + text + "\n" + self.shown[:width])
+            else:
+                self._write(self._newline() + text + "\n")
 
     def stop(self) -> str:
         """Stop the thread; the closing line (what was done, in how long)."""
@@ -161,8 +173,10 @@ class LiveLine:
         c = progress.read_all(self.folder)
         closing = (f"rsi: rendered {c['fzs']} FZs and passed {c['images']} natural images in "
                    f"{clock(time.monotonic() - self.start)}")
-        self.above(closing)
         self.shown = ""
+        self.above(closing)
+        if self.out is not self.tw:
+            self.out.close()
         return closing
 
 

@@ -23,6 +23,12 @@ PAPER_TRANSFORM = transforms.Compose([
 BUNDLED_NAME = "imagenet-sample"
 
 
+def preprocessing() -> dict:
+    """``PAPER_TRANSFORM`` in words, for provenance."""
+    return {"resize": 256, "center_crop": 224, "to_tensor": "RGB in [0, 1]", "normalize_mean": list(MEAN),
+            "normalize_std": list(STD)}
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """ImageNet normalization of a [N, 3, H, W] batch in [0, 1]."""
     mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

@@ -1,41 +1,19 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, bench, validate."""
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, expectations, bench, validate.
+
+Every option comes from ``rsi_core.harness.options`` (``rsi run``'s are the table ``pytest claims``
+uses) and is checked there before any work: a bad value is one line on stderr and exit 2.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
+from rsi_core.harness import options as opts
 from rsi_core.harness.claims import claim_functions
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsError
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="torchvision ResNet name (default resnet18)")
-    p.add_argument("--weights", default=os.environ.get("RSI_WEIGHTS", DEFAULT_WEIGHTS),
-                   help="IMAGENET1K_V1 (torchvision cache), a .pth path, or random:SEED")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--cache-dir", default=None, help="cache folder (default $RSI_CACHE or ~/.cache/rsi)")
-
-
-def resolve_device(arg: str | None) -> str:
-    from rsi_core.model.device import resolve_device as resolve  # the one place that chooses (rsi_core.model.device)
-    return resolve(arg)
-
-
-def parse_channels(spec: str, n: int) -> list[int]:
-    """``all``, ``0-15`` or ``1,5,9`` (ranges and lists may mix)."""
-    if spec == "all":
-        return list(range(n))
-    out = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    bad = [c for c in out if not 0 <= c < n]
-    if bad:
-        raise ValueError(f"channels {bad} out of range: this block has channels 0-{n - 1}")
-    return sorted(set(out))
+from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
@@ -53,19 +31,32 @@ def cmd_blocks(args) -> int:
     return 0
 
 
+def _model(args):
+    """The model the options' check loaded (moved to the device), or the load's own error."""
+    from rsi_core.model.load import load_model
+    return args.loaded.to(args.device) if args.loaded is not None else load_model(args.model, args.weights, args.device)
+
+
+def _blocks(model, spec: str) -> list:
+    from rsi_core.model.anatomy import find_block
+    from rsi_core.paper import PAPER_BLOCKS
+    names = list(PAPER_BLOCKS) if spec == "paper" else [b.strip() for b in spec.split(",")]
+    try:
+        return [find_block(model, b) for b in names]
+    except KeyError as exc:
+        raise opts.OptionError("blocks", spec, opts.one_line(exc)) from None
+
+
 def cmd_fz(args) -> int:
     from rsi_core.cache import Cache
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
-    from rsi_core.measure.profiles import default_profile, get_profile
+    from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
-    from rsi_core.model.anatomy import find_block
-    from rsi_core.model.load import load_model
-    from rsi_core.paper import PAPER_BLOCKS
-    device = resolve_device(args.device)
-    model = load_model(args.model, args.weights, device)
-    profile = get_profile(args.profile or default_profile(device))  # as pytest claims: quick on a CPU
+    device = args.device
+    model = _model(args)
+    profile = get_profile(args.profile)  # default as in pytest claims: quick on a CPU (options.check)
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
@@ -74,10 +65,18 @@ def cmd_fz(args) -> int:
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
-    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
-    studied = Study(model, profile, bank.cache, device=device, blocks=blocks)  # the profile's channels, as a run's
-    requests = {f"{b}.{t}": parse_channels(args.channels, find_block(model, b).channels) if args.channels
-                else studied.channels(b) for b in blocks for t in args.taps.split(",")}
+    studied = None  # the profile's channels of each block, as a claims run renders them
+    requests = {}
+    for block in _blocks(model, args.blocks):
+        if args.channels is None:
+            studied = studied or Study(model, profile, bank.cache, device=device, blocks=[block.name])
+            chans = studied.channels(block.name)
+        else:
+            try:
+                chans = opts.channels(args.channels, block.channels)
+            except ValueError as exc:
+                raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
+        requests.update({f"{block.name}.{t}": chans for t in args.taps})
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -124,18 +123,14 @@ def cmd_expectations(args) -> int:
 
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
-    from rsi_core.model.activations import block_taps, save_tables, stream_centre, table_provenance
+    from rsi_core.model.activations import save_tables, stream_centre, table_provenance
     from rsi_core.model.images import ImageSet
-    from rsi_core.model.load import load_model
-    from rsi_core.paper import PAPER_BLOCKS
-    device = resolve_device(args.device)
-    model = load_model(args.model, args.weights, device)
+    model = _model(args)
     images = ImageSet.from_dir(args.images)
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
-    blocks = PAPER_BLOCKS if args.blocks == "paper" else args.blocks.split(",")
-    taps = [t for t in block_taps(blocks) if t.rsplit(".", 1)[1] in args.taps.split(",")]
-    tables = stream_centre(model, images, taps, device=device, batch_size=args.batch_size)
+    taps = [f"{b.name}.{t}" for b in _blocks(model, args.blocks) for t in ("I", "B", "O") if t in args.taps]
+    tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
           f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]; "
@@ -161,92 +156,157 @@ def cmd_validate(args) -> int:
     return validate_main(args, claim_functions)
 
 
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``rsi fz: error: argument --steps: ... (see rsi fz --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True):
+    p = sub.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
+    p.set_defaults(func=func, load=load)
+    return p
+
+
+def _add(p, *names: str, **override) -> None:
+    """Options of the shared table on ``p``; ``override`` replaces fields of each (another default)."""
+    for name in names:
+        opts.OPTIONS[name].add_argparse(p, **override)
+
+
+def _local(p, name: str, help: str, example: str, default=None, parse=None, **kw) -> None:
+    """An option of this subcommand alone, with the same help format as the table's."""
+    opts.Option(name, help, example, default, parse, **kw).add_argparse(p)
+
+
+def _shard(text: str) -> str:
+    from rsi_core.fz.shard import parse_shard
+    parse_shard(text)
+    return text
+
+
+BLOCKS_HELP = "comma list of blocks such as 1.1,3.1, or paper (the seven studied: 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rsi", description=__doc__.split("\n\n")[0],
+                    epilog="run `rsi COMMAND --help` for a command's options and examples")
+    parser.add_argument("--version", action="version", version=f"rsi {metadata.version('rsi')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = ("model", "weights", "device", "cache-dir")
+
+    p = _command(sub, "blocks", "list residual blocks and their I/B/O taps",
+                 "The model's residual blocks: kind (simple, downsample), channels, and per tap (I input, B block "
+                 "branch, O output) the map size, centre and receptive field.",
+                 ["rsi blocks --weights random:0", "rsi blocks --model resnet50 --weights random:0 --json"],
+                 cmd_blocks, load=False)
+    _add(p, *shared)
+    _local(p, "json", "print the table as JSON", "--json", flag=True)
+
+    p = _command(sub, "fz", "fill the FZ bank (resumable) and optionally export PNGs",
+                 "Render feature visualizations (FZs) of the chosen blocks, taps and channels into the cache "
+                 "(an interrupted run resumes where it stopped), and optionally export them as PNGs.",
+                 ["rsi fz --weights random:0 --blocks 1.1 --channels 0-3 --steps 64 --export fz/",
+                  "rsi fz --weights resnet18.pth --profile quick --shard $SLURM_ARRAY_TASK_ID/8"], cmd_fz)
+    _add(p, *shared)
+    _local(p, "blocks", BLOCKS_HELP, "--blocks 2.0,2.1", "paper")
+    _local(p, "taps", "comma list of tap kinds to render, of I (block input) and B (block branch)", "--taps B",
+           "I,B", opts.taps)
+    _local(p, "channels", "channels per block: all, a range LO-HI, a list, or a mix (default: the profile's)",
+           "--channels 0-15,32", None, opts.channel_spec)
+    _add(p, "profile", help="sets the steps and the channels, as in pytest claims (default: paper on CUDA, quick on CPU)")
+    _local(p, "steps", "optimization steps per FZ, overriding the profile's", "--steps 256", None, opts.at_least(1))
+    _local(p, "objective", "what an FZ maximizes: the centre neuron or the whole channel", "--objective channel",
+           "neuron", opts.one_of(("neuron", "channel")))
+    _add(p, "jitter-table")
+    _add(p, "fz-target")
+    _local(p, "no-crop", "forward the whole image instead of the tap's window (slower, same result)", "--no-crop",
+           flag=True)
+    _local(p, "precision", "arithmetic of the render: fp32, or tf32 / bf16 on a GPU (faster, not bit-exact)",
+           "--precision tf32", "fp32", opts.one_of(("fp32", "tf32", "bf16")))
+    _local(p, "batch-size", "FZs rendered together (default: sized to the device)", "--batch-size 64", None,
+           opts.at_least(1))
+    _local(p, "export", "folder for a PNG per FZ and a grid per tap", "--export fz-pngs/", metavar="DIR")
+    _local(p, "dry-run", "print the plan (FZs, cached, time estimated by a short calibration) and stop", "--dry-run",
+           flag=True)
+    _local(p, "shard", "render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
+           "(SLURM arrays, torchrun ranks)", "--shard 0/4", None, _shard, metavar="K/N")
+
+    p = _command(sub, "activations", "centre-neuron activations of an image folder, per tap, to .npz",
+                 "Stream an image folder through the model and write, per tap, the centre neuron of every channel "
+                 "as an [images, channels] table (row i is files[i]) into one .npz with its provenance.",
+                 ["rsi activations --weights random:0 --limit 20 --out acts.npz",
+                  "rsi activations --images ~/imagenet/val --blocks 3.1 --taps B,O --out val-3.1.npz"], cmd_activations)
+    _add(p, *shared, "images")
+    _local(p, "limit", "only the first N images (sorted order)", "--limit 100", None, opts.at_least(1), metavar="N")
+    _local(p, "blocks", BLOCKS_HELP, "--blocks 3.1", "paper")
+    _local(p, "taps", "comma list of tap kinds, of I (input), B (block branch), O (output)", "--taps B,O", "I,B,O",
+           opts.taps)
+    _local(p, "batch-size", "images per forward pass", "--batch-size 100", 50, opts.at_least(1))
+    _local(p, "out", "the .npz file to write", "--out acts.npz", metavar="NPZ", required=True)
+
+    p = _command(sub, "run", "the claims analysis and report: pytest claims, as one command",
+                 "Run every claim test of claims/ through pytest, with the options of `pytest claims` (the same "
+                 "table), and write the report into --artifacts-dir. Exit 0: every expected claim held (or was "
+                 "observed / inconclusive); 1: one failed, regressed or errored; 2: a bad option.",
+                 ["rsi run --weights random:0 --profile smoke", "rsi run --weights resnet18.pth --baseline old/claims-report.json"],
+                 cmd_run)
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "claims", "folder of the claims tests (default: claims/ beside rsi_core)", "--claims my-claims/",
+           metavar="DIR")
+
+    p = _command(sub, "expectations", "record a run's verdicts as an expectations file (TOML on stdout)",
+                 "Bless a run: its holds/fails verdicts become the expectations a later run is held to "
+                 "(pass the file with --expectations). Inconclusive and errored claims are recorded as observe; "
+                 "a report where every claim errored is refused.",
+                 ["rsi expectations --from artifacts/claims-report.json > blessed.toml"], cmd_expectations, load=False)
+    p.add_argument("--from", dest="report", required=True, metavar="JSON",
+                   help="claims-report.json of the run to bless (e.g. --from artifacts/claims-report.json)")
+
+    p = _command(sub, "bench", "benchmarks", "Speed benchmarks.", ["rsi bench fz --steps 64 --device cpu"], None,
+                 load=False)
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = _command(bench, "fz", "FZ speed: the paper's lucent loop against the engine",
+                 "Time the paper's lucent render loop and rsi's engine on the same FZs; prints a table and a JSON line.",
+                 ["rsi bench fz --steps 64 --device cpu --json"], cmd_bench, load=False)
+    _local(b, "steps", "optimization steps per FZ", "--steps 64", None, opts.at_least(1))
+    _add(b, "device")
+    _local(b, "json", "only the JSON line on stdout (the table on stderr)", "--json", flag=True)
+
+    p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
+                 "Check the method on networks whose answers are known by construction: the scale criteria's "
+                 "precision and recall, or with --claims every claim's verdict on planted networks.",
+                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds"], cmd_validate, load=False)
+    _local(p, "json", "print a JSON line", "--json", flag=True)
+    _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
+    _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
+           "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
+    _local(p, "case", "with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)",
+           "--case fig2-holds", repeat=True)
+    _add(p, "cache-dir")
+    _local(p, "fz-target", "planted benchmark under this FZ reading (default both)", "--fz-target as-run", None,
+           opts.one_of(("as-written", "as-run", "both")))
+    return parser
+
+
+def check(args) -> None:
+    """Every option of the command checked before any work (``options.check``); the model loaded once."""
+    values = {k.replace("_", "-"): v for k, v in vars(args).items()}
+    values, args.loaded = opts.check(values, load=args.load)
+    for k, v in values.items():
+        setattr(args, k.replace("-", "_"), v)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="rsi", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("blocks", help="list residual blocks and their I/B/O taps")
-    add_model_args(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_blocks)
-
-    p = sub.add_parser("fz", help="fill the FZ bank (resumable) and optionally export PNGs")
-    add_model_args(p)
-    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
-    p.add_argument("--taps", default="I,B")
-    p.add_argument("--channels", default=None, help="all, 0-15, or 1,5,9 (default: the profile's channels)")
-    p.add_argument("--profile", default=None, choices=["paper", "quick", "smoke"],
-                   help="sets the steps and channels, as in pytest claims (default: paper on CUDA, quick on CPU)")
-    p.add_argument("--steps", type=int, default=None, help="override the profile's steps")
-    p.add_argument("--objective", default="neuron", choices=["neuron", "channel"])
-    p.add_argument("--jitter-table", default="paper", help="paper, authors-script or none")
-    p.add_argument("--fz-target", default="as-written", choices=["as-written", "as-run", "both"],
-                   help="what an FZ optimizes: the tap (paper's text) or the post-ReLU block output "
-                        "(the authors' code as it ran); both renders each")
-    p.add_argument("--no-crop", action="store_true", help="forward the whole image (slower, same result)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--export", default=None, help="folder for PNGs and a grid per tap")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (FZs, cached, estimated time) and stop")
-    p.add_argument("--shard", default=None, metavar="K/N",
-                   help="render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
-                        "(SLURM arrays, torchrun ranks)")
-    p.set_defaults(func=cmd_fz)
-
-    p = sub.add_parser("activations", help="centre-neuron activations of an image folder, per tap, to .npz")
-    add_model_args(p)
-    p.add_argument("--images", default=None, help="image folder (default $RSI_IMAGES, else the bundled sample)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted order)")
-    p.add_argument("--blocks", default="paper", help="comma list such as 1.1,3.1, or 'paper' (the seven studied)")
-    p.add_argument("--taps", default="I,B,O")
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--out", required=True, help="the .npz to write")
-    p.set_defaults(func=cmd_activations)
-
-    p = sub.add_parser("run", help="the claims analysis and report, without pytest")
-    add_model_args(p)
-    p.add_argument("--images", default=None)
-    p.add_argument("--profile", default=None)
-    p.add_argument("--artifacts-dir", default="artifacts")
-    p.add_argument("--baseline", default=None, help="claims-report.json of an earlier run of the same model, "
-                   "profile, image set and FZ target: flag regressions")
-    p.add_argument("--expectations", action="append", default=[], help="TOML expectations file (repeatable)")
-    p.add_argument("--fz-target", default=None, choices=["as-written", "as-run", "both"])
-    p.add_argument("--fz-seeds", type=int, default=None, help="render FZs with seeds 0..K-1")
-    p.add_argument("--controls", type=int, default=None, help="K control models (default: 2 on paper, else 0)")
-    p.add_argument("--claims", default=None, help="folder of the claims tests (default: claims/ beside rsi_core)")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("expectations", help="record a run's verdicts as an expectations file (TOML on stdout)")
-    p.add_argument("--from", dest="report", required=True, help="claims-report.json of the run to bless")
-    p.set_defaults(func=cmd_expectations)
-
-    p = sub.add_parser("bench", help="benchmarks")
-    bench = p.add_subparsers(dest="bench", required=True)
-    b = bench.add_parser("fz", help="FZ speed: the paper's lucent loop against the engine")
-    b.add_argument("--steps", type=int, default=None)
-    b.add_argument("--device", default=None)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("validate", help="precision/recall of the criteria on planted networks, controls")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--claims", action="store_true",
-                   help="instead: each claim on a planted network where it holds and one where it fails "
-                        "(expected vs obtained verdict, verdict_accuracy)")
-    p.add_argument("--case", action="append", default=None,
-                   help="with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)")
-    p.add_argument("--cache-dir", default=None, help="FZ cache (default $RSI_CACHE or ~/.cache/rsi)")
-    p.add_argument("--fz-target", choices=("as-written", "as-run", "both"), default=None,
-                   help="planted benchmark under this FZ reading (default both)")
-    p.set_defaults(func=cmd_validate)
-
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
+        check(args)
         return args.func(args) or 0
-    except (WeightsError, ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"rsi: error: {exc}", file=sys.stderr)
+    except (WeightsError, ValueError, KeyError, OSError) as exc:
+        print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
 
 

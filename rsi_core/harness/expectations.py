@@ -78,12 +78,20 @@ def outcome(verdict: str, expect: str) -> str:
 
 def from_report(path) -> str:
     """A TOML expectations file recording the verdicts of a claims-report.json; inconclusive and
-    errored claims are recorded as observe (nothing decided to hold a later run to)."""
-    data = json.loads(Path(path).read_text())
-    prov = data.get("provenance", {})
+    errored claims are recorded as observe (nothing decided to hold a later run to). A report
+    where every claim errored is refused: it would bless nothing but silence."""
+    try:
+        data = json.loads(Path(path).read_text())
+        claims, prov = data["claims"], data.get("provenance", {})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"--from {path}: not a readable claims-report.json ({type(exc).__name__}: {exc}); "
+                         "pass the claims-report.json a run wrote into its --artifacts-dir") from None
+    if not claims or all(e.get("verdict") == "error" for e in claims):
+        raise ValueError(f"--from {path}: every claim of this report errored ({len(claims)} claims), nothing to record; "
+                         "fix the run's errors (see claims-report.md) and bless a run whose claims were decided")
     lines = [f"# recorded from {path}: weights {prov.get('weights')}, profile {prov.get('profile')}",
              f'model = "{prov.get("model")}"', "", "[claims]"]
-    for e in sorted(data["claims"], key=lambda e: e["id"]):
+    for e in sorted(claims, key=lambda e: e["id"]):
         v = e["verdict"] if e["verdict"] in ("holds", "fails") else "observe"
         lines.append(f'{e["id"]} = "{v}"  # {e["verdict"]}')
     return "\n".join(lines) + "\n"

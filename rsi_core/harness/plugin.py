@@ -17,58 +17,56 @@ from pathlib import Path
 
 import pytest
 
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS, WeightsUnavailable
+from rsi_core.model.load import WeightsUnavailable
 
 
 def pytest_addoption(parser):
+    """The run's options, from the one table (``rsi_core.harness.options``); values are parsed and
+    checked in ``pytest_configure``, so a bad one is a usage error before collection."""
+    from rsi_core.harness.options import OPTIONS, RUN_OPTIONS
     g = parser.getgroup("rsi", "rsi: paper claims")
-    g.addoption("--model", default=DEFAULT_MODEL, help="torchvision ResNet to test (default resnet18)")
-    g.addoption("--weights", default=os.environ.get("RSI_WEIGHTS", DEFAULT_WEIGHTS),
-                help="IMAGENET1K_V1 (torchvision cache), a .pth file, or random:SEED (a control)")
-    g.addoption("--images", default=None,
-                help="natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample")
-    g.addoption("--profile", default=None, choices=["paper", "quick", "smoke"],
-                help="paper: all channels, 2,560 steps; quick/smoke: sampled channels, fewer steps "
-                     "(default: paper on CUDA, quick on CPU)")
-    g.addoption("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    g.addoption("--cache-dir", default=None, help="cache folder (default $RSI_CACHE or ~/.cache/rsi)")
-    g.addoption("--artifacts-dir", default="artifacts", help="where figures, numbers and the report go")
-    g.addoption("--baseline", default=None, help="claims-report.json of an earlier run: flag regressions")
-    g.addoption("--antialias", action="store_true", help="antialias S_inv's shrink (today's torchvision default)")
-    g.addoption("--jitter-table", default="paper", help="paper or authors-script")
-    g.addoption("--expectations", action="append", default=[],
-                help="TOML file of expectations (holds/fails/observe per claim) adding to or overriding the "
-                     "shipped ones; repeatable; record one with `rsi expectations --from claims-report.json`")
-    g.addoption("--fz-target", default="as-written", choices=["as-written", "as-run", "both"],
-                help="FZ objective as the paper wrote it, as the authors' code ran it, or both (the test's "
-                     "outcome uses as-written)")
-    g.addoption("--fz-seeds", type=int, default=1, help="render every FZ with seeds 0..K-1; a claim whose "
-                "verdict differs between seeds is inconclusive")
-    g.addoption("--controls", type=int, default=None,
-                help="K control models (random-init, weight-shuffled) every claim is also evaluated on "
-                     "(default: 2 on the paper profile, else 0)")
+    for name in RUN_OPTIONS:
+        opt = OPTIONS[name]
+        if opt.flag:
+            g.addoption(f"--{name}", action="store_true", help=opt.full_help())
+        else:
+            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.metavar,
+                        default=[] if opt.repeat else opt.default_value(), help=opt.full_help())
+
+
+class Checked:
+    """``rsi run``'s plugin: the options it already checked (and the model it loaded), so the
+    in-process pytest does not check them again."""
+
+    def __init__(self, values: dict, model):
+        self.values, self.model = values, model
+
+
+def _claims_run(config) -> bool:
+    return any(part.startswith("claims") for a in config.args for part in Path(str(a)).parts)
+
+
+def _values(config) -> dict:
+    return getattr(config, "_rsi_values", None) or {}
 
 
 def _device(config) -> str:
     from rsi_core.model.device import resolve_device  # under xdist: this worker's own GPU
-    return resolve_device(config.getoption("--device"))
+    return resolve_device(_values(config).get("device"))
 
 
 def _profile(config) -> str:
     from rsi_core.measure.profiles import default_profile
-    return config.getoption("--profile") or default_profile(_device(config))
+    return _values(config).get("profile") or default_profile(_device(config))
 
 
 def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _is_claims_run(config) -> bool:
-    return any(part.startswith("claims") for a in config.args for part in Path(str(a)).parts)
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
+    _check_options(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
@@ -76,7 +74,7 @@ def pytest_configure(config):
     artifacts = config.getoption("--artifacts-dir", None)
     if not _is_worker(config) and artifacts:
         shutil.rmtree(Path(artifacts) / "claims", ignore_errors=True)
-    if artifacts and _is_claims_run(config) and not config.option.collectonly:
+    if artifacts and _claims_run(config) and not config.option.collectonly:
         from rsi_core.harness.live import progress_folder
         from rsi_core.model import progress  # this process's counters, for the controller's live line
         folder = progress_folder(artifacts)
@@ -86,8 +84,30 @@ def pytest_configure(config):
         progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
 
 
+def _check_options(config) -> None:
+    """Every option parsed; on the controller of a claims run also checked (files, folders, images,
+    device, the weights loaded once): a bad value is one usage-error line (exit 4) before any work."""
+    from rsi_core.harness import options
+    raw = {name: config.getoption(f"--{name}") for name in options.RUN_OPTIONS}
+    config._rsi_model = None
+    try:
+        config._rsi_values = options.parse(raw)
+        if _claims_run(config) and not _is_worker(config):
+            pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
+            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values)
+    except options.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc):
+    """A claim test's id carries its SPEC id (``test_robust[fig7-robust]``): ``-k fig7`` selects it."""
+    mark = metafunc.definition.get_closest_marker("claim")
+    if mark and mark.args and "rsi_claim_id" in metafunc.fixturenames:
+        metafunc.parametrize("rsi_claim_id", [mark.args[0]], ids=[mark.args[0]])
+
+
 def pytest_report_header(config):
-    if not _is_claims_run(config):
+    if not _claims_run(config):
         return None
     lines = [f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
              f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}"]
@@ -102,10 +122,7 @@ def pytest_report_header(config):
 
 
 def _options(config) -> dict:
-    return {k: config.getoption(f"--{k}") for k in
-            ("model", "weights", "images", "cache-dir", "artifacts-dir", "baseline", "antialias", "jitter-table",
-             "expectations", "fz-target", "fz-seeds", "controls")} | {
-        "device": _device(config), "profile": _profile(config)}
+    return {**_values(config), "device": _device(config), "profile": _profile(config)}
 
 
 def build_study(model, options: dict):
@@ -134,7 +151,10 @@ class ClaimsProgress:
         from rsi_core.model.load import load_model
         opts = _options(self.config)
         try:
-            study = build_study(load_model(opts["model"], opts["weights"], opts["device"]), opts)
+            model = self.config._rsi_model  # loaded and verified by the options' check
+            model = model.to(opts["device"]) if model is not None else load_model(opts["model"], opts["weights"],
+                                                                                    opts["device"])
+            study = build_study(model, opts)
             controls = default_controls(opts["profile"]) if opts["controls"] is None else opts["controls"]
             plan = plan_run(study, opts["fz-target"], opts["fz-seeds"], controls)
         except Exception as exc:  # the tests report what is wrong; the header says why there is no plan
@@ -190,6 +210,9 @@ def rsi_options(request):
 @pytest.fixture(scope="session")
 def rsi_model(rsi_options, request):
     from rsi_core.model.load import load_model
+    checked = request.config._rsi_model  # loaded and verified by the options' check (this process)
+    if checked is not None:
+        return checked.to(rsi_options["device"])
     try:
         return load_model(rsi_options["model"], rsi_options["weights"], rsi_options["device"])
     except WeightsUnavailable as exc:
@@ -224,21 +247,20 @@ class ClaimCheck:
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
     inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
-    draws the claim's figure from what the study computed."""
+    draws the claim's figure from what the study computed; ``paired`` names the per-channel
+    quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
+    entry for ``--baseline``'s paired check."""
 
-    def __init__(self, request, harness):
-        self.request, self.harness = request, harness
+    def __init__(self, claim_id: str, harness):
+        self.claim_id, self.harness = claim_id, harness
 
-    def check(self, claim_fn, figure=None) -> dict:
-        mark = self.request.node.get_closest_marker("claim")
-        if mark is None:
-            raise pytest.UsageError(f"{self.request.node.nodeid}: mark the test @pytest.mark.claim(<SPEC id>)")
-        claim_id = mark.args[0]
-        entry = self.harness.run(claim_id, claim_fn, figure)
+    def check(self, claim_fn, figure=None, paired=()) -> dict:
+        claim_id = self.claim_id
+        entry = self.harness.run(claim_id, claim_fn, figure, paired)
         message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
                    f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
         if entry["regressions"]:
-            pytest.fail(f"{claim_id} regressed against the baseline: {'; '.join(entry['regressions'])}. {message}")
+            pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry['regressions'])}. {message}")
         if entry["outcome"] == "inconclusive":
             pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
         if entry["outcome"] == "fails as expected":
@@ -248,8 +270,17 @@ class ClaimCheck:
 
 
 @pytest.fixture
-def rsi_claims(request, rsi_harness):
-    return ClaimCheck(request, rsi_harness)
+def rsi_claim_id(request):
+    """The calling test's SPEC id (its ``claim`` marker); parametrized into the test id."""
+    mark = request.node.get_closest_marker("claim")
+    if mark is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: mark the test @pytest.mark.claim(<SPEC id>)")
+    return mark.args[0]
+
+
+@pytest.fixture
+def rsi_claims(rsi_claim_id, rsi_harness):
+    return ClaimCheck(rsi_claim_id, rsi_harness)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,32 +1,38 @@
 """``rsi run``: the claims tests of ``claims/`` through ``pytest.main`` (one implementation of
-every claim), with the same options, report and exit status as ``pytest claims``."""
+every claim), with the same options (``options.RUN_OPTIONS``), report and exit status as ``pytest claims``."""
 from __future__ import annotations
 
 from pathlib import Path
 
-OPTIONS = ("model", "weights", "images", "profile", "device", "cache_dir", "artifacts_dir", "baseline",
-           "fz_target", "fz_seeds", "controls")
+from rsi_core.harness.options import OPTIONS, RUN_OPTIONS
 
 
 def pytest_args(args) -> list[str]:
-    """pytest's command line for ``args`` (an ``rsi run`` namespace)."""
+    """pytest's command line for ``args`` (an ``rsi run`` namespace): every option of the table it sets."""
     from rsi_core.harness.claims import claims_dir
     folder = Path(args.claims) if getattr(args, "claims", None) else claims_dir()
     out = [str(folder), "-p", "rsi_core.harness.plugin", "-q", "-rsxf", "--rootdir", str(folder.parent)]
-    for name in OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            out += [f"--{name.replace('_', '-')}", str(value)]
-    for f in getattr(args, "expectations", None) or []:
-        out += ["--expectations", str(f)]
+    for name in RUN_OPTIONS:
+        value, opt = getattr(args, name.replace("-", "_"), None), OPTIONS[name]
+        if opt.flag:
+            out += [f"--{name}"] if value else []
+        elif opt.repeat:
+            for v in value or []:
+                out += [f"--{name}", str(v)]
+        elif value is not None:
+            out += [f"--{name}", str(value)]
     return out
 
 
 def main(args) -> int:
     """Run the claims; the exit code is pytest's: 0 when every expected claim held (or was
-    observed / inconclusive), 1 when one failed, regressed or errored."""
+    observed / inconclusive), 1 when one failed, regressed or errored. The options were checked
+    (and the model loaded) by the CLI: pytest reuses both."""
     import pytest
+
+    from rsi_core.harness.plugin import Checked, FailWhenNothingRan  # realjob (issue 9): no claim checked -> exit 1
     argv = pytest_args(args)
     print("rsi run: pytest " + " ".join(argv))
-    from rsi_core.harness.plugin import FailWhenNothingRan  # realjob (issue 9): no claim checked -> exit 1
-    return int(pytest.main(argv, plugins=[FailWhenNothingRan()]))
+    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
+    plugins = [FailWhenNothingRan()] + ([Checked(values, getattr(args, "loaded", None))] if hasattr(args, "loaded") else [])
+    return int(pytest.main(argv, plugins=plugins))

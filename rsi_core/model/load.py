@@ -138,6 +138,12 @@ def _file_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if pickled:  # a whole pickled object (torch.save(model)): loading it would run its code
+            raise WeightsError(
+                f"weights file {path} holds a pickled {pickled.group(1)} (a whole model saved with torch.save(model)), "
+                "not a state dict; rsi does not run pickled code: save torch.save(model.state_dict(), PATH) "
+                "and pass that file") from exc
         raise WeightsError(
             f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
             "it may be truncated or corrupt: download it again") from exc
@@ -179,6 +185,10 @@ def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
 
 
 def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn.Module:
+    bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # NaN or inf would give tables full of NaN and verdicts read from them
+        raise WeightsError(f"weights {weights} hold NaN or infinite values in {', '.join(bad[:4])}"
+                           f"{' ...' if len(bad) > 4 else ''}: the checkpoint is damaged; pass an intact one")
     model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)

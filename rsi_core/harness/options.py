@@ -1,0 +1,324 @@
+"""The options of a run, in one table, checked once before any work.
+
+``RUN_OPTIONS`` is the table: ``pytest claims``' flags (``plugin.pytest_addoption``) and ``rsi run``'s
+(``cli``) are generated from it, and the other subcommands take their shared flags (``--model``,
+``--weights``, ``--device``, ``--cache-dir``, ...) from ``OPTIONS``. Each entry's ``parse`` turns the
+text into a value or says what is wrong; ``check`` then validates the values together, cheapest
+first (a typo costs seconds, never a rendered FZ): model, weights source, device, folders, files,
+images, baseline, and last the weights themselves, loaded and verified once. Every problem is an
+``OptionError``: one line that names the option, the value and the fix.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS, SUPPORTED_MODELS
+from rsi_core.paper import JITTER_TABLES, READINGS
+
+#: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
+INTERNAL_PROFILES = ("census-planted",)
+
+
+class OptionError(ValueError):
+    """A bad option value: ``--name value: what is wrong; what to do``, on one line."""
+
+    def __init__(self, name: str, value, reason: str):
+        self.option, self.value = name, value
+        shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else value
+        super().__init__(f"--{name} {shown}: {' '.join(str(reason).split())}")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line; one re-raised from a DataLoader worker reads as the original."""
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+    if "Original Traceback" in text:  # torch's ExceptionWrapper: the original's last line is "module.Class: message"
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
+# parsers: text -> value, ValueError(reason) when the text cannot be one ------------------------------
+def at_least(low: int) -> Callable[[str], int]:
+    def parse(text) -> int:
+        try:
+            n = int(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a whole number: give an integer >= {low}") from None
+        if n < low:
+            raise ValueError(f"must be {low} or more")
+        return n
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def one_of(choices: Callable[[], tuple] | tuple) -> Callable[[str], str]:
+    def parse(text) -> str:
+        known = choices() if callable(choices) else choices
+        if text not in known:
+            raise ValueError(f"unknown value: use one of {', '.join(known)}")
+        return text
+    parse.__name__ = "choice"
+    return parse
+
+
+def public_profiles() -> tuple[str, ...]:
+    from rsi_core.measure.profiles import PROFILES
+    return tuple(p for p in PROFILES if p not in INTERNAL_PROFILES)
+
+
+def device_name(text) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps``, available on this machine."""
+    import torch
+    kind, _, index = str(text).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError("unknown device: use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("torch sees no CUDA device here: check CUDA_VISIBLE_DEVICES and the torch build, or pass --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"this machine shows {torch.cuda.device_count()} CUDA device(s): use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("torch sees no MPS device here: pass --device cpu")
+    return str(text)
+
+
+def taps(text) -> list[str]:
+    """``I,B``: tap kinds, each one of I, B, O."""
+    from rsi_core.model.anatomy import TAP_KINDS
+    out = [t.strip() for t in str(text).split(",")]
+    bad = [t for t in out if t not in TAP_KINDS]
+    if bad or not out:
+        raise ValueError(f"unknown tap kind {', '.join(bad) or '(none)'}: use a comma list of {', '.join(TAP_KINDS)}, e.g. I,B")
+    return list(dict.fromkeys(out))
+
+
+def channel_spec(text) -> str:
+    """``all``, ``0-15``, ``1,5,9`` or a mix: syntax checked here, the block's range by ``channels``."""
+    if text != "all":
+        for part in str(text).split(","):
+            lo, dash, hi = part.strip().partition("-")
+            if not lo.isdigit() or (dash and not hi.isdigit()):
+                raise ValueError(f"cannot read {part!r}: write all, a range LO-HI such as 0-15, or a list such as 1,5,9")
+            if dash and int(hi) < int(lo):
+                raise ValueError(f"range {part} runs backwards: write it low to high, {hi}-{lo}")
+    return str(text)
+
+
+def channels(spec: str, n: int) -> list[int]:
+    """The channel ids of ``spec`` in a block of ``n`` channels, sorted."""
+    if channel_spec(spec) == "all":
+        return list(range(n))
+    out = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    if max(out) >= n:
+        raise ValueError(f"channel {max(out)} out of range: this block has channels 0-{n - 1}")
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str                    # --name; the values dict uses it as is, argparse as dest name_with_underscores
+    help: str
+    example: str
+    default: Any = None          # a value, or a callable read when the parser is built (environment variables)
+    parse: Callable | None = None  # text -> value, ValueError(reason); None: the text itself
+    flag: bool = False           # a switch (store_true)
+    repeat: bool = False         # may be given several times (a list)
+    metavar: str | None = None
+    required: bool = False
+
+    def default_value(self):
+        return self.default() if callable(self.default) else self.default
+
+    def full_help(self) -> str:
+        return f"{self.help} (e.g. {self.example})"
+
+    def add_argparse(self, parser, **override) -> None:
+        """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""
+        opt = Option(**{**self.__dict__, **override})
+        if opt.flag:
+            parser.add_argument(f"--{opt.name}", action="store_true", help=opt.full_help())
+            return
+        parser.add_argument(f"--{opt.name}", action="append" if opt.repeat else "store", type=opt.argparse_type(),
+                            default=[] if opt.repeat else opt.default_value(), metavar=opt.metavar, required=opt.required,
+                            help=opt.full_help() + (f" [default: {opt.default_value()}]" if opt.default_value() not in (None, []) else ""))
+
+    def argparse_type(self):
+        if self.parse is None:
+            return None
+
+        def typed(text):
+            import argparse
+            try:
+                return self.parse(text)
+            except ValueError as exc:
+                reason = str(exc)
+                raise argparse.ArgumentTypeError(reason if str(text) in reason else f"{reason} (got {text})") from None
+        typed.__name__ = getattr(self.parse, "__name__", "value")
+        return typed
+
+
+def _env(name: str, default=None):
+    return lambda: os.environ.get(name, default)
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    Option("model", "torchvision ResNet to test: " + ", ".join(SUPPORTED_MODELS), "--model resnet50", DEFAULT_MODEL),
+    Option("weights", "IMAGENET1K_V1 (torchvision's cache), a .pth file, random:SEED or shuffle:SEED:BASE (controls); "
+           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
+    Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",
+           "--images ~/data/imagenet/val", None, metavar="DIR"),
+    Option("profile", "paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "
+           "(default: paper on CUDA, quick on CPU)", "--profile smoke", None, one_of(public_profiles)),
+    Option("device", "cpu, cuda, cuda:N or mps (default: cuda when available; each xdist worker takes its own GPU)",
+           "--device cpu", None, device_name),
+    Option("cache-dir", "cache folder (default $RSI_CACHE, else ~/.cache/rsi)", "--cache-dir /scratch/rsi-cache",
+           None, metavar="DIR"),
+    Option("artifacts-dir", "where figures, numbers and the report go", "--artifacts-dir runs/today", "artifacts",
+           metavar="DIR"),
+    Option("baseline", "claims-report.json of an earlier run of the same model, profile, image set and FZ settings "
+           "(other weights): the paired regression check; a claim changed beyond FZ seed noise fails",
+           "--baseline old/claims-report.json", None, metavar="JSON"),
+    Option("antialias", "antialias S_inv's shrink (today's torchvision default; the paper's torchvision did not)",
+           "--antialias", False, flag=True),
+    Option("jitter-table", "FZ jitter per tap: " + ", ".join(JITTER_TABLES), "--jitter-table authors-script", "paper",
+           one_of(tuple(JITTER_TABLES))),
+    Option("expectations", "TOML file of expectations (holds/fails/observe per claim) adding to or overriding the "
+           "shipped ones; repeatable; record one with `rsi expectations --from claims-report.json`",
+           "--expectations blessed.toml", None, repeat=True, metavar="TOML"),
+    Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (the test's "
+           "outcome uses as-written)", "--fz-target both", "as-written", one_of(READINGS + ("both",))),
+    Option("fz-seeds", "render every FZ with seeds 0..K-1; a claim whose verdict differs between seeds is "
+           "inconclusive", "--fz-seeds 3", 1, at_least(1), metavar="K"),
+    Option("controls", "K control models (random-init, weight-shuffled) every claim is also evaluated on "
+           "(default: 2 on the paper profile, else 0)", "--controls 2", None, at_least(0), metavar="K"),
+)}
+
+#: the options of ``pytest claims`` and ``rsi run``, in help order
+RUN_OPTIONS = tuple(OPTIONS)
+
+
+def parse(raw: dict) -> dict:
+    """``{name: text or value}`` -> ``{name: value}``, each through its option's parser."""
+    out = {}
+    for name, value in raw.items():
+        opt = OPTIONS.get(name)
+        if opt is None or opt.parse is None or value is None or opt.flag:
+            out[name] = value
+            continue
+        try:
+            out[name] = [opt.parse(v) for v in value] if opt.repeat else opt.parse(value)
+        except ValueError as exc:
+            raise OptionError(name, value, str(exc)) from None
+    return out
+
+
+def writable_dir(name: str, value) -> Path:
+    """``value`` as a folder this process can write in, created when missing."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OptionError(name, value, "is a file, not a folder: pass a folder (it is created when missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(name, value, f"cannot create this folder ({exc.strerror}): pass a folder you can write in") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OptionError(name, value, "this folder is not writable: pass a folder you can write in")
+    return path
+
+
+def readable_images(name: str, value):
+    """The ImageSet of ``value``; every file's header is read (cheap), so a non-image stops the run
+    here, named, rather than in the middle of a pass."""
+    from PIL import Image
+
+    from rsi_core.model.images import ImageSet
+    try:
+        images = ImageSet.from_dir(value)
+    except FileNotFoundError as exc:
+        raise OptionError(name, value if value else "(default)", one_line(exc)) from None
+    for f in images.files:
+        try:
+            with Image.open(images.root / f):
+                pass
+        except OSError as exc:
+            raise OptionError(name, images.root, f"cannot read image {images.root / f} ({type(exc).__name__}): remove or "
+                              "replace it. rsi stops rather than skipping it: the image set's identity, its "
+                              "cache keys and every table's rows are its files") from None
+    return images
+
+
+def load_weights(values: dict, device: str = "cpu"):
+    """The model of ``values`` (``model``, ``weights``) loaded and verified (fits the architecture,
+    finite); None when named pretrained weights are not available offline (the run then says so)."""
+    from rsi_core.model.load import WeightsError, WeightsUnavailable, load_model
+    try:
+        return load_model(values["model"], values["weights"], device)
+    except WeightsUnavailable:
+        return None
+    except (WeightsError, ValueError, KeyError, OSError) as exc:
+        raise OptionError("weights", values["weights"], one_line(exc)) from None
+
+
+def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
+    """Validate ``values`` (parsed) before any work; returns them with ``device`` and ``profile``
+    resolved, and the model (on CPU) when ``load`` (None when the weights are unavailable offline)."""
+    from rsi_core.model.device import resolve_device
+    from rsi_core.model.sources import source_of
+    v = dict(values)
+    if "model" in v:
+        from rsi_core.model.load import _check_model  # the one list of models
+        try:
+            _check_model(v["model"])
+        except ValueError as exc:
+            raise OptionError("model", v["model"], one_line(exc)) from None
+    if "weights" in v:
+        try:
+            source_of(v["weights"])
+        except ValueError as exc:
+            raise OptionError("weights", v["weights"], one_line(exc)) from None
+    if "device" in v:
+        try:
+            v["device"] = resolve_device(v["device"])
+        except ValueError as exc:
+            raise OptionError("device", v["device"], one_line(exc)) from None
+    if "profile" in v and v["profile"] is None and "device" in v:
+        from rsi_core.measure.profiles import default_profile
+        v["profile"] = default_profile(v["device"])
+    for name in ("cache-dir", "artifacts-dir", "export"):  # export: rsi fz's PNG folder
+        if v.get(name):
+            writable_dir(name, v[name])
+    if v.get("out"):  # rsi activations' .npz
+        if Path(v["out"]).is_dir():
+            raise OptionError("out", v["out"], "is a folder: pass the path of the .npz file to write, e.g. acts.npz")
+        writable_dir("out", Path(v["out"]).expanduser().parent)
+    if v.get("expectations"):
+        from rsi_core.harness import expectations
+        try:
+            expectations.for_run(v["model"], v["weights"], v["expectations"])
+        except ValueError as exc:
+            raise OptionError("expectations", v["expectations"], one_line(exc)) from None
+    if "images" in v:
+        readable_images("images", v["images"])
+    if v.get("baseline"):
+        _check_baseline(v)
+    model = load_weights(v) if load and "weights" in v else None
+    return v, model
+
+
+def _check_baseline(v: dict) -> None:
+    from rsi_core.report.claims_report import check_baseline, load_baseline
+    path = Path(v["baseline"]).expanduser()
+    if not path.is_file():
+        raise OptionError("baseline", v["baseline"], "no such file: pass the claims-report.json of an earlier run")
+    try:  # another model, profile, channel set, image set or FZ settings: differences that are not regressions
+        refused = check_baseline(load_baseline(path), v)
+    except ValueError as exc:
+        refused = one_line(exc)
+    if refused:
+        raise OptionError("baseline", v["baseline"], refused)

@@ -49,7 +49,7 @@ def test_live_line_counts_done_of_the_plan_and_prints_verdicts_above(tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     plan = Plan(requested=12, cached=2, images=100, steps=10, seconds=40.0)
-    assert plan.describe(2) == ("rsi: plan: 12 FZs of 10 steps, 2 cached, 10 to render; 100 natural images to pass, "
+    assert plan.describe(2) == ("rsi: plan: 12 FZs of 10 steps, 2 cached, 10 to render; up to 100 natural images to pass, "
                                 "about 0:20 with 2 workers (from a calibration)")
     live = LiveLine(Writer(), folder, plan, workers=2)
     assert not live.tty
@@ -133,3 +133,16 @@ def test_bank_progress_moves_with_every_step(tmp_path, monkeypatch, model):
     monkeypatch.setattr(progress, "advance", lambda **c: seen.append(c))
     FZBank(model, Cache(tmp_path), FZSettings(steps=3), batch_size=2, progress=False).ensure({"1.1.B": [0, 1, 2]})
     assert seen == [{"fz_steps": 2}] * 3 + [{"fzs": 2}] + [{"fz_steps": 1}] * 3 + [{"fzs": 1}]
+
+
+def test_plan_counts_what_the_run_reads_and_what_is_cached(tmp_path, model, one_thread):
+    from rsi_core.cache import Cache
+    from rsi_core.harness.live import plan_run
+    from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.study import Study
+    study = Study(model, get_profile("smoke"), Cache(tmp_path), blocks=["1.1"], progress=False)
+    plan = plan_run(study)
+    assert (plan.requested, plan.cached, plan.steps, plan.images) == (12, 0, 24, 250) and plan.seconds > 0
+    study.bank.ensure({"1.1.B": study.channels("1.1")})
+    plan = plan_run(study, fz_seeds=2, controls=1)   # a second seed's 12, a control's 12 (not looked up)
+    assert (plan.requested, plan.cached, plan.to_render, plan.unchecked, plan.images) == (36, 6, 30, 12, 500)

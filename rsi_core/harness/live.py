@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rsi_core.model import progress
@@ -36,7 +36,6 @@ class Plan:
     steps: int = 0
     seconds: float | None = None
     unchecked: int = 0            # control models' FZs: counted as to render, not looked up
-    pending: list = field(default_factory=list)
 
     @property
     def to_render(self) -> int:
@@ -47,11 +46,10 @@ class Plan:
                "(from a calibration)" if self.seconds else "")
         extra = f" (of which {self.unchecked} for the controls, not looked up)" if self.unchecked else ""
         return (f"rsi: plan: {self.requested} FZs of {self.steps} steps, {self.cached} cached, {self.to_render} "
-                f"to render{extra}; {self.images} natural images to pass{eta}")
+                f"to render{extra}; up to {self.images} natural images to pass{eta}")
 
 
-def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0,
-             calibrate: bool = True) -> Plan:
+def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0) -> Plan:
     """The plan of a claims run on ``study``: its FZs (and the other FZ reading's, the other
     seeds', the controls'), which are cached, and the time of the rest from a short calibration
     of each tap (``FZBank.costs``)."""
@@ -70,7 +68,7 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     plan.unchecked = controls * sum(own.values())
     plan.requested += plan.unchecked
     plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set)
-    if calibrate and plan.to_render:
+    if plan.to_render:
         costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
         plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())
     return plan

@@ -29,7 +29,8 @@ def progress_folder(artifacts_dir) -> Path:
 @dataclass
 class Plan:
     """FZs the run reads (``requested``), those already cached, the natural images still to pass
-    through a model, the FZ steps, and the estimated time of the FZs on one process."""
+    through a model (at most: claims that read none pass none), the FZ steps, and the estimated
+    time of the FZs on one process."""
     requested: int = 0
     cached: int = 0
     images: int = 0
@@ -67,7 +68,10 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
         _add(own, bank.pending(requests, missing_only=False))
     plan.unchecked = controls * sum(own.values())
     plan.requested += plan.unchecked
-    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set)
+    # natural images through each model: the activation tables, and one pass per block of the strict
+    # scale test (``rsi_core.measure.scale_test``, not looked up in the cache)
+    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + \
+        len(study.blocks) * len(study.image_set)
     if plan.to_render:
         costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
         plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())

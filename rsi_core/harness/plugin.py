@@ -180,10 +180,11 @@ class ClaimsProgress:
             text = verdict_line(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError):
             text = f"rsi: {claim}: {report.outcome}"
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.live is not None:
             self.live.above(text)
-        else:
-            self.config.pluginmanager.get_plugin("terminalreporter").write_line(text)
+        elif reporter is not None:  # no plan (weights missing): the verdicts still show
+            reporter.write_line(text)
 
     def pytest_sessionfinish(self):
         from rsi_core.harness.live import progress_folder

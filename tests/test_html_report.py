@@ -31,11 +31,15 @@ def entries(folder):
 
 
 def test_report_html_is_one_self_contained_page(tmp_path):
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "strict.md").write_text("## Strict scale test\n\n![counts](strict.png)\n")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "sections" / "strict.png")
     write_report(entries(tmp_path), tmp_path)
     page = (tmp_path / "claims-report.html").read_text()
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", page)          # nothing outside the file
-    png = re.search(r'src="data:image/png;base64,([^"]+)"', page)[1]
-    assert base64.b64decode(png) == (tmp_path / "fig2-a.png").read_bytes()
+    pngs = [base64.b64decode(p) for p in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    assert pngs == [(tmp_path / "fig2-a.png").read_bytes(), (tmp_path / "sections" / "strict.png").read_bytes()]
+    assert "## Strict scale test" in page
     for colour in ("holds", "fails", "inconclusive"):
         assert f'style="background:{VERDICT_COLOURS[colour]}">{colour}</td>' in page
     assert "9/10 &lt;b&gt;overwrite&lt;/b&gt;" in page and "<b>overwrite</b>" not in page   # escaped

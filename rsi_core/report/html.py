@@ -130,7 +130,9 @@ def write_html(entries: list[dict], folder, title: str = "Claims report: Interpr
         counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     preamble = "".join(f"<p>{_e(line.replace('**', '').replace('`', ''))}</p>" for line in report_preamble(entries))
-    sections = "".join(f"<pre>{_e(p.read_text())}</pre>" for p in sorted((folder / "sections").glob("*.md")))
+    sections = "".join(f"<section class=\"claim\"><pre>{_e(p.read_text())}</pre>"
+                       + (_figure(p.with_suffix(".png")) if p.with_suffix(".png").is_file() else "") + "</section>"
+                       for p in sorted((folder / "sections").glob("*.md")))  # other analyses, their figure inline
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>"
             f"<p>{len(entries)} claims: {_e(summary)}. Model {_e(prov.get('model', '?'))}, weights "

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
-from rsi_core.fz.transform import jitter_for
+from rsi_core.fz.transform import jitter_of
 from rsi_core.model import progress
 from rsi_core.model.anatomy import blocks, canonical_tap, find_block, parse_tap
 
@@ -55,7 +55,7 @@ class FZBank:
         if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
             fields["device"] = kind
         return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
-                         tap=tap, channel=int(channel), jitter=jitter_for(tap, self.settings.jitter_table),
+                         tap=tap, channel=int(channel), jitter=jitter_of(self.model, tap, self.settings.jitter_table),
                          **fields)
 
     def _served(self, tap: str) -> list[str]:
@@ -64,7 +64,7 @@ class FZBank:
         names = [b.name for b in blocks(self.model)]
         i = names.index(name)
         nxt = blocks(self.model)[i + 1] if i + 1 < len(names) else None
-        return [name] + ([nxt.name] if kind == "O" and nxt is not None and nxt.kind == "simple" else [])
+        return [name] + ([nxt.name] if kind == "O" and nxt is not None and nxt.i_is_prev_o else [])
 
     def _missing(self, tap: str, channels) -> list[int]:
         return [c for c in channels if not self.cache.path(self._key(tap, c)).exists()]

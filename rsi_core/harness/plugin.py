@@ -122,6 +122,7 @@ def pytest_report_header(config):
 
 
 def _options(config) -> dict:
+    """The run's checked option values, the device and profile resolved."""
     return {**_values(config), "device": _device(config), "profile": _profile(config)}
 
 
@@ -247,7 +248,7 @@ class ClaimCheck:
     """``rsi_claims``: ``check(claim_fn, figure=None)`` evaluates the claim of the calling test
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
-    inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
+    inconclusive or n/a (with the reason); observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
     draws the claim's figure from what the study computed; ``paired`` names the per-channel
     quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
     entry for ``--baseline``'s paired check."""
@@ -264,6 +265,8 @@ class ClaimCheck:
             pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry['regressions'])}. {message}")
         if entry["outcome"] == "inconclusive":
             pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
+        if entry["outcome"] == "n/a":
+            pytest.skip(f"{claim_id} does not apply to {self.harness.study.describe()['model']}: {entry['reason']}")
         if entry["outcome"] == "fails as expected":
             pytest.xfail(message)
         assert entry["outcome"] in ("pass", "observed"), message

@@ -20,6 +20,7 @@ from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_c
 from rsi_core.model.activations import natural_activations, natural_key, top_k
 from rsi_core.model.anatomy import TapCapture, block_roles, find_block
 from rsi_core.model.anatomy import blocks as model_blocks
+from rsi_core.model.families import premise_missing, preprocess_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import describe
 from rsi_core.paper import PAPER_LISTS
@@ -121,7 +122,7 @@ def centre_on(model, x: torch.Tensor, tap: str, channels, device, batch: int = 6
 def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialias: bool = False,
                    device="cpu", reading: str = "as-written") -> BlockResult:
     """Mix ratio and scale-criteria inputs from the I and B FZs of ``channels``."""
-    x_i, x_b = dequantize(fz_i["image"]), dequantize(fz_b["image"])
+    x_i, x_b = (dequantize(fz["image"], preprocess=preprocess_of(model)) for fz in (fz_i, fz_b))
     return BlockResult(
         block=block, kind=find_block(model, block).kind, channels=np.asarray(channels),
         i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
@@ -136,6 +137,14 @@ class SampleReaders:
     (``profiles.sample_channels``; the paper's named channels that ``quick`` renders in addition
     never enter a statistic), whether each block is a census, and a census block's second-seed
     pairs. Needs ``profile``, ``model``, ``block(name)`` and ``pairs(name)``."""
+
+    def missing(self, premise: str) -> str | None:
+        """Why this model lacks ``premise`` (a role the claims read, or a premise of its family),
+        or None: a claim that needs it is "n/a" (``verdicts.verdict.applies_if``)."""
+        reason = premise_missing(self.model, premise)
+        if reason is None and premise in self.roles and not self.roles[premise]:
+            reason = f"{self.model.rsi_model} has no {premise} block"
+        return reason
 
     def is_census(self, block: str) -> bool:
         return is_census(self.profile, block, find_block(self.model, block).channels)
@@ -314,7 +323,7 @@ class Study(SampleReaders):
         if self.profile.natural_images and len(images) > self.profile.natural_images:
             step = len(images) / self.profile.natural_images
             images = ImageSet(images.root, [images.files[int(i * step)] for i in range(self.profile.natural_images)])
-        return images
+        return images.with_preprocess(preprocess_of(self.model))  # the weights' own resizing and normalization
 
     @cached_property
     def natural(self) -> dict[str, np.ndarray]:

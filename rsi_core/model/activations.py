@@ -17,6 +17,7 @@ from rsi_core.cache import Cache
 from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import TAP_KINDS, TapCapture
 from rsi_core.model.device import tf32_flags
+from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
 
 
@@ -47,8 +48,10 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
 
 def natural_activations(model, images: ImageSet, block_names, cache: Cache | None = None,
                         device="cpu", batch_size: int = 50, progress: bool = True) -> dict[str, np.ndarray]:
-    """Centre activations of I, B and O of ``block_names`` for every image, through the cache."""
+    """Centre activations of I, B and O of ``block_names`` for every image, read with the
+    weights' own preprocessing, through the cache."""
     taps = block_taps(block_names)
+    images = images.with_preprocess(preprocess_of(model))
 
     def compute():
         return stream_centre(model, images, taps, device=device, batch_size=batch_size, progress=progress)
@@ -83,18 +86,17 @@ TAP_SEMANTICS = {
 
 
 def table_provenance(model, images: ImageSet, taps) -> dict:
-    """What made an ``rsi activations`` file: model, weights, image set, preprocessing, taps and
-    what they read, the rsi version."""
+    """What made an ``rsi activations`` file: model, weights, image set and the preprocessing it
+    was read with (``preprocess``), taps and what they read, the rsi version."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from rsi_core.model.images import preprocessing
     from rsi_core.model.load import describe
     try:
         rsi_version = version("rsi")
     except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
         rsi_version = "unknown (not installed)"
     return {**describe(model), **images.describe(), "taps": list(taps), "tap_semantics": TAP_SEMANTICS,
-            "preprocessing": preprocessing(), "rsi_version": rsi_version, "dtype": "float32"}
+            "rsi_version": rsi_version, "dtype": "float32"}
 
 
 def save_tables(path, tables: dict[str, np.ndarray], files: list[str], provenance: dict) -> str:

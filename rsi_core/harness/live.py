@@ -101,7 +101,8 @@ class LiveLine:
         self.every = float(os.environ.get("RSI_PROGRESS_SECONDS") or (EVERY_TTY if self.tty else EVERY_PLAIN))
         self.start, self.lock, self.stopped = time.monotonic(), threading.Lock(), threading.Event()
         self.shown = ""  # the line on the terminal now (tty)
-        self.first, self.counts, self.printed = None, None, None  # first steps seen; counts now, last printed
+        self.first, self.last = None, None  # (time, FZ steps) when steps were first and last seen moving
+        self.counts, self.printed = None, None  # the counts now, and when a plain line was last printed
         self.column = 0  # pytest's column when this last wrote a line
         self.thread = threading.Thread(target=self._loop, name="rsi-progress", daemon=True)
 
@@ -117,8 +118,10 @@ class LiveLine:
         share = c["fz_steps"] / total_steps if total_steps else 1.0
         if c["fz_steps"] and self.first is None:
             self.first = (now, c["fz_steps"])   # the rate counts from the first step seen, not the start-up
-        moved = self.first is not None and c["fz_steps"] > self.first[1] and now > self.first[0]
-        rate = (c["fz_steps"] - self.first[1]) / (now - self.first[0]) if moved else 0.0
+        if self.first is not None and c["fz_steps"] > (self.last or self.first)[1]:
+            self.last = (now, c["fz_steps"])    # ... to the last step seen: idle stretches do not lower it
+        moved = self.last is not None and self.last[0] > self.first[0]
+        rate = (self.last[1] - self.first[1]) / (self.last[0] - self.first[0]) if moved else 0.0
         if moved:
             eta = (total_steps - c["fz_steps"]) / rate
         else:

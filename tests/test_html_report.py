@@ -94,3 +94,11 @@ def test_chromium_shows_the_verdict_table_in_its_colours(tmp_path):
     tops = [r[0] for r, _ in rows.values()]
     assert tops == sorted(tops) and tops[0] < 450     # one row per claim, in order, on the first screen
     assert rows_of("error")[1] == 0                   # no colour without its verdict
+
+
+def test_without_pytest_html_a_claims_test_still_carries_its_properties(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "pytest_html", None)   # import pytest_html raises ImportError
+    item, rep = Item(), Rep()
+    attach(item, rep, entries(tmp_path)[1])
+    assert dict(item.user_properties)["rsi_verdict"] == "fails" and not hasattr(rep, "extras")

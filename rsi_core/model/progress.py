@@ -24,6 +24,11 @@ def attach(path) -> None:
     flush()
 
 
+def detach() -> None:
+    """Stop writing (the run ended): later work in this process, e.g. the next test, only counts."""
+    _state["path"] = None
+
+
 def advance(**counts: int) -> None:
     """Add to the counters (``fz_steps``: one per FZ per optimization step; ``fzs``: finished
     FZs; ``images``: natural images through the model)."""
@@ -38,8 +43,11 @@ def flush() -> None:
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_state["counts"]))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_state["counts"]))
+        os.replace(tmp, path)
+    except OSError:  # the folder went away (its run ended): progress is never worth stopping the work for
+        _state["path"] = None
     _state["written"] = time.monotonic()
 
 

@@ -102,3 +102,18 @@ def test_without_pytest_html_a_claims_test_still_carries_its_properties(tmp_path
     item, rep = Item(), Rep()
     attach(item, rep, entries(tmp_path)[1])
     assert dict(item.user_properties)["rsi_verdict"] == "fails" and not hasattr(rep, "extras")
+
+
+def test_an_image_grid_is_embedded_as_jpeg_a_plot_as_its_png(tmp_path):
+    """FZ grids are noise-like pixels (a smoke run's fig8 PNG: 2.6 MB): the page embeds them as
+    JPEG, far smaller, while a plot keeps its exact PNG."""
+    noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "fig8-grid.png")
+    e = entries(tmp_path)
+    e[0]["artifacts"].append(str(tmp_path / "fig8-grid.png"))
+    write_report(e, tmp_path)
+    page = (tmp_path / "claims-report.html").read_text()
+    jpegs = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    pngs = [base64.b64decode(p) for p in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    assert len(jpegs) == 1 and len(base64.b64decode(jpegs[0])) < (tmp_path / "fig8-grid.png").stat().st_size / 2
+    assert (tmp_path / "fig2-a.png").read_bytes() in pngs

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 from pathlib import Path
+
+from PIL import Image
 
 from rsi_core.report.controls import report_preamble
 
@@ -18,6 +21,8 @@ from rsi_core.report.controls import report_preamble
 VERDICT_COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "inconclusive": "#f9a825", "error": "#6a1b9a",
                    "n/a": "#757575"}
 OTHER_COLOUR = "#455a64"
+#: the largest figure the page embeds as PNG; a larger one is an image grid, embedded as JPEG
+PNG_BYTES = 400_000
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 75em; color: #212121; }
@@ -71,8 +76,21 @@ def _figure(path) -> str:
     p = Path(path)
     if p.suffix.lower() != ".png" or not p.is_file():
         return f"<p>figure {_e(p.name)} not found</p>"
-    data = base64.b64encode(p.read_bytes()).decode()
-    return f'<figure><img alt="{_e(p.name)}" src="data:image/png;base64,{data}"><figcaption>{_e(p.name)}</figcaption></figure>'
+    mime, data = _page_image(p)
+    return (f'<figure><img alt="{_e(p.name)}" src="data:{mime};base64,{base64.b64encode(data).decode()}">'
+            f'<figcaption>{_e(p.name)} (full size: the PNG of that name in the artifacts)</figcaption></figure>')
+
+
+def _page_image(p: Path) -> tuple[str, bytes]:
+    """The figure as the page embeds it: a plot as its PNG; a grid of FZs and natural images
+    (noise-like pixels: a PNG of several MB) as a JPEG, which keeps the page mailable."""
+    data = p.read_bytes()
+    if len(data) <= PNG_BYTES:
+        return "image/png", data
+    out = io.BytesIO()
+    with Image.open(p) as im:
+        im.convert("RGB").save(out, format="JPEG", quality=85)
+    return "image/jpeg", out.getvalue()
 
 
 def _controls(e) -> str:

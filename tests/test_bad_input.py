@@ -188,3 +188,20 @@ def test_every_claim_id_selects_its_test_with_k(cid, monkeypatch):
     assert code == 0, out.getvalue()
     ids = [line for line in out.getvalue().splitlines() if "::" in line]
     assert len(ids) == 1 and ids[0].endswith(f"[{cid}]"), out.getvalue()
+
+
+def test_image_damaged_past_its_header_stops_the_pass_naming_it(tmp_path, capsys):
+    """A JPEG cut short passes the header check; the pass that reads it stops with one line (the
+    DataLoader worker's traceback is not shown), and no table is written."""
+    from rsi_core.model.images import bundled_dir
+    src = sorted(bundled_dir().rglob("*.JPEG"))[:2]
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.JPEG").write_bytes(src[0].read_bytes())
+    (tmp_path / "img" / "b.JPEG").write_bytes(src[1].read_bytes()[:3000])
+    code = cli.main(["activations", "--weights", "random:0", "--images", str(tmp_path / "img"),
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rsi: error: cannot read image") and "b.JPEG" in last and "truncated" in last, err
+    assert not (tmp_path / "a.npz").exists()

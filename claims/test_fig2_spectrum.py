@@ -26,7 +26,7 @@ def downsample_overwrite(study) -> Verdict:
 
 @pytest.mark.claim("fig2-downsample-overwrite")
 def test_downsample_overwrite(rsi_claims):
-    rsi_claims.check(downsample_overwrite, figure=mix_histograms)
+    rsi_claims.check(downsample_overwrite, figure=mix_histograms, paired=("overwrite", "m"))
 
 
 def simple_less_skewed(study) -> Verdict:
@@ -51,7 +51,7 @@ def fig1_examples(study, path, measured, controls):
 
 @pytest.mark.claim("fig2-simple-less-skewed")
 def test_simple_less_skewed(rsi_claims):
-    rsi_claims.check(simple_less_skewed, figure=fig1_examples)
+    rsi_claims.check(simple_less_skewed, figure=fig1_examples, paired=("m",))
 
 
 def final_block(study) -> Verdict:
@@ -64,4 +64,4 @@ def final_block(study) -> Verdict:
 
 @pytest.mark.claim("fig2-final-block")
 def test_final_block(rsi_claims):
-    rsi_claims.check(final_block, figure=mix_histograms)
+    rsi_claims.check(final_block, figure=mix_histograms, paired=("lowest_bin", "nonzero"))

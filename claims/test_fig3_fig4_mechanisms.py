@@ -35,7 +35,7 @@ def weight_scatter(study, path, measured, controls):
 
 @pytest.mark.claim("fig3-weight-magnitude")
 def test_weight_magnitude(rsi_claims):
-    rsi_claims.check(weight_magnitude, figure=weight_scatter)
+    rsi_claims.check(weight_magnitude, figure=weight_scatter, paired=("m", "bn_weight", "conv_weight"))
 
 
 def inhibition(study) -> Verdict:
@@ -63,7 +63,7 @@ def inhibition_figure(study, path, measured, controls):
 
 @pytest.mark.claim("fig4-inhibition")
 def test_inhibition(rsi_claims):
-    rsi_claims.check(inhibition, figure=inhibition_figure)
+    rsi_claims.check(inhibition, figure=inhibition_figure, paired=("b_xi", "inhibit"))
 
 
 def input_block_correlation(study) -> Verdict:
@@ -77,4 +77,4 @@ def input_block_correlation(study) -> Verdict:
 
 @pytest.mark.claim("fig4-input-block-correlation")
 def test_input_block_correlation(rsi_claims):
-    rsi_claims.check(input_block_correlation, figure=inhibition_figure)
+    rsi_claims.check(input_block_correlation, figure=inhibition_figure, paired=("input_corr",))

@@ -66,7 +66,7 @@ def scale_figure(study, path, measured, controls):
 
 @pytest.mark.claim("fig5-scale-counts")
 def test_scale_counts(rsi_claims):
-    rsi_claims.check(scale_counts, figure=scale_figure)
+    rsi_claims.check(scale_counts, figure=scale_figure, paired=("criteria", "criteria_without_mix"))
 
 
 def _overlap(study, reference: dict, found: dict) -> Verdict:
@@ -116,7 +116,7 @@ def top_scale(study) -> Verdict:
 
 @pytest.mark.claim("fig6-top-scale")
 def test_top_scale(rsi_claims):
-    rsi_claims.check(top_scale, figure=_grid_figure("Figure 6: top-3 by scale metric"))
+    rsi_claims.check(top_scale, figure=_grid_figure("Figure 6: top-3 by scale metric"), paired=("found",))
 
 
 ROBUST = ("overlap of the channels passing both versions of the criteria with the paper's list; "
@@ -138,7 +138,7 @@ def robust(study) -> Verdict:
 
 @pytest.mark.claim("fig7-robust")
 def test_robust(rsi_claims):
-    rsi_claims.check(robust, figure=_grid_figure("Figure 7: FZ and natural-image criteria"))
+    rsi_claims.check(robust, figure=_grid_figure("Figure 7: FZ and natural-image criteria"), paired=("found",))
 
 
 TOP_MIXES = "overlap of each block's 3 channels with the smallest |M - 1| with the paper's; Fisher-combined " \
@@ -161,4 +161,4 @@ def top_mixes(study) -> Verdict:
 
 @pytest.mark.claim("fig8-top-mixes")
 def test_top_mixes(rsi_claims):
-    rsi_claims.check(top_mixes, figure=_grid_figure("Figure 8: top mixes"))
+    rsi_claims.check(top_mixes, figure=_grid_figure("Figure 8: top mixes"), paired=("found",))

@@ -21,7 +21,11 @@ def test_gpu_check_runs_every_section_tiny_on_cpu_from_a_plain_checkout(tmp_path
     assert by["smoke"]["all_finite"] and len(by["smoke"]["variants"]) == 14
     for tap in by["correctness"]["per_tap"].values():  # CUDA's batched path on the CPU against the CPU's own
         assert tap["m_class_agrees"] == 1.0 and tap["max_pixel_diff"] <= 2, tap
-        assert max(tap["gradient_rel_diff_steps_1_2"]) < 1e-5 and tap["lucent_vs_cpu_engine_max_pixel_diff"] <= 2, tap
+        # step 1: the same parameters, so the gradients agree to rounding. Adam's first update is
+        # lr * sign(g) per element: a near-zero component whose sign rounds the other way moves by 2 lr,
+        # so step 2's gradients agree only to about 1e-3 (seen: 4e-4 on one CPU, under 1e-5 on another)
+        step1, step2 = tap["gradient_rel_diff_steps_1_2"]
+        assert step1 < 1e-5 and step2 < 1e-2 and tap["lucent_vs_cpu_engine_max_pixel_diff"] <= 2, tap
     assert by["speed"]["fp32"]["achieved_tflops"] > 0 and by["speed"]["extrapolated_paper_bank_minutes_fp32"] > 0
     assert by["host_overhead"]["syncs_per_step"] == 0
     assert by["determinism"]["run_to_run_max_pixel_diff"] == 0 and by["determinism"]["alone_vs_batch_max_pixel_diff"] <= 1

@@ -225,33 +225,58 @@ def test_expectations_files_and_outcomes(tmp_path):
 def test_harness_writes_entry_and_a_blessed_file_makes_a_changed_verdict_fail(model, tmp_path):
     fn = CLAIM["fig2-downsample-overwrite"]
     h = claims.Harness(over(model, weights="random:0"), tmp_path)
-    entry = h.run("fig2-downsample-overwrite", fn)
+    entry = h.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
     saved = json.loads((tmp_path / "claims" / "fig2-downsample-overwrite.json").read_text())
     assert saved["verdict"] == "holds" and saved["outcome"] == "observed" and entry["regressions"] == []
     assert saved["paper"].startswith("In every downsample block") and saved["blocks"]["downsample"] == ["2.0", "3.0", "4.0"]
+    assert saved["paired"]["2.0"]["channels"] == list(range(128)) and saved["paired"]["2.0"]["overwrite"] == [True] * 128
     md, js = report.write_report(report.collect(tmp_path), tmp_path)
     blessed = tmp_path / "blessed.toml"
     blessed.write_text(expectations.from_report(js))
     expect = expectations.for_run("resnet18", "random:0", [blessed])
     assert expect["fig2-downsample-overwrite"] == "holds"
+    same = claims.Harness(over(model, weights="random:0"), tmp_path / "a", expect, report.load_baseline(js))
+    entry = same.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
+    assert entry["regression"]["verdict"] == "unchanged" and entry["regressions"] == []
     changed = claims.Harness(skip(model, weights="random:0"), tmp_path / "b", expect, report.load_baseline(js))
-    entry = changed.run("fig2-downsample-overwrite", fn)
-    assert entry["outcome"] == "fail" and any("verdict flipped" in r for r in entry["regressions"])
+    entry = changed.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
+    assert entry["outcome"] == "fail" and entry["regression"]["verdict"] == "changed"
+    assert entry["regression"]["old"] == {"verdict": "holds", "value": 1.0} and entry["regression"]["new"]["verdict"] == "fails"
+    assert any(r.startswith("2.0 overwrite: share 1 -> 0") for r in entry["regressions"])
+    md, _ = report.write_report(report.collect(tmp_path / "b"), tmp_path / "b")
+    assert "| fig2-downsample-overwrite | holds (1) | fails (0) | changed |" in md.read_text()
 
 
-def test_baseline_of_another_model_profile_or_target_is_refused(model, tmp_path):
+def test_baseline_of_another_model_profile_channels_images_or_fz_is_refused(model, tmp_path):
     h = claims.Harness(over(model), tmp_path)
-    h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"])
+    h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"], paired=("overwrite",))
     _, js = report.write_report(report.collect(tmp_path), tmp_path)
     base = report.load_baseline(js)
-    for key, value in (("model", "resnet34"), ("profile", "smoke"), ("image_set_id", "other")):
+    for key, value in (("model", "resnet34"), ("profile", "smoke"), ("image_set_id", "other"),
+                       ("sample", {"channels_per_block": 8})):
         other = {**base, "provenance": {**base["provenance"], key: value}}
         with pytest.raises(ValueError, match="not comparable"):
             claims.Harness(over(model), tmp_path, baseline=other)
-    as_run = {**base, "provenance": {**base["provenance"], "fz": {"target": "as-run"}}}
-    with pytest.raises(ValueError, match="FZ target"):
-        claims.Harness(over(model), tmp_path, baseline=as_run)
+    for fz in ({"target": "as-run"}, {"steps": 2}, {"seed": 3}):
+        moved = {**base, "provenance": {**base["provenance"], "fz": {**base["provenance"]["fz"], **fz}}}
+        assert "FZ settings" in report.check_baseline(moved, over(model).describe())
+    bare = {**base, "claims": {k: {**e, "paired": None} for k, e in base["claims"].items()}}
+    assert "no per-channel values" in report.check_baseline(bare, over(model).describe())
     claims.Harness(over(model, weights="IMAGENET1K_V2"), tmp_path, baseline=base)  # a weights update compares
+
+
+def test_baseline_is_checked_against_the_options_before_any_work(tmp_path):
+    from rsi_core.measure.profiles import get_profile
+    from rsi_core.model.images import ImageSet
+    prov = {"model": "resnet18", "profile": "ci", "sample": get_profile("ci").definition(), "antialias": False,
+            "image_set_id": ImageSet.from_dir(None).identity,
+            "fz": {"steps": 64, "target": "as-written", "jitter_table": "paper", "seed": 0, "objective": "neuron"}}
+    base = {"provenance": prov, "claims": {"fig2-final-block": {"paired": {"4.1": {}}}}}
+    options = {"model": "resnet18", "profile": "ci", "images": None, "fz-target": "as-written",
+               "jitter-table": "paper", "antialias": False}
+    assert report.check_baseline(base, options) is None
+    assert "profile 'ci' vs 'quick'" in report.check_baseline(base, {**options, "profile": "quick"})
+    assert "FZ settings" in report.check_baseline(base, {**options, "jitter-table": "authors-script"})
 
 
 def test_errored_claim_is_an_error_entry_in_the_report(model, tmp_path):
@@ -286,14 +311,6 @@ def test_report_appends_sections_and_is_removed_when_nothing_ran(model, tmp_path
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     assert "## Strict scale test" in md.read_text()
     assert report.remove_report(tmp_path) == [md, tmp_path / "claims-report.json"] and not md.exists()
-
-
-def test_regression_tolerance():
-    old = {"verdict": "holds", "measured": {"a": {"x": 1.0}, "y": 0.01}}
-    assert report.regressions({"verdict": "holds", "measured": {"a": {"x": 1.2}, "y": 0.05}}, old) == []
-    moved = report.regressions({"verdict": "holds", "measured": {"a": {"x": 1.3}, "y": 0.01}}, old)
-    assert moved == ["a.x: 1 -> 1.3"]
-    assert report.regressions({"verdict": "inconclusive", "measured": {}}, old) == []
 
 
 def test_bad_baseline_file_is_a_clear_error(tmp_path):

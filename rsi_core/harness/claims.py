@@ -12,6 +12,7 @@ from pathlib import Path
 from rsi_core.harness import expectations as expect_mod
 from rsi_core.paper import READINGS
 from rsi_core.report import claims_report as report
+from rsi_core.verdicts import regression
 from rsi_core.verdicts.verdict import Verdict, seed_verdict
 
 
@@ -31,8 +32,9 @@ class Harness:
         prov = self.primary().describe()
         self.expectations = expectations or expect_mod.for_run(prov["model"], prov["weights"])
         self.baseline = baseline
-        if baseline:
-            report.check_baseline(baseline, prov)
+        refused = report.check_baseline(baseline, prov) if baseline else None
+        if refused:
+            raise ValueError(refused)
 
     # studies --------------------------------------------------------------------------------
     def primary(self):
@@ -61,13 +63,14 @@ class Harness:
         return self._variants.get("controls", [])
 
     # one claim ------------------------------------------------------------------------------
-    def run(self, claim_id: str, fn, figure=None) -> dict:
+    def run(self, claim_id: str, fn, figure=None, paired=()) -> dict:
         """Evaluate ``fn`` (a claim function) and write ``artifacts/claims/<id>.json``; an exception
-        becomes an ``error`` entry (written) and is raised again."""
+        becomes an ``error`` entry (written) and is raised again. ``paired``: the per-channel
+        quantities the claim reads (``regression.QUANTITIES``), recorded for a later paired check."""
         paper = " ".join((fn.__doc__ or "").split())
         try:
             v = replace(fn(self.primary()), claim_id=claim_id)
-            entry = self._entry(claim_id, paper, v)
+            entry = self._entry(claim_id, paper, v, paired)
             self._extras(entry, fn, figure)
         except Exception as exc:
             write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),
@@ -76,12 +79,19 @@ class Harness:
         write_entry(self.folder, entry)
         return entry
 
-    def _entry(self, claim_id, paper, v: Verdict) -> dict:
+    def _entry(self, claim_id, paper, v: Verdict, paired=()) -> dict:
         prov = self.primary().describe()
         expect = self.expectations.get(claim_id, "observe")
         entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
-                 "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov}
-        entry["regressions"] = report.regressions(entry, (self.baseline or {}).get("claims", {}).get(claim_id))
+                 "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov, "regressions": []}
+        if paired and not v.reason.startswith("n/a"):
+            blocks = [b for role in (v.blocks.values() if isinstance(v.blocks, dict) else [v.blocks]) for b in role]
+            entry["paired"] = regression.record(self.primary(), list(dict.fromkeys(blocks)), paired,
+                                                v.measured.get("found"))
+        if self.baseline:
+            entry["regression"] = regression.compare(self.baseline["claims"].get(claim_id), entry)
+            if entry["regression"]["verdict"] == "changed":
+                entry["regressions"] = regression.changed_parts(entry["regression"])
         return entry
 
     def _extras(self, entry: dict, fn, figure) -> None:

@@ -173,7 +173,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
     Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",
            "--images ~/data/imagenet/val", None, metavar="DIR"),
-    Option("profile", "paper: all channels, 2,560 steps; quick/smoke: sampled channels, fewer steps "
+    Option("profile", "paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "
            "(default: paper on CUDA, quick on CPU)", "--profile smoke", None, one_of(public_profiles)),
     Option("device", "cpu, cuda, cuda:N or mps (default: cuda when available; each xdist worker takes its own GPU)",
            "--device cpu", None, device_name),
@@ -181,8 +181,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            None, metavar="DIR"),
     Option("artifacts-dir", "where figures, numbers and the report go", "--artifacts-dir runs/today", "artifacts",
            metavar="DIR"),
-    Option("baseline", "claims-report.json of an earlier run of the same model, profile, image set and FZ target: "
-           "flag regressions", "--baseline old/claims-report.json", None, metavar="JSON"),
+    Option("baseline", "claims-report.json of an earlier run of the same model, profile, image set and FZ settings "
+           "(other weights): the paired regression check; a claim changed beyond FZ seed noise fails",
+           "--baseline old/claims-report.json", None, metavar="JSON"),
     Option("antialias", "antialias S_inv's shrink (today's torchvision default; the paper's torchvision did not)",
            "--antialias", False, flag=True),
     Option("jitter-table", "FZ jitter per tap: " + ", ".join(JITTER_TABLES), "--jitter-table authors-script", "paper",
@@ -302,23 +303,22 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
             expectations.for_run(v["model"], v["weights"], v["expectations"])
         except ValueError as exc:
             raise OptionError("expectations", v["expectations"], one_line(exc)) from None
-    images = readable_images("images", v["images"]) if "images" in v else None
+    if "images" in v:
+        readable_images("images", v["images"])
     if v.get("baseline"):
-        _check_baseline(v, images)
+        _check_baseline(v)
     model = load_weights(v) if load and "weights" in v else None
     return v, model
 
 
-def _check_baseline(v: dict, images) -> None:
+def _check_baseline(v: dict) -> None:
     from rsi_core.report.claims_report import check_baseline, load_baseline
     path = Path(v["baseline"]).expanduser()
     if not path.is_file():
         raise OptionError("baseline", v["baseline"], "no such file: pass the claims-report.json of an earlier run")
-    try:
-        baseline = load_baseline(path)
-        run = {"model": v.get("model"), "profile": v.get("profile"),
-               "image_set_id": images.identity if images else None,
-               "fz": {"target": "as-run" if v.get("fz-target") == "as-run" else "as-written"}}
-        check_baseline(baseline, run)
+    try:  # another model, profile, channel set, image set or FZ settings: differences that are not regressions
+        refused = check_baseline(load_baseline(path), v)
     except ValueError as exc:
-        raise OptionError("baseline", v["baseline"], one_line(exc)) from None
+        refused = one_line(exc)
+    if refused:
+        raise OptionError("baseline", v["baseline"], refused)

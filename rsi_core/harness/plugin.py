@@ -162,18 +162,20 @@ class ClaimCheck:
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
     inconclusive; observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
-    draws the claim's figure from what the study computed."""
+    draws the claim's figure from what the study computed; ``paired`` names the per-channel
+    quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
+    entry for ``--baseline``'s paired check."""
 
     def __init__(self, claim_id: str, harness):
         self.claim_id, self.harness = claim_id, harness
 
-    def check(self, claim_fn, figure=None) -> dict:
+    def check(self, claim_fn, figure=None, paired=()) -> dict:
         claim_id = self.claim_id
-        entry = self.harness.run(claim_id, claim_fn, figure)
+        entry = self.harness.run(claim_id, claim_fn, figure, paired)
         message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
                    f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
         if entry["regressions"]:
-            pytest.fail(f"{claim_id} regressed against the baseline: {'; '.join(entry['regressions'])}. {message}")
+            pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry['regressions'])}. {message}")
         if entry["outcome"] == "inconclusive":
             pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
         if entry["outcome"] == "fails as expected":

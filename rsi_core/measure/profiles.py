@@ -1,8 +1,10 @@
 """Run profiles: how many FZ steps and which channels a run studies.
 
-``paper`` is the paper's setting (every channel, 2,560 steps: a census). ``quick`` and ``smoke``
-study an unbiased sample: evenly spaced channels (``sample_channels``), never chosen by what the
-paper found. ``quick`` also renders the channels the paper names (``named_channels``) IN ADDITION,
+``paper`` is the paper's setting (every channel, 2,560 steps: a census). ``quick``, ``ci`` and
+``smoke`` study an unbiased sample: evenly spaced channels (``sample_channels``), never chosen by
+what the paper found. ``ci`` is sized by power (``benchmarks/power.py``, docs/ci.md): per block
+the channels that the claims a sample can decide need for 80% power, at 64 steps, for CI on a
+CPU runner. ``quick`` also renders the channels the paper names (``named_channels``) IN ADDITION,
 for the figures only: they were picked for M near 1 or for passing the criteria, so a
 proportion, rank, ANOVA or a list claim's null over them would be biased; no statistic reads them.
 
@@ -31,12 +33,26 @@ class Profile:
     paper_channels: bool            # also render the channels the paper names (list claims only)
     natural_images: int | None      # None: every image of the set
     second_seed: bool = True        # census blocks: a subsample under a second FZ seed (the census noise)
+    per_block: tuple = ()           # ((block, channels), ...): a block's own sample size, else channels_per_block
+
+    def sample_size(self, block: str) -> int | None:
+        return dict(self.per_block).get(block, self.channels_per_block)
+
+    def definition(self) -> dict:
+        """What decides the channels, steps and images a run of this profile studies (in every
+        run's provenance: a baseline of another definition is refused)."""
+        return {"steps": self.steps, "channels_per_block": self.channels_per_block,
+                "per_block": [list(x) for x in self.per_block], "paper_channels": self.paper_channels,
+                "natural_images": self.natural_images, "second_seed": self.second_seed}
 
 
 PROFILES = {
     "paper": Profile("paper", 2560, None, False, None),
     "quick": Profile("quick", 256, 16, True, None),
     "smoke": Profile("smoke", 24, 6, False, 500),
+    # benchmarks/power.py: 37 per downsample block (fig2-downsample-overwrite), 59 in 4.1 (fig2-final-block's
+    # "all"), 43 in the simple blocks (fig2-simple-less-skewed); 64 steps (docs/ci.md: why)
+    "ci": Profile("ci", 64, 43, False, 500, per_block=(("2.0", 37), ("3.0", 37), ("4.0", 37), ("4.1", 59))),
     # planted-claims helper: planted networks (--weights planted:CASE), every channel, few steps
     "census-planted": Profile("census-planted", 32, None, False, 250),
 }
@@ -63,14 +79,14 @@ def evenly_spaced(n_channels: int, n: int | None) -> list[int]:
 
 def sample_channels(profile: Profile, block: str, n_channels: int) -> list[int]:
     """The channels every share, rank and group statistic reads: all (census) or evenly spaced."""
-    return evenly_spaced(n_channels, profile.channels_per_block)
+    return evenly_spaced(n_channels, profile.sample_size(block))
 
 
 def named_channels(profile: Profile, block: str, n_channels: int, lists: dict | None = PAPER_LISTS) -> list[int]:
     """The paper's named channels of ``block`` that the profile studies beyond its sample (list
     claims only); empty for a census (they are in the sample), for profiles without named channels
     and for models without lists (``lists`` None)."""
-    if not profile.paper_channels or not lists or profile.channels_per_block is None:
+    if not profile.paper_channels or not lists or profile.sample_size(block) is None:
         return []
     sample = set(sample_channels(profile, block, n_channels))
     named = {c for fig in lists.values() for c in fig.get(block, []) if c < n_channels}

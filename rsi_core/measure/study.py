@@ -226,7 +226,8 @@ class Study(SampleReaders):
         return channels_for(self.profile, block, find_block(self.model, block).channels, self.lists)
 
     def describe(self) -> dict:
-        d = {**describe(self.model), "profile": self.profile.name, "fz": self.settings.describe(),
+        d = {**describe(self.model), "profile": self.profile.name, "sample": self.profile.definition(),
+             "fz": self.settings.describe(),
              "antialias": self.antialias, "device": str(self.device)}
         if self._images is not None:
             d.update(self.image_set.describe())

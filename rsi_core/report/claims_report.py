@@ -1,49 +1,22 @@
-"""claims-report.md / .json from per-claim JSON artifacts, and comparison with a baseline report.
+"""claims-report.md / .json from per-claim JSON artifacts, and the baseline they are checked against.
 
-Regression rule: a claim regresses when its verdict flips between two decisive verdicts
-(holds <-> fails), or when a scalar it measured moves by more than
-``max(ABS_TOLERANCE, REL_TOLERANCE * |baseline|)``. A baseline is comparable only when it ran
-the same model, profile, image set and FZ target (a weights update is the regression use case).
+Regression rule (``rsi_core.verdicts.regression``): with the same profile as the baseline, every
+claim's per-channel values pair with the baseline's, channel by channel (the same channels, the
+same FZ seeds); a claim "changed" beyond FZ seed noise fails. A baseline is comparable only when
+it ran the same model, profile (and its channels), image set and FZ settings (``check_baseline``:
+a weights update is the regression use case).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
 
-REL_TOLERANCE = 0.25
-ABS_TOLERANCE = 0.05
-COMPARABLE = (("model", lambda p: p.get("model")), ("profile", lambda p: p.get("profile")),
-              ("image set", lambda p: p.get("image_set_id")),
-              ("FZ target", lambda p: (p.get("fz") or {}).get("target", "as-written")))
-
-
-def _scalars(d, prefix=""):
-    """Flatten nested dicts of numbers to {"a.b": value} (lists are left out)."""
-    out = {}
-    for k, v in (d or {}).items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_scalars(v, name + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[name] = float(v)
-    return out
-
-
-def regressions(result: dict, baseline: dict | None) -> list[str]:
-    """What moved between ``baseline`` and ``result`` (two entries of a claims report)."""
-    if not baseline:
-        return []
-    found = []
-    if {result["verdict"], baseline["verdict"]} == {"holds", "fails"}:
-        found.append(f"verdict flipped: {baseline['verdict']} -> {result['verdict']}")
-    new, old = _scalars(result.get("measured")), _scalars(baseline.get("measured"))
-    for k in sorted(new.keys() & old.keys()):
-        if abs(new[k] - old[k]) > max(ABS_TOLERANCE, REL_TOLERANCE * abs(old[k])):
-            found.append(f"{k}: {old[k]:.4g} -> {new[k]:.4g}")
-    return found
+#: the FZ settings a baseline must share (``FZSettings``' fields that change an FZ; lr and crop are fixed)
+FZ_KEYS = ("steps", "target", "jitter_table", "seed", "objective")
 
 
 def load_baseline(path) -> dict:
@@ -56,14 +29,51 @@ def load_baseline(path) -> dict:
                          "pass the claims-report.json of an earlier run") from exc
 
 
-def check_baseline(baseline: dict, provenance: dict) -> None:
-    """Refuse a baseline of another model, profile, image set or FZ target: its differences are
-    not regressions."""
-    old = baseline.get("provenance", {})
-    diff = [f"{name} {get(old)!r} vs {get(provenance)!r}" for name, get in COMPARABLE if get(old) != get(provenance)]
+def identity(prov: dict) -> dict:
+    """What a baseline must share with a run, from a report's provenance."""
+    fz = prov.get("fz") or {}
+    return {"model": prov.get("model"), "profile": prov.get("profile"), "channels": prov.get("sample"),
+            "image set": prov.get("image_set_id"), "FZ settings": {k: fz.get(k) for k in FZ_KEYS},
+            "antialias": bool(prov.get("antialias"))}
+
+
+def options_identity(options: dict) -> dict:
+    """The same from a run's options, before any work (``rsi_options``: model, profile, images,
+    fz-target, jitter-table, antialias; the profile resolved)."""
+    from rsi_core.model.images import ImageSet
+    p = get_profile(options["profile"])
+    target = "as-run" if options.get("fz-target") == "as-run" else "as-written"
+    return {"model": options["model"], "profile": p.name, "channels": p.definition(),
+            "image set": ImageSet.from_dir(options.get("images")).identity,
+            "FZ settings": {"steps": p.steps, "target": target, "jitter_table": options.get("jitter-table", "paper"),
+                            "seed": 0, "objective": "neuron"},
+            "antialias": bool(options.get("antialias"))}
+
+
+def _differing(old, new) -> str:
+    """What differs, short: a mapping's differing keys only, each value cut to 40 characters."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return ", ".join(f"{k} {_differing(old.get(k), new.get(k))}" for k in sorted(set(old) | set(new))
+                         if old.get(k) != new.get(k))
+    cut = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+    return f"{cut(old)} vs {cut(new)}"
+
+
+def check_baseline(baseline: dict, options: dict) -> str | None:
+    """One line saying why ``baseline`` (``load_baseline``) cannot be compared with a run of
+    ``options`` (``options_identity``; or a provenance dict, with its "fz"), or None when it can:
+    another model, profile, channel set, image set or FZ settings makes differences that are not
+    regressions, and a baseline without per-channel values has nothing to pair."""
+    old = identity(baseline.get("provenance", {}))
+    new = identity(options) if "fz" in options else options_identity(options)
+    diff = [f"{k} {_differing(old[k], new[k])}" for k in old if old[k] != new[k]]
     if diff:
-        raise ValueError(f"baseline is not comparable with this run ({'; '.join(diff)}): pass the report of a run "
-                         "of the same model, profile, image set and FZ target (other weights are fine)")
+        return (f"baseline is not comparable with this run ({'; '.join(diff)}): pass the claims-report.json of a run of "
+                "the same model, profile, image set and FZ settings (other weights are fine)")
+    if not any(e.get("paired") for e in baseline.get("claims", {}).values()):
+        return ("baseline has no per-channel values (made by an older rsi, or no claim ran): rerun it with this rsi "
+                "and the same profile, then pass its claims-report.json")
+    return None
 
 
 def _blocks(e) -> str:
@@ -114,6 +124,13 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
                   "|---|---|---|"]
         lines += [f"| {e['id']} | " + ", ".join(f"{s['seed']}: {s['verdict']} ({_num(s['value'])})" for s in e["seeds"])
                   + f" | {e.get('seed_range')} |" for e in entries if "seeds" in e]
+    if any("regression" in e for e in entries):
+        lines += ["", "Paired regression check against the baseline (same channels and FZ seeds; "
+                      "`rsi_core.verdicts.regression`):", "",
+                  "| claim | baseline verdict (value) | this run (value) | paired check | changed parts |", "|---|---|---|---|---|"]
+        lines += [f"| {e['id']} | {r['old']['verdict']} ({_num(r['old']['value'])}) | {r['new']['verdict']} "
+                  f"({_num(r['new']['value'])}) | {r['verdict']} | {'; '.join(e.get('regressions', [])) or '-'} |"
+                  for e in entries if (r := e.get("regression"))]
     if any(e.get("controls") for e in entries):
         lines += ["", "Beside the controls:", ""] + report_table(entries)
     lines += ["", "Statistics:", ""] + [f"- **{e['id']}**: {e['statistic']}" for e in entries if e["statistic"]]

@@ -1,0 +1,183 @@
+"""Power analysis behind the ``ci`` profile: per claim part, the channels per block a SAMPLE needs
+for >= 80% power to reach the paper's verdict (holds) at the effect the paper reports, under the
+rules the verdicts apply (``rsi_core.verdicts``: exact one-sided 95% Clopper-Pearson bounds of a
+sampled share, Holm-corrected p-values), and the smallest profile that serves all claims.
+
+The paper's text (``/work/shared/paper``) gives its effects in words and lists, its figures'
+numbers (Figure 2's bars, Figure 3's rho, Figure 4's F, Figure 5's percentages) only as images.
+So each effect is the paper's word read as a number (the table says which line), and where the
+paper says "significant", the smallest effect its own census could have called significant (its
+significance implies at least that). A claim part that needs more channels than the block has,
+or more than ``BUDGET`` allows, is "census only": ``ci`` leaves it inconclusive and the paired
+regression check (``rsi_core.verdicts.regression``) is what CI reads for it.
+
+    python benchmarks/power.py [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+from scipy import stats
+
+POWER = 0.80
+ALPHA = 0.05
+Z = stats.norm.ppf
+BLOCKS = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
+#: the channels per block the ci profile can afford: 15 minutes cold with -n 2 on a 2-core CPU (measured, docs/ci.md)
+BUDGET = 64
+
+
+def share_n(p: float, t: float, power: float, direction: str = "greater", n_max: int = 4096) -> int | None:
+    """Fewest n whose exact one-sided 95% Clopper-Pearson bound clears ``t`` with probability
+    ``power`` when the true share is ``p`` (the bound is monotone in k: one cut per n)."""
+    for n in range(1, n_max + 1):
+        k = np.arange(n + 1)
+        if direction == "greater":   # lower bound of k/n above t
+            lo = np.where(k > 0, stats.beta.ppf(ALPHA, k, n - k + 1), 0.0)
+            ok = lo > t
+        else:                        # upper bound below t
+            hi = np.where(k < n, stats.beta.ppf(1 - ALPHA, k + 1, n - k), 1.0)
+            ok = hi < t
+        if stats.binom.pmf(k, n, p)[ok].sum() >= power:
+            return n
+    return None
+
+
+def spearman_n(rho: float, alpha: float, power: float) -> int:
+    """Fisher-z sample size for a one-sided test of rho at level alpha."""
+    return math.ceil(((Z(1 - alpha) + Z(power)) / math.atanh(abs(rho))) ** 2 + 3)
+
+
+def spearman_min(n: int, alpha: float) -> float:
+    """The smallest |rho| a two-sided test at ``alpha`` calls significant with n channels."""
+    return math.tanh(Z(1 - alpha / 2) / math.sqrt(n - 3))
+
+
+def groups_n(d: float, alpha: float, power: float, share: float) -> int:
+    """Total channels for a one-sided two-group test of a standardized difference d, a share
+    ``share`` of them in the first group."""
+    return math.ceil((Z(1 - alpha) + Z(power)) ** 2 / (d ** 2 * share * (1 - share)))
+
+
+def groups_min(n: int, alpha: float, share: float) -> float:
+    """The smallest standardized difference a two-sided test calls significant with n channels."""
+    return Z(1 - alpha / 2) / math.sqrt(n * share * (1 - share))
+
+
+def mann_whitney_n(auc: float, alpha: float, power: float, share: float) -> int:
+    """Noether's total sample size for a one-sided Mann-Whitney test at P(X > Y) = auc."""
+    return math.ceil((Z(1 - alpha) + Z(power)) ** 2 / (12 * share * (1 - share) * (auc - 0.5) ** 2))
+
+
+def rows() -> list[dict]:
+    """One row per claim part: effect, source, channels per block for 80% power."""
+    out = []
+
+    def add(claim, part, blocks, effect, source, n):
+        out.append({"claim": claim, "part": part, "blocks": blocks, "effect": effect, "source": source,
+                    "n": n, "census_only": n is None or any(n > min(BUDGET, BLOCKS[b]) for b in blocks)})
+
+    # fig2-downsample-overwrite: 3 blocks must all hold
+    per3 = POWER ** (1 / 3)
+    add("fig2-downsample-overwrite", "share M < 1 > 1/2", ["2.0", "3.0", "4.0"], "share 0.75",
+        "l.110 'All downsample blocks are dominated by overwrite channels': 0.75, half way from the threshold "
+        "1/2 to all", share_n(0.75, 0.5, per3))
+    # fig2-final-block: two parts
+    per2 = POWER ** 0.5
+    add("fig2-final-block", "at least 95% in [0, 0.25)", ["4.1"], "share 1.0",
+        "l.110 'all of its channels in the lowest bin'", share_n(1.0, 0.95, per2))
+    add("fig2-final-block", "more than 90% M > 0", ["4.1"], "share 0.99",
+        "l.110 'nearly all of them are non-zero'", share_n(0.99, 0.9, per2))
+    # fig2-simple-less-skewed: Mann-Whitney per simple block vs the pooled downsample blocks, Holm over 3
+    mu = lambda p: -stats.norm.ppf(p)  # noqa: E731  M = exp(N(mu, 1)), P(M < 1) = p
+    auc = float(stats.norm.cdf((mu(0.5) - mu(0.75)) / math.sqrt(2)))
+    n_total = mann_whitney_n(auc, ALPHA / 3, per3, 0.25)  # a simple block beside 3 downsample blocks
+    add("fig2-simple-less-skewed", "Mann-Whitney simple > downsample", ["1.1", "2.1", "3.1"],
+        f"overwrite share 0.5 vs 0.75 (AUC {auc:.2f})",
+        "l.110 'simple blocks exhibit less skewed distributions': half overwrite vs the 0.75 above", math.ceil(n_total / 4))
+    # fig3: Spearman negative, Holm over 6 tests; the paper's census significance implies |rho| >= rho_min
+    for b in ("1.1", "2.1", "3.1"):
+        rho = spearman_min(BLOCKS[b], ALPHA)
+        n = spearman_n(rho, ALPHA / 6, POWER ** (1 / 6))
+        add("fig3-weight-magnitude", "Spearman(M, |w|) < 0", [b], f"rho -{rho:.2f}",
+            f"l.114/l.116 'significantly smaller weight magnitudes' on the census of {BLOCKS[b]}: |rho| >= {rho:.2f}",
+            n if n <= BLOCKS[b] else None)
+    # fig4-inhibition: ANOVA (Holm over 2) and share of overwrite with B < 0 above 25%
+    for b in ("2.1", "3.1"):
+        d = groups_min(BLOCKS[b], ALPHA, 0.5)
+        n = groups_n(d, ALPHA / 2, POWER ** 0.25, 0.5)
+        add("fig4-inhibition", "ANOVA overwrite < skip", [b], f"d {d:.2f}",
+            f"l.118 'significantly lower ... in blocks 2.1 and 3.1' on the census of {BLOCKS[b]}: d >= {d:.2f}",
+            n if n <= BLOCKS[b] else None)
+        n_over = share_n(0.5, 0.25, POWER ** 0.25)
+        add("fig4-inhibition", "share B(X_I) < 0 among overwrite > 25%", [b], "share 0.5 of overwrite (half the block)",
+            "l.118 'an abundance of such negative activations amongst overwrite channels': 0.5", 2 * n_over)
+    # fig4-input-block-correlation: significant in 3.1, absent (bound above -0.2) in 1.1, 2.1
+    d = groups_min(BLOCKS["3.1"], ALPHA, 0.5)
+    n = groups_n(d, ALPHA, POWER ** (1 / 3), 0.5)
+    add("fig4-input-block-correlation", "ANOVA overwrite < skip", ["3.1"], f"d {d:.2f}",
+        "l.120 'This is the case for block 3.1' on its census of 256", n if n <= 256 else None)
+    sd = 0.25  # spread of per-channel Spearman values (planning: correlations span about -0.5..0.5)
+    n_abs = math.ceil(4 * ((Z(1 - ALPHA) + Z(POWER ** (1 / 3))) * sd / 0.2) ** 2)
+    add("fig4-input-block-correlation", "absent: Welch bound > -0.2", ["1.1", "2.1"], "difference 0 (sd 0.25)",
+        "l.120 'but not 1.1 nor 2.1': no difference", n_abs)
+    # fig5: "many" >= 3, "zero", "a few", "appreciable"
+    for b, listed in (("1.1", 1), ("2.0", 4), ("2.1", 9), ("3.1", 9)):
+        p = max(3, listed) / BLOCKS[b]
+        n = share_n(2 * p, 3 / BLOCKS[b], POWER ** (1 / 8))
+        add("fig5-scale-counts", "at least 3 (and the Figure 7 count)", [b], f"share {2 * p:.3f}",
+            f"l.130 'many channels fulfill the criteria', l.195 Figure 7 lists {listed}: twice max(3, {listed}) "
+            f"of {BLOCKS[b]}", n if n <= BLOCKS[b] else None)
+    for b in ("3.0", "4.0", "4.1"):
+        add("fig5-scale-counts", "zero: under 5%", [b], "share 0", "l.130 'Zero scale invariant channels'",
+            share_n(0.0, 0.05, POWER ** (1 / 8), "less"))
+    # lists (Figures 6-8): a listed channel can only be recovered if sampled; hypergeometric p < 0.05
+    for claim, fig in (("fig6-top-scale", "l.136 / Figure 6"), ("fig7-robust", "l.195 / Figure 7"),
+                       ("fig8-top-mixes", "l.199 / Figure 8")):
+        add(claim, "overlap with the paper's list", list(BLOCKS), "the listed channels", fig + ": named channels; "
+            "an evenly spaced sample holds a listed channel by chance only", None)
+    return out
+
+
+def served(table: list[dict]) -> list[str]:
+    """Claims whose every part a sample within ``BUDGET`` serves."""
+    return sorted({r["claim"] for r in table} - {r["claim"] for r in table if r["census_only"]})
+
+
+def profile(table: list[dict]) -> dict:
+    """Per block: the largest n any part of a served claim needs (the ``ci`` profile's sizes)."""
+    need = {b: 0 for b in BLOCKS}
+    ok = served(table)
+    for r in table:
+        if r["claim"] in ok:
+            for b in r["blocks"]:
+                need[b] = max(need[b], r["n"])
+    return need
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    table = rows()
+    need = profile(table)
+    if args.json:
+        print(json.dumps({"rows": table, "profile": need, "served": served(table), "budget": BUDGET}))
+        return
+    print("| claim | part | blocks | effect | channels for 80% power | source |")
+    print("|---|---|---|---|---|---|")
+    for r in table:
+        n = "census only" if r["census_only"] else r["n"]
+        if r["census_only"] and r["n"] is not None:
+            n = f"{r['n']} (census only)"
+        print(f"| {r['claim']} | {r['part']} | {', '.join(r['blocks'])} | {r['effect']} | {n} | {r['source']} |")
+    print()
+    print("claims a sample of at most", BUDGET, "per block serves:", ", ".join(served(table)) or "none")
+    print("channels per block they need (the ci profile):", ", ".join(f"{b}: {n}" for b, n in need.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -143,7 +144,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True):
-    p = sub.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 100),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
     p.set_defaults(func=func, load=load)
     return p

@@ -62,6 +62,7 @@ def one_of(choices: Callable[[], tuple] | tuple) -> Callable[[str], str]:
             raise ValueError(f"unknown value: use one of {', '.join(known)}")
         return text
     parse.__name__ = "choice"
+    parse.choices = choices
     return parse
 
 
@@ -135,8 +136,17 @@ class Option:
     def default_value(self):
         return self.default() if callable(self.default) else self.default
 
+    def shown_metavar(self) -> str | None:
+        """``metavar``, else a choice's values (``{paper,quick,smoke}``)."""
+        choices = getattr(self.parse, "choices", None)
+        if self.metavar or choices is None:
+            return self.metavar
+        return "{" + ",".join(choices() if callable(choices) else choices) + "}"
+
     def full_help(self) -> str:
-        return f"{self.help} (e.g. {self.example})"
+        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi)."""
+        default = self.default_value()
+        return f"{self.help} (e.g. {self.example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
 
     def add_argparse(self, parser, **override) -> None:
         """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""
@@ -145,8 +155,8 @@ class Option:
             parser.add_argument(f"--{opt.name}", action="store_true", help=opt.full_help())
             return
         parser.add_argument(f"--{opt.name}", action="append" if opt.repeat else "store", type=opt.argparse_type(),
-                            default=[] if opt.repeat else opt.default_value(), metavar=opt.metavar, required=opt.required,
-                            help=opt.full_help() + (f" [default: {opt.default_value()}]" if opt.default_value() not in (None, []) else ""))
+                            default=[] if opt.repeat else opt.default_value(), metavar=opt.shown_metavar(), required=opt.required,
+                            help=opt.full_help())
 
     def argparse_type(self):
         if self.parse is None:

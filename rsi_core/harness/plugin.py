@@ -29,7 +29,7 @@ def pytest_addoption(parser):
         if opt.flag:
             g.addoption(f"--{name}", action="store_true", help=opt.full_help())
         else:
-            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.metavar,
+            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.shown_metavar(),
                         default=[] if opt.repeat else opt.default_value(), help=opt.full_help())
 
 
@@ -82,7 +82,7 @@ def _check_options(config) -> None:
     config._rsi_model = None
     try:
         config._rsi_values = options.parse(raw)
-        if _claims_run(config) and not _is_worker(config):
+        if _claims_run(config) and not _is_worker(config) and not config.option.help:
             pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
             config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values)
     except options.OptionError as exc:

@@ -59,11 +59,6 @@ def cmd_fz(args) -> int:
     steps = args.steps or get_profile(args.profile).steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
-    banks = [FZBank(model, Cache(args.cache_dir),
-                    FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
-                               crop=not args.no_crop, precision=args.precision, target=target),
-                    device=device, batch_size=args.batch_size) for target in targets]
-    bank = banks[0]
     requests = {}
     for block in _blocks(model, args.blocks):
         try:
@@ -71,6 +66,11 @@ def cmd_fz(args) -> int:
         except ValueError as exc:
             raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
         requests.update({f"{block.name}.{t}": chans for t in args.taps})
+    banks = [FZBank(model, Cache(args.cache_dir),
+                    FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
+                               crop=not args.no_crop, precision=args.precision, target=target),
+                    device=device, batch_size=args.batch_size) for target in targets]
+    bank = banks[0]
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)

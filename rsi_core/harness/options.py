@@ -10,7 +10,9 @@ images, baseline, and last the weights themselves, loaded and verified once. Eve
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,16 +231,23 @@ def parse(raw: dict) -> dict:
 
 
 def writable_dir(name: str, value) -> Path:
-    """``value`` as a folder this process can write in, created when missing."""
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise OptionError(name, value, "is a file, not a folder: pass a folder (it is created when missing)")
+    """``value`` as a folder this process can write in: tried (a folder made, a file written) and
+    undone, so a check leaves nothing behind."""
+    path = Path(value).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, a file"
+        raise OptionError(name, value, f"{where}, not a folder: pass a folder (it is created when missing)")
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     try:
         path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
     except OSError as exc:
-        raise OptionError(name, value, f"cannot create this folder ({exc.strerror}): pass a folder you can write in") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError(name, value, "this folder is not writable: pass a folder you can write in")
+        raise OptionError(name, value, f"cannot write there ({exc.strerror}): pass a folder you can write in") from None
+    finally:
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
     return path
 
 

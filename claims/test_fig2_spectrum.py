@@ -5,7 +5,7 @@ import pytest
 
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.verdict import Verdict
+from rsi_core.verdicts.verdict import Verdict, applies_if
 
 M = attrgetter("m")
 
@@ -17,6 +17,7 @@ def mix_histograms(study, path, measured, controls):
                                       controls=controls or None)]
 
 
+@applies_if("downsample")
 def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
@@ -29,6 +30,7 @@ def test_downsample_overwrite(rsi_claims):
     rsi_claims.check(downsample_overwrite, figure=mix_histograms, paired=("overwrite", "m"))
 
 
+@applies_if("downsample")
 def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]

@@ -5,7 +5,7 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.verdict import Verdict
+from rsi_core.verdicts.verdict import Verdict, applies_if
 
 
 def _weights(study, b) -> tuple:
@@ -16,6 +16,7 @@ def _weights(study, b) -> tuple:
     return r.m[k], bn[r.channels][k], conv[r.channels][k]
 
 
+@applies_if("bn-branch")
 def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
     negative, p < 0.05."""

@@ -27,6 +27,12 @@ JITTER_TABLES = {
     "none": {},
 }
 
+# The jitter of every other model's taps, the paper's table read as a rule of receptive field
+# (224-pixel images): up to 67 pixels (resnet18's 2.0.O) none, up to 147 (its 3.0.O) 4, else 16.
+# On resnet18 the rule gives the authors' script's table (the paper's except 2.1.O at 4).
+JITTER_BY_RF = ((67, 0), (147, 4))
+TABLE_MODELS = ("resnet18", "planted")  # the models whose taps the tables name
+
 # Channels the paper names per block, zero-indexed: Figure 1 (examples), Figure 6 (top scale
 # metric examples), Figure 7 (robust scale invariance), Figure 8 (top mixes).
 PAPER_FIG7 = {"1.1": [19], "2.0": [7, 15, 53, 3], "2.1": [108, 36, 13, 21, 60, 52, 93, 5, 58],

@@ -200,7 +200,7 @@ def test_top_mixes_overlap_with_the_papers_channels(model):
 def test_list_claims_are_not_applicable_without_the_lists(model):
     for cid in ("fig6-top-scale", "fig7-robust", "fig8-top-mixes"):
         v = CLAIM[cid](over(model, lists=None))
-        assert v.verdict == "inconclusive" and v.reason == "n/a: lists are resnet18's"
+        assert v.verdict == "n/a" and v.reason == "n/a: lists are resnet18's"
 
 
 def test_expectations_files_and_outcomes(tmp_path):
@@ -473,3 +473,27 @@ def test_named_channels_never_lower_a_list_claims_p(model):
     named = {c for b in PAPER_BLOCKS for c in PAPER_FIG8[b]}
     assert not any(set(v["found"]) & (named - set(sample_channels(quick, b, find_block(model, b).channels)))
                    for b, v in with_named.measured["blocks"].items())
+
+
+def test_a_convnext_gets_n_a_where_a_role_or_premise_is_missing():
+    """convnext_tiny has no downsample block and no BatchNorm at its branch end: those claims are
+    "n/a" with the reason (never evaluated, never a pass or fail); the others reach a verdict on
+    its simple and final blocks, as on a ResNet."""
+    net = load_model("convnext_tiny", "random:0")
+    roles = block_roles(net)
+    assert roles["downsample"] == [] and roles["studied"] == ["1.1", "2.1", "3.1", "4.2"]
+    rng = np.random.default_rng(0)
+    results = {b: block_result(b, np.linspace(0.05, 1.3, find_block(net, b).channels), net,
+                               b_xi=rng.normal(0, 1, find_block(net, b).channels)) for b in roles["studied"]}
+    corr = {b: rng.normal(0, 0.1, find_block(net, b).channels) for b in roles["simple"]}
+    study = FakeStudy(net, results, corr, lists=None)
+    n_a = {"fig2-downsample-overwrite": "no downsample block", "fig2-simple-less-skewed": "no downsample block",
+           "fig3-weight-magnitude": "not a BatchNorm", "fig6-top-scale": "lists are resnet18's",
+           "fig7-robust": "lists are resnet18's", "fig8-top-mixes": "lists are resnet18's"}
+    for cid, fn in CLAIM.items():
+        v = fn(study)
+        if cid in n_a:
+            assert v.verdict == "n/a" and n_a[cid] in v.reason, (cid, v.reason)
+        else:
+            assert v.verdict in ("holds", "fails", "inconclusive"), (cid, v.reason)
+            assert v.verdict != "n/a" and set(sum(v.blocks.values(), [])) <= set(roles["studied"])

@@ -502,3 +502,22 @@ def test_as_run_lets_cuda_convolutions_use_tf32_as_the_authors_torch_did():
     assert tf32(FZSettings()) == (False, False)
     assert tf32(FZSettings(target="as-run")) == (False, True)
     assert tf32(FZSettings(precision="tf32")) == (True, True)
+
+
+@pytest.mark.parametrize("name", ["timm:resnet18", "timm:resnet50"])
+def test_engine_forward_is_exact_for_plain_timm_resnets(name):
+    """timm's plain ResNets run the cut forward too (their FZs cost what torchvision's do); the
+    others (se, aa, deep stems, ConvNeXts) take their own forward."""
+    pytest.importorskip("timm")
+    from rsi_core.model.families import family_of
+    m = load_model(name, "random:0")
+    assert family_of(m).cone(m)
+    taps = ["1.0.I", "1.0.O", "1.1.B", "2.0.I", "2.1.I", "3.0.B", "4.0.O", "4.1.B"]
+    x = torch.randn(2, 3, 200, 200, generator=torch.Generator().manual_seed(5))
+    full = read_taps(m, x, taps, centre=True)
+    for tap in taps:
+        err = (_engine_forward(m, tap, x) - full[tap]).abs().max().item()
+        assert err <= 1e-4 * max(1.0, full[tap].abs().max().item()), f"{name} {tap}: {err:.3g}"
+    for other in ("timm:seresnet50", "timm:resnet50d", "convnext_tiny"):
+        o = load_model(other, "random:0")
+        assert not family_of(o).cone(o)

@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from rsi_core.harness import cli
+from rsi_core.model.families import TV_RESNETS
 from rsi_core.model.load import (
-    SUPPORTED_MODELS,
     WeightsError,
     WeightsUnavailable,
     describe,
@@ -25,7 +25,7 @@ def r18():
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="unknown model 'resnet19'") as info:
         load_model("resnet19", "random:0")
-    for name in SUPPORTED_MODELS:
+    for name in TV_RESNETS:
         assert name in str(info.value)
 
 

@@ -42,14 +42,14 @@ import torch
 from lucent.optvis.param import color as lucent_color
 from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.resnet import Bottleneck
 from tqdm.auto import tqdm
 
 from rsi_core.fz.objectives import OBJECTIVES
-from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_for
+from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
 from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.images import MEAN, STD, normalize
+from rsi_core.model.families import family_of, preprocess_of
+from rsi_core.model.images import PAPER_PREPROCESS, Preprocess, normalize
 from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS, READINGS
 
 
@@ -139,10 +139,10 @@ def quantize(images: torch.Tensor) -> np.ndarray:
     return (images.detach().permute(0, 2, 3, 1).cpu().numpy() * 255).astype(np.uint8)
 
 
-def dequantize(images: np.ndarray, device="cpu") -> torch.Tensor:
-    """uint8 PNG pixels -> normalized model input (ToTensor + Normalize, no resize)."""
+def dequantize(images: np.ndarray, device="cpu", preprocess: Preprocess = PAPER_PREPROCESS) -> torch.Tensor:
+    """uint8 PNG pixels -> normalized model input (ToTensor + the weights' Normalize, no resize)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255
-    return normalize(x)
+    return normalize(x, preprocess)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -206,7 +206,7 @@ def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
 
 def _fold_block(blk) -> tuple[list, torch.nn.Module | None]:
     """A block's branch convolutions (BatchNorms folded; ReLU between them) and its downsample."""
-    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)] + ([(blk.conv3, blk.bn3)] if isinstance(blk, Bottleneck) else [])
+    pairs = [(blk.conv1, blk.bn1), (blk.conv2, blk.bn2)] + ([(blk.conv3, blk.bn3)] if hasattr(blk, "conv3") else [])
     down = blk.downsample
     if isinstance(down, torch.nn.Sequential) and len(down) == 2 and isinstance(down[1], torch.nn.BatchNorm2d):
         down = _fold(down[0], down[1])
@@ -219,7 +219,7 @@ class CentreCone:
     to the stride so every later grid stays the same. The neuron's value and its input gradient
     are those of the full forward pass; the work outside the cone is skipped.
     ``cone(image)`` -> (the tap's map, cut, and the centre neuron's (y, x) in it). The blocks run
-    as torchvision's ``BasicBlock`` / ``Bottleneck`` forward does, each BatchNorm folded into its
+    as torchvision's ``BasicBlock`` / ``Bottleneck`` forward does (timm's plain ResNets alike), each BatchNorm folded into its
     convolution (eval mode: the same function to float rounding, half the passes over the maps);
     B is read before the addition and O before the ReLU, as ``TapCapture`` reads them."""
 
@@ -229,7 +229,7 @@ class CentreCone:
         self.index = self.blocks.index(find_block(model, name))
         self.path = tap_path(model, tap)
         # a simple block's I is the previous block's O: the pass ends with that block
-        self.simple_input = self.kind == "I" and self.blocks[self.index].kind == "simple" and self.index > 0
+        self.simple_input = self.kind == "I" and self.blocks[self.index].i_is_prev_o
         # length of the path from the image to block k's input (stem: conv1, max-pool)
         self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
         # each convolution with its BatchNorm folded in (the same function to float rounding)
@@ -262,7 +262,7 @@ class CentreCone:
             x = _StemGradient.apply(x.contiguous(memory_format=torch.channels_last), self.stem)
         else:
             x = self.stem(x)
-        x = m.maxpool(m.relu(x))
+        x = m.maxpool((m.relu if hasattr(m, "relu") else m.act1)(x))  # torchvision's stem ReLU, timm's
         prev_o = x
         last = self.index - 1 if self.simple_input else self.index
         for k in range(last + 1):
@@ -319,10 +319,11 @@ class ElementImages:
     the cone over its window only (``transform.cut``): an element's values do not depend on its
     batch, bit for bit (the CPU's default; a Python loop over the elements in every step)."""
 
-    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE):
+    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE,
+                 preprocess: Preprocess = PAPER_PREPROCESS):
         self.images_f = [image_parameter(init.device, init[k:k + 1], size) for k in range(len(init))]
         self.params = [p for ps, _ in self.images_f for p in ps]
-        self.draws, self.cone, self.size = draws, cone, size
+        self.draws, self.cone, self.size, self.preprocess = draws, cone, size, preprocess
 
     def batches(self, s: int) -> list:
         """Step ``s``: (element indices, normalized images, centre position in them) per batch
@@ -331,10 +332,11 @@ class ElementImages:
         for n, (_, image_f) in enumerate(self.images_f):
             if cone is None:
                 (_, x), = apply(image_f(), drawn[n:n + 1], jitter, self.size)
-                elements.append(([n], normalize(x), None))
+                elements.append(([n], normalize(x, self.preprocess), None))
             else:
                 window, position = cone.window(final_side(drawn[n], jitter, self.size))
-                elements.append(([n], normalize(cut(image_f(), drawn[n], jitter, window, self.size)), position))
+                elements.append(([n], normalize(cut(image_f(), drawn[n], jitter, window, self.size), self.preprocess),
+                                 position))
         return _stack(elements) if cone is not None else elements
 
     def images(self) -> torch.Tensor:
@@ -348,11 +350,12 @@ class BatchedImages:
     values are ``ElementImages``' to float rounding, not bit for bit: batched kernels round by
     batch size."""
 
-    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE):
+    def __init__(self, init: torch.Tensor, draws: Draws, cone: CentreCone | None = None, size: int = IMAGE_SIZE,
+                 preprocess: Preprocess = PAPER_PREPROCESS):
         self.params, self.image_f = image_parameter(init.device, init, size)
         self.cone = cone
         # normalize()'s constants made once: made in every step, each would be a blocking copy to the GPU
-        self.mean, self.std = (torch.tensor(v, device=init.device).view(1, 3, 1, 1) for v in (MEAN, STD))
+        self.mean, self.std = (torch.tensor(v, device=init.device).view(1, 3, 1, 1) for v in (preprocess.mean, preprocess.std))
         sides = [final_side({"scale": s}, draws.jitter, size) for s in SCALES]
         # the scales whose images run through the forward together: same side, or same cut and centre
         if cone is None:
@@ -394,13 +397,14 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
     objective = OBJECTIVES[settings.objective]
-    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" else None
+    # the cut forward runs torchvision's ResNet blocks; other families take their own forward (the same FZ)
+    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family_of(model).cone(model) else None
     channels = [int(c) for c in channels]
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
     init, rngs = element_streams(settings.seed, tap, channels, device)
-    draws = Draws.run(rngs, jitter_for(tap, settings.jitter_table), settings.steps)
+    draws = Draws.run(rngs, jitter_of(model, tap, settings.jitter_table), settings.steps)
     batched = device.type != "cpu" if batched is None else batched
-    source = (BatchedImages if batched else ElementImages)(init, draws, cone)
+    source = (BatchedImages if batched else ElementImages)(init, draws, cone, preprocess=preprocess_of(model))
     optimizer = torch.optim.Adam(source.params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
     with contextlib.ExitStack() as stack:
@@ -436,7 +440,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
 def measure(model, images, block: str, device="cpu") -> dict[str, np.ndarray]:
     """Centre activations of I, B, O of ``block`` ([N, C] each) for uint8 images or a
     normalized batch: the paper re-measures every FZ on its saved PNG."""
-    x = images if torch.is_tensor(images) else dequantize(images, device)
+    x = images if torch.is_tensor(images) else dequantize(images, device, preprocess_of(model))
     taps = [f"{block}.{k}" for k in "IBO"]
     with TapCapture(model, taps, centre=True) as capture, tf32_flags():  # measured in strict fp32
         acts = capture(x.to(device))

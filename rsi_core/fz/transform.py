@@ -33,7 +33,8 @@ from kornia.geometry.warp import normalize_homography
 from lucent.optvis import transform as lucent_transform
 from torchvision.transforms.functional import center_crop
 
-from rsi_core.paper import DEFAULT_JITTER, JITTER_TABLES
+from rsi_core.model.anatomy import input_window, map_size, tap_path
+from rsi_core.paper import DEFAULT_JITTER, IMAGE_SIZE, JITTER_BY_RF, JITTER_TABLES, TABLE_MODELS
 
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]
 ANGLES = list(range(-5, 6))
@@ -47,6 +48,18 @@ def jitter_for(tap: str, table: str = "paper") -> int:
     except KeyError:
         raise ValueError(f"unknown jitter table {table!r}: use one of {', '.join(JITTER_TABLES)}") from None
     return entries.get(tap, DEFAULT_JITTER if table != "none" else 0)
+
+
+def jitter_of(model, tap: str, table: str = "paper") -> int:
+    """Jitter of canonical ``tap`` of ``model``: the table for resnet18 (and the planted
+    networks), for any other model the rule of receptive field (``paper.JITTER_BY_RF``);
+    table "none" is no jitter for every model."""
+    if getattr(model, "rsi_model", "resnet18") in TABLE_MODELS or table == "none":
+        return jitter_for(tap, table)
+    jitter_for(tap, table)  # an unknown table is an error here too
+    path = tap_path(model, tap)
+    lo, hi = input_window(path, map_size(path, IMAGE_SIZE) // 2)
+    return next((j for rf, j in JITTER_BY_RF if hi - lo + 1 <= rf), DEFAULT_JITTER)
 
 
 def _ranges(jitter: int) -> list[int]:

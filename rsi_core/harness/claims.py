@@ -71,7 +71,8 @@ class Harness:
         try:
             v = replace(fn(self.primary()), claim_id=claim_id)
             entry = self._entry(claim_id, paper, v, paired)
-            self._extras(entry, fn, figure)
+            if v.verdict != "n/a":  # nothing to read under other readings, seeds or controls
+                self._extras(entry, fn, figure)
         except Exception as exc:
             write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),
                                                  self.expectations.get(claim_id, "observe")))

@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, expectations, bench, validate.
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, validate.
 
 Every option comes from ``rsi_core.harness.options`` (``rsi run``'s are the table ``pytest claims``
 uses) and is checked there before any work: a bad value is one line on stderr and exit 2.
@@ -18,17 +18,38 @@ from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
-    from rsi_core.model.anatomy import describe_blocks
+    from rsi_core.fz.transform import jitter_of
+    from rsi_core.model.anatomy import canonical_tap, describe_blocks
+    from rsi_core.model.families import family_of, preprocess_of
     from rsi_core.model.load import load_model
-    rows = describe_blocks(load_model(args.model, args.weights))
+    model = load_model(args.model, args.weights)
+    rows = describe_blocks(model)
+    for r in rows:  # the FZ jitter of each tap: the paper's table on resnet18, its rule elsewhere (paper.py)
+        for t, v in r["taps"].items():
+            v["jitter"] = jitter_of(model, canonical_tap(model, f"{r['block']}.{t}"))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'block':6} {'kind':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF" for t in "IBO"))
+    p = preprocess_of(model)
+    print(f"{args.model} ({family_of(model).name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
+          f"{p.interpolation}, crop {p.crop} ({p.source})")
+    print(f"{'block':6} {'kind':10} {'roles':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF jitter" for t in "IBO"))
     for r in rows:
-        taps = "  ".join(f"{t}: {v['size'][0]:>3} {v['centre'][0]:>3} {v['receptive_field']:>4}"
+        taps = "  ".join(f"{t}: {v['size'][0]:>3} {v['centre'][0]:>3} {v['receptive_field']:>4} {v['jitter']:>3}"
                          for t, v in r["taps"].items())
-        print(f"{r['block']:6} {r['kind']:10} {r['channels']:>4}  {taps}")
+        print(f"{r['block']:6} {r['kind']:10} {','.join(r['roles']) or '-':10} {r['channels']:>4}  {taps}")
+        h = r["hooks"]
+        print(f"{'':6} I = {h['I']}; B = {h['B']}; O = {h['O']}; block output = {h['output']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rsi_core.report.universality import differences, read_report, write
+    paths = write(args.reports, args.out, args.allow_mixed)
+    mixed = differences([read_report(p) for p in args.reports])
+    if mixed:
+        print(f"rsi compare: MIXED reports compared (--allow-mixed): {'; '.join(mixed)}")
+    print("\n".join(map(str, paths)))
     return 0
 
 
@@ -39,9 +60,8 @@ def _model(args):
 
 
 def _blocks(model, spec: str) -> list:
-    from rsi_core.model.anatomy import find_block
-    from rsi_core.paper import PAPER_BLOCKS
-    names = list(PAPER_BLOCKS) if spec == "paper" else [b.strip() for b in spec.split(",")]
+    from rsi_core.model.anatomy import block_roles, find_block
+    names = block_roles(model)["studied"] if spec == "paper" else [b.strip() for b in spec.split(",")]
     try:
         return [find_block(model, b) for b in names]
     except KeyError as exc:
@@ -54,23 +74,29 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.study import Study
     device = args.device
     model = _model(args)
-    steps = args.steps or get_profile(args.profile).steps
+    profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
+    steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
-    requests = {}
-    for block in _blocks(model, args.blocks):
+    blocks = _blocks(model, args.blocks)
+    chosen = {}  # --channels, checked against each block before the cache is opened
+    for block in blocks if args.channels is not None else ():
         try:
-            chans = opts.channels(args.channels, block.channels)
+            chosen[block.name] = opts.channels(args.channels, block.channels)
         except ValueError as exc:
             raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
-        requests.update({f"{block.name}.{t}": chans for t in args.taps})
     banks = [FZBank(model, Cache(args.cache_dir),
                     FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
+    if not chosen:  # a run's channels: the profile's, as pytest claims renders them
+        studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])
+        chosen = {b.name: studied.channels(b.name) for b in blocks}
+    requests = {f"{b.name}.{t}": chosen[b.name] for b in blocks for t in args.taps}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -81,6 +107,9 @@ def cmd_fz(args) -> int:
         requests = shard_requests(canonical, k, n)
         for bank in banks:
             bank.lock_tag = f"shard{k}of{n}"
+    print(fz_plan(banks, requests, profile.name, device))
+    if args.dry_run:
+        return 0
     for bank in banks:
         bank.ensure(requests)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
@@ -93,6 +122,19 @@ def cmd_fz(args) -> int:
     return 0
 
 
+def fz_plan(banks, requests: dict, profile: str, device: str) -> str:
+    """``rsi fz``'s plan, before any work: FZs asked, cached, to render, and the time of those
+    from a short calibration (``FZBank.estimate``)."""
+    from rsi_core.harness.live import clock
+    asked = sum(len(c) for bank in banks for c in bank.pending(requests, missing_only=False).values())
+    pending = [bank.pending(requests) for bank in banks]
+    todo = sum(len(c) for p in pending for c in p.values())
+    seconds = sum(bank.estimate(p) for bank, p in zip(banks, pending) if p)
+    eta = f"; about {clock(seconds)} on {device} (from a calibration)" if todo else ""
+    return (f"rsi fz: plan: {asked} FZs of {banks[0].settings.steps} steps (profile {profile}, {len(requests)} taps), "
+            f"{asked - todo} cached, {todo} to render{eta}")
+
+
 def cmd_expectations(args) -> int:
     from rsi_core.harness.expectations import from_report
     print(from_report(args.report), end="")
@@ -102,12 +144,14 @@ def cmd_expectations(args) -> int:
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
     from rsi_core.model.activations import save_tables, stream_centre
+    from rsi_core.model.families import preprocess_of
     from rsi_core.model.images import ImageSet
     from rsi_core.model.load import describe
     model = _model(args)
     images = ImageSet.from_dir(args.images)
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
+    images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
     taps = [f"{b.name}.{t}" for b in _blocks(model, args.blocks) for t in ("I", "B", "O") if t in args.taps]
     tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, {**describe(model), **images.describe(), "taps": taps,
@@ -168,7 +212,8 @@ def _shard(text: str) -> str:
     return text
 
 
-BLOCKS_HELP = "comma list of blocks such as 1.1,3.1, or paper (the seven studied: 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)"
+BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied blocks by role; resnet18's seven: "
+               "1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)")
 
 
 def build_parser() -> Parser:
@@ -179,9 +224,11 @@ def build_parser() -> Parser:
     shared = ("model", "weights", "device", "cache-dir")
 
     p = _command(sub, "blocks", "list residual blocks and their I/B/O taps",
-                 "The model's residual blocks: kind (simple, downsample), channels, and per tap (I input, B block "
-                 "branch, O output) the map size, centre and receptive field.",
-                 ["rsi blocks --weights random:0", "rsi blocks --model resnet50 --weights random:0 --json"],
+                 "The model's residual blocks: kind (simple, downsample), the roles the claims read, channels, the "
+                 "module each tap hooks, and per tap (I input, B block branch, O output) the map size, centre, "
+                 "receptive field and FZ jitter; the model's preprocessing.",
+                 ["rsi blocks --weights random:0", "rsi blocks --model timm:resnet18 --weights random:0",
+                  "rsi blocks --model convnext_tiny --weights random:0 --json"],
                  cmd_blocks, load=False)
     _add(p, *shared)
     _local(p, "json", "print the table as JSON", "--json", flag=True)
@@ -195,9 +242,9 @@ def build_parser() -> Parser:
     _local(p, "blocks", BLOCKS_HELP, "--blocks 2.0,2.1", "paper")
     _local(p, "taps", "comma list of tap kinds to render, of I (block input) and B (block branch)", "--taps B",
            "I,B", opts.taps)
-    _local(p, "channels", "channels per block: all, a range LO-HI, a list, or a mix", "--channels 0-15,32",
-           "all", opts.channel_spec)
-    _add(p, "profile", default="paper", help="paper, quick or smoke: sets the steps")
+    _local(p, "channels", "channels per block: all, a range LO-HI, a list, or a mix (default: the profile's channels)",
+           "--channels 0-15,32", None, opts.channel_spec)
+    _add(p, "profile", help="sets the steps and channels, as in pytest claims (default: paper on CUDA, quick on CPU)")
     _local(p, "steps", "optimization steps per FZ, overriding the profile's", "--steps 256", None, opts.at_least(1))
     _local(p, "objective", "what an FZ maximizes: the centre neuron or the whole channel", "--objective channel",
            "neuron", opts.one_of(("neuron", "channel")))
@@ -210,6 +257,7 @@ def build_parser() -> Parser:
     _local(p, "batch-size", "FZs rendered together (default: sized to the device)", "--batch-size 64", None,
            opts.at_least(1))
     _local(p, "export", "folder for a PNG per FZ and a grid per tap", "--export fz-pngs/", metavar="DIR")
+    _local(p, "dry-run", "print the plan (FZs, cached, estimated time) and stop", "--dry-run", flag=True)
     _local(p, "shard", "render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
            "(SLURM arrays, torchrun ranks)", "--shard 0/4", None, _shard, metavar="K/N")
 
@@ -235,6 +283,17 @@ def build_parser() -> Parser:
     _add(p, *opts.RUN_OPTIONS)
     _local(p, "claims", "folder of the claims tests (default: claims/ beside rsi_core)", "--claims my-claims/",
            metavar="DIR")
+
+    p = _command(sub, "compare", "the claims-by-models table of several claims reports (md, json, png)",
+                 "One row per claim, one column per report (model / weights): verdict, headline value and beyond "
+                 "controls, as universality.md, .json and .png. Reports of different profiles or image sets are "
+                 "refused unless --allow-mixed (the table then says they differ).",
+                 ["rsi compare r18/claims-report.json timm/claims-report.json --out universality/"], cmd_compare,
+                 load=False)
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="claims-report.json files, one per model/weights")
+    _local(p, "out", "folder for universality.md, .json and .png", "--out universality/", metavar="DIR", required=True)
+    _local(p, "allow-mixed", "compare reports of different profiles or image sets (the table says so)",
+           "--allow-mixed", flag=True)
 
     p = _command(sub, "expectations", "record a run's verdicts as an expectations file (TOML on stdout)",
                  "Bless a run: its holds/fails verdicts become the expectations a later run is held to "

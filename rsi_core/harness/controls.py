@@ -7,6 +7,7 @@ control's Study shares the tested study's profile, FZ settings, image set, cache
 """
 from __future__ import annotations
 
+from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model
 from rsi_core.model.sources import random_seed
@@ -41,7 +42,9 @@ def control_study(study, weights: str):
     model ``weights``. A shuffled control recomputes its BatchNorm statistics on the run's image
     folder."""
     images = ImageSet.from_dir(study.image_set.root)  # the controls share the tested image set
-    return study.variant(model=load_model(study.model.rsi_model, weights, study.device, images=images))
+    model = load_model(study.model.rsi_model, weights, study.device, images=images)
+    model.rsi_preprocess = preprocess_of(study.model)  # and its preprocessing (a robust checkpoint's own)
+    return study.variant(model=model)
 
 
 def control_studies(study, k: int) -> list[tuple[str, str, object]]:

@@ -66,8 +66,9 @@ def for_run(model: str, weights: str, files=()) -> dict[str, str]:
 
 
 def outcome(verdict: str, expect: str) -> str:
-    """pass / fail / fails as expected / fail (expected to fail, holds) / observed / inconclusive / error."""
-    if verdict in ("error", "inconclusive"):
+    """pass / fail / fails as expected / fail (expected to fail, holds) / observed / inconclusive /
+    n/a / error."""
+    if verdict in ("error", "inconclusive", "n/a"):
         return verdict
     if expect == "observe":
         return "observed"

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS, SUPPORTED_MODELS
+from rsi_core.model.families import model_names
+from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS
 from rsi_core.paper import JITTER_TABLES, READINGS
 
 #: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
@@ -180,7 +181,8 @@ def _env(name: str, default=None):
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("model", "torchvision ResNet to test: " + ", ".join(SUPPORTED_MODELS), "--model resnet50", DEFAULT_MODEL),
+    Option("model", "model to test (rsi_core.model.families): " + ", ".join(model_names()), "--model timm:resnet18",
+           DEFAULT_MODEL),
     Option("weights", "IMAGENET1K_V1 (torchvision's cache), a .pth file, random:SEED or shuffle:SEED:BASE (controls); "
            "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
     Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",

@@ -17,9 +17,10 @@ from rsi_core.fz.bank import FZBank
 from rsi_core.fz.render import FZSettings, canonical_tap, dequantize, element_streams, image_parameter, quantize
 from rsi_core.measure import metrics
 from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels, second_seed_channels
-from rsi_core.model.activations import natural_activations, top_k
+from rsi_core.model.activations import natural_activations, natural_key, top_k
 from rsi_core.model.anatomy import TapCapture, block_roles, find_block
 from rsi_core.model.anatomy import blocks as model_blocks
+from rsi_core.model.families import premise_missing, preprocess_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import describe
 from rsi_core.paper import PAPER_LISTS
@@ -121,7 +122,7 @@ def centre_on(model, x: torch.Tensor, tap: str, channels, device, batch: int = 6
 def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialias: bool = False,
                    device="cpu", reading: str = "as-written") -> BlockResult:
     """Mix ratio and scale-criteria inputs from the I and B FZs of ``channels``."""
-    x_i, x_b = dequantize(fz_i["image"]), dequantize(fz_b["image"])
+    x_i, x_b = (dequantize(fz["image"], preprocess=preprocess_of(model)) for fz in (fz_i, fz_b))
     return BlockResult(
         block=block, kind=find_block(model, block).kind, channels=np.asarray(channels),
         i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
@@ -136,6 +137,14 @@ class SampleReaders:
     (``profiles.sample_channels``; the paper's named channels that ``quick`` renders in addition
     never enter a statistic), whether each block is a census, and a census block's second-seed
     pairs. Needs ``profile``, ``model``, ``block(name)`` and ``pairs(name)``."""
+
+    def missing(self, premise: str) -> str | None:
+        """Why this model lacks ``premise`` (a role the claims read, or a premise of its family),
+        or None: a claim that needs it is "n/a" (``verdicts.verdict.applies_if``)."""
+        reason = premise_missing(self.model, premise)
+        if reason is None and premise in self.roles and not self.roles[premise]:
+            reason = f"{self.model.rsi_model} has no {premise} block"
+        return reason
 
     def is_census(self, block: str) -> bool:
         return is_census(self.profile, block, find_block(self.model, block).channels)
@@ -233,13 +242,24 @@ class Study(SampleReaders):
             d.update(self.image_set.describe())
         return d
 
+    def fz_requests(self) -> list[tuple[FZBank, dict[str, list[int]]]]:
+        """(bank, {tap: channels}) that ``prepare`` fills: every studied block's I and B FZs, and
+        the second seed's of the paired channels."""
+        out = [(self.bank, {f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})]
+        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
+        if any(paired.values()):
+            out.append((self.second_seed.bank, {t: c for t, c in paired.items() if c}))
+        return out
+
     def prepare(self) -> None:
         """Fill the FZ bank for every studied block, and the second seed's for its paired
         channels (taps in any order across workers)."""
-        self.bank.ensure({f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})
-        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
-        if any(paired.values()):
-            self.second_seed.bank.ensure({t: c for t, c in paired.items() if c})
+        for bank, requests in self.fz_requests():
+            bank.ensure(requests)
+
+    def natural_cached(self) -> bool:
+        """Whether the natural-image tables of this model and image set are in the cache."""
+        return self.cache.path(natural_key(self.model, self.image_set, self.blocks)).exists()
 
     def _result(self, name: str, chans, rerender: bool = True) -> BlockResult:
         """The block's numbers for ``chans``; ``extra`` counts the FZs that never moved (per tap)
@@ -303,7 +323,7 @@ class Study(SampleReaders):
         if self.profile.natural_images and len(images) > self.profile.natural_images:
             step = len(images) / self.profile.natural_images
             images = ImageSet(images.root, [images.files[int(i * step)] for i in range(self.profile.natural_images)])
-        return images
+        return images.with_preprocess(preprocess_of(self.model))  # the weights' own resizing and normalization
 
     @cached_property
     def natural(self) -> dict[str, np.ndarray]:

@@ -1,61 +1,38 @@
 """Residual-block anatomy: blocks named ``L.K`` and their taps I, B, O (SPEC "Blocks and taps").
 
-A tap is named ``"L.K.T"`` (``"3.1.B"``). O is the block's real pre-ReLU sum, so
-ReLU(O) is the block's output: O = I + B in a downsample block and O = ReLU(I) + B in a simple
-block, whose I is the previous block's O taken before its ReLU (the paper's footnote 2). Taps are read with forward hooks and clones, never by
-editing the model: torchvision adds the identity into the last BatchNorm's output in place and
-applies an in-place ReLU, so an un-cloned hook would see ReLU(O) instead of B.
+A tap is named ``"L.K.T"`` (``"3.1.B"``). O is the block's real sum (before the ReLU, in a
+family that has one): O = I + B in a downsample block and O = ReLU(I) + B in a ResNet's simple
+block, whose I is the previous block's O taken before its ReLU (the paper's footnote 2); a
+ConvNeXt adds I itself. Each family (``rsi_core.model.families``) names its blocks and the
+modules the taps hook. Taps are read with forward hooks and clones, never by editing the model:
+torchvision adds the identity into the branch's output in place and applies an in-place ReLU, so
+an un-cloned hook would see ReLU(O) instead of B.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cache
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from rsi_core.model.families import Block, family_of, last_bn, path_of  # noqa: F401  (re-exported: the anatomy's names)
 from rsi_core.paper import IMAGE_SIZE
 
 TAP_KINDS = ("I", "B", "O")
 
 
-@dataclass(frozen=True)
-class Block:
-    name: str
-    kind: str  # "simple" or "downsample"
-    channels: int
-    module: nn.Module = field(compare=False, repr=False)
-    convs: tuple = field(compare=False, repr=False)  # (kernel, stride, padding) of the main path up to B
-
-
 def blocks(model: nn.Module) -> list[Block]:
-    """Every residual block of a torchvision-style ResNet, in forward order."""
-    found, path = [], [_geometry(model.conv1), _geometry(model.maxpool)]
-    for lname in ("layer1", "layer2", "layer3", "layer4"):
-        layer = getattr(model, lname, None)
-        if layer is None:
-            continue
-        for k, blk in enumerate(layer):
-            if not isinstance(blk, (BasicBlock, Bottleneck)):
-                raise TypeError(f"{lname}[{k}] is a {type(blk).__name__}, not a residual block")
-            convs = [blk.conv1, blk.conv2] + ([blk.conv3] if isinstance(blk, Bottleneck) else [])
-            path = path + [_geometry(c) for c in convs]
-            found.append(Block(
-                name=f"{lname[-1]}.{k}",
-                kind="downsample" if blk.downsample is not None else "simple",
-                channels=last_bn(blk).num_features, module=blk, convs=tuple(path)))
-    if not found:
-        raise TypeError(f"{type(model).__name__} has no layer1..layer4 residual blocks")
-    return found
+    """Every residual block of the model, in forward order, as its family names them."""
+    return family_of(model).walk(model)
 
 
 def block_roles(model: nn.Module) -> dict[str, list[str]]:
-    """The blocks the paper studies, by role, for any torchvision ResNet (claims name roles, not
-    resnet18 indices): ``downsample`` (the downsample block of stages 2-4), ``simple`` (the first
-    simple block after the first block of stages 1-3, as the paper's 1.1, 2.1, 3.1), ``final``
-    (the last block) and ``studied`` (all of them, in forward order). resnet18 gives the paper's
-    1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1; resnet34 and resnet50 end in 4.2."""
+    """The blocks the paper studies, by role, for any model family (claims name roles, not
+    resnet18 indices): ``downsample`` (the downsample block of stages 2-4; none in a ConvNeXt),
+    ``simple`` (the first simple block after the first block of stages 1-3, as the paper's 1.1,
+    2.1, 3.1), ``final`` (the last block) and ``studied`` (all of them, in forward order).
+    resnet18 gives the paper's 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1; resnet34 and resnet50 end in
+    4.2, convnext_tiny studies 1.1, 2.1, 3.1, 4.2."""
     found = blocks(model)
     stage = lambda b: int(b.name.split(".")[0])  # noqa: E731
     down = [b.name for b in found if b.kind == "downsample" and stage(b) in (2, 3, 4) and b.name.endswith(".0")]
@@ -69,16 +46,6 @@ def block_roles(model: nn.Module) -> dict[str, list[str]]:
     chosen = set(down) | set(simple) | set(final)
     return {"downsample": down, "simple": simple, "final": final,
             "studied": [b.name for b in found if b.name in chosen]}
-
-
-def last_bn(block: nn.Module) -> nn.BatchNorm2d:
-    return block.bn3 if isinstance(block, Bottleneck) else block.bn2
-
-
-def _geometry(m: nn.Module) -> tuple[int, int, int]:
-    def one(v):
-        return v[0] if isinstance(v, (tuple, list)) else v
-    return one(m.kernel_size), one(m.stride), one(m.padding)
 
 
 def find_block(model: nn.Module, name: str) -> Block:
@@ -102,7 +69,7 @@ def canonical_tap(model, tap: str) -> str:
     name, kind = parse_tap(tap)
     all_blocks = blocks(model)
     i = all_blocks.index(find_block(model, name))
-    if kind == "I" and all_blocks[i].kind == "simple" and i > 0:
+    if kind == "I" and all_blocks[i].i_is_prev_o:
         return f"{all_blocks[i - 1].name}.O"
     return tap
 
@@ -110,14 +77,10 @@ def canonical_tap(model, tap: str) -> str:
 def tap_path(model: nn.Module, tap: str) -> tuple:
     """(kernel, stride, padding) of the longest path from the image to the tap."""
     name, kind = parse_tap(tap)
-    bl = blocks(model)
-    i = [b.name for b in bl].index(find_block(model, name).name)
+    b = find_block(model, name)
     if kind in ("B", "O"):
-        return bl[i].convs
-    before = bl[i - 1].convs if i > 0 else bl[0].convs[:2]
-    if bl[i].kind == "downsample":
-        return before + (_geometry(bl[i].module.downsample[0]),)
-    return before
+        return b.convs
+    return b.input_path + path_of(b.shortcut)
 
 
 def map_size(path: tuple, size: int = IMAGE_SIZE) -> int:
@@ -166,8 +129,9 @@ def centre_crop_window(model: nn.Module, tap: str, height: int, width: int):
 
 
 def describe_blocks(model: nn.Module, size: int = IMAGE_SIZE) -> list[dict]:
-    """The block table of ``rsi blocks``: per tap its channels, map size, centre and receptive field."""
-    rows = []
+    """The block table of ``rsi blocks``: per block its roles and hook points, per tap its
+    channels, map size, centre and receptive field."""
+    rows, roles = [], block_roles(model)
     for b in blocks(model):
         taps = {}
         for kind in TAP_KINDS:
@@ -178,8 +142,25 @@ def describe_blocks(model: nn.Module, size: int = IMAGE_SIZE) -> list[dict]:
             taps[kind] = {"channels": b.channels, "size": [n, n], "centre": [n // 2, n // 2],
                           "receptive_field": hi - lo + 1, "stride": stride(path),
                           "window": [lo, hi]}
-        rows.append({"block": b.name, "kind": b.kind, "channels": b.channels, "taps": taps})
+        rows.append({"block": b.name, "kind": b.kind, "channels": b.channels, "taps": taps,
+                     "roles": [r for r, names in roles.items() if r != "studied" and b.name in names],
+                     "hooks": hook_points(model, b)})
     return rows
+
+
+def hook_points(model: nn.Module, b: Block) -> dict[str, str]:
+    """Where each tap of ``b`` is read, in module names (TransformerLens-style hook points)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    block = names[id(b.module)]
+    if b.shortcut is not None:
+        i = f"output of {names[id(b.shortcut)]}"
+    elif b.i_is_prev_o:
+        i = "the previous block's O"
+    else:
+        i = f"input of {block}"
+    skip = "ReLU(I)" if b.relu and b.shortcut is None else "I"
+    return {"I": i, "B": f"output of {names[id(b.branch_end)]}", "O": f"{skip} + B",
+            "output": "ReLU(O)" if b.relu else "O"}
 
 
 class _Stop(Exception):
@@ -213,7 +194,7 @@ class TapCapture:
         if name not in names:
             raise KeyError(f"unknown block {name!r}: this model has blocks {', '.join(names)}")
         i = names.index(name)
-        return i - 1 if kind == "I" and all_blocks[i].kind == "simple" and i > 0 else i
+        return i - 1 if kind == "I" and all_blocks[i].i_is_prev_o else i
 
     def _keep(self, tap: str, t: torch.Tensor) -> None:
         if tap in self.taps:
@@ -225,34 +206,37 @@ class TapCapture:
         m = b.module
 
         def pre(_mod, args):
-            if i == 0:  # the first block's input comes from the stem (max-pool)
-                st["prev_O"] = args[0]
+            if b.shortcut is None and not b.i_is_prev_o:  # I is the block's input (the stem's, a stage's downsample's)
+                st["input"] = args[0]
 
-        def on_bn(_mod, _args, out):
+        def on_branch(_mod, _args, out):
             st["B"] = out.clone()  # the block adds the identity into this tensor in place
 
-        def on_downsample(_mod, _args, out):
+        def on_shortcut(_mod, _args, out):
             st["I"] = out.clone()
 
         def post(_mod, _args, _out):
-            i_t = st.pop("I") if b.kind == "downsample" else st["prev_O"]
+            if b.shortcut is not None:
+                i_t = st.pop("I")
+            else:
+                i_t = st["prev_O"] if b.i_is_prev_o else st.pop("input")
             b_t = st.pop("B")
-            # a simple block adds its (post-ReLU) input: I is kept pre-ReLU (SPEC, footnote 2)
-            o_t = (torch.relu(i_t) if b.kind == "simple" else i_t) + b_t
+            # a simple block of a ReLU family adds its (post-ReLU) input: I is kept pre-ReLU (SPEC, footnote 2)
+            o_t = (torch.relu(i_t) if b.relu and b.shortcut is None else i_t) + b_t
             self._keep(f"{b.name}.I", i_t)
             self._keep(f"{b.name}.B", b_t)
             self._keep(f"{b.name}.O", o_t)
             nxt = self._next[b.name]
-            if nxt is not None and nxt.kind == "simple":
+            if nxt is not None and nxt.i_is_prev_o:
                 self._keep(f"{nxt.name}.I", o_t)
             st["prev_O"] = o_t
             if last and self.stop:
                 raise _Stop
 
-        self._handles += [m.register_forward_pre_hook(pre), last_bn(m).register_forward_hook(on_bn),
+        self._handles += [m.register_forward_pre_hook(pre), b.branch_end.register_forward_hook(on_branch),
                           m.register_forward_hook(post)]
-        if b.kind == "downsample":
-            self._handles.append(m.downsample.register_forward_hook(on_downsample))
+        if b.shortcut is not None:
+            self._handles.append(b.shortcut.register_forward_hook(on_shortcut))
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self._acts = {}

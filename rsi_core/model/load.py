@@ -1,4 +1,4 @@
-"""Load torchvision ResNets with named, local or seeded-random weights.
+"""Load a model of any family (``rsi_core.model.families``) with named, local or seeded-random weights.
 
 Every loaded model carries ``rsi_model`` (architecture name), ``rsi_weights`` (what the user
 asked for) and ``rsi_weights_id`` (a hash of the state dict): cache keys use the hash, so new
@@ -13,15 +13,12 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torchvision.models import get_model, get_model_weights
+from torchvision.models import get_model_weights
 
+from rsi_core.model.families import TIMM, family_for, family_of, preprocess_of
+from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
 
-SUPPORTED_MODELS = (
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "wide_resnet50_2", "wide_resnet101_2",
-    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
-)
 DEFAULT_MODEL = "resnet18"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
 
@@ -35,9 +32,7 @@ class WeightsUnavailable(WeightsError):
 
 
 def _check_model(name: str) -> None:
-    if name not in SUPPORTED_MODELS:
-        raise ValueError(
-            f"unknown model {name!r}: choose one of {', '.join(SUPPORTED_MODELS)}")
+    family_for(name)  # an unknown name: one line listing the known ones
 
 
 def weights_identity(model: torch.nn.Module) -> str:
@@ -85,7 +80,7 @@ def _named_state_dict(name: str, weights: str) -> dict:
             "a path to a .pth file, or random:SEED") from None
     path = checkpoint_path(member)
     if path.exists():  # cached: verified and read here, so damage is an error, never "offline"
-        return _file_state_dict(path)
+        return _file_state_dict(path)[0]
     try:
         return member.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # offline, proxy refusal, partial download ...
@@ -107,6 +102,8 @@ def weights_missing(name: str, weights: str) -> str | None:
     path = Path(weights).expanduser()
     if path.suffix in (".pth", ".pt", ".bin") or os.sep in weights:
         return None if path.exists() else f"weights file {path} does not exist"
+    if str(name).startswith(TIMM):
+        return None  # timm's cache is the Hugging Face hub's: load_model says what is missing
     try:
         member = get_model_weights(name)[weights]
     except (KeyError, ValueError):
@@ -131,7 +128,8 @@ def _unwrap(state):
     return state
 
 
-def _file_state_dict(path: Path) -> dict:
+def _file_state_dict(path: Path) -> tuple[dict, object]:
+    """The file's state dict, and its own preprocessing when it is a robust checkpoint (else None)."""
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
     verify_hash(path)
@@ -147,29 +145,62 @@ def _file_state_dict(path: Path) -> dict:
         raise WeightsError(
             f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
             "it may be truncated or corrupt: download it again") from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # torchvision's reference scripts, MadryLab robustness
+    try:
+        robust = read_robust(state) if isinstance(state, dict) else None
+    except ValueError as exc:
+        raise WeightsError(f"weights file {path}: {exc}; pass a checkpoint in a format rsi reads") from exc
+    if robust:
+        return robust
     state = _unwrap(state)
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    return state
+    return state, None
 
 
 @register_source("random", kind="control", example="random:0")
 def random_model(name: str, weights: str, device="cpu", **_) -> torch.nn.Module:
-    """``random:SEED``: torchvision's initialization of ``name`` under ``torch.manual_seed(SEED)``."""
+    """``random:SEED``: the family's initialization of ``name`` (torchvision's, timm's) under
+    ``torch.manual_seed(SEED)``."""
     seed = random_seed(weights)
     if seed is None:
         raise ValueError(f"bad weights {weights!r}: random weights are random:SEED, e.g. random:0")
+    family = family_for(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _finish(get_model(name, weights=None), name, weights, device)
+        return _finish(family.build(name), name, weights, device)
+
+
+def _timm_pretrained(name: str, tag: str) -> torch.nn.Module:
+    """timm's pretrained ``ARCH.TAG`` through timm's own loader and cache (the Hugging Face hub's)."""
+    import timm
+    arch = name[len(TIMM):]
+    tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*") if "." in t]
+    if tag not in tags:
+        raise ValueError(f"unknown weights {tag!r} for {name}: use one of timm's tags {', '.join(tags) or '(none)'}, "
+                         "a path to a .pth file, or random:SEED")
+    try:
+        return timm.create_model(f"{arch}.{tag}", pretrained=True)
+    except Exception as exc:  # offline, proxy refusal, partial download ...
+        raise WeightsUnavailable(
+            f"cannot load {name} weights {tag}: {type(exc).__name__}: {exc}\n"
+            f"  timm's checkpoint {arch}.{tag} is not in its cache (the Hugging Face hub's, $HF_HOME) and could not be "
+            f"downloaded.\n  Either fill that cache where you are online (timm.create_model('{arch}.{tag}', "
+            f"pretrained=True)), or pass the file itself: --weights /path/to/file.pth (or RSI_WEIGHTS).\n"
+            f"  Offline controls: --weights random:0") from exc
 
 
 def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
-    """A local file (``.pth``/``.pt``/``.bin`` or any existing path) or a torchvision weights name."""
+    """A local file (``.pth``/``.pt``/``.bin`` or any existing path; the robust formats too), a
+    torchvision weights name, or for ``timm:ARCH`` a timm pretrained tag."""
+    family = family_for(name)
     path = Path(weights).expanduser()
     looks_like_file = path.suffix in (".pth", ".pt", ".bin") or os.sep in weights or path.exists()
-    state = _file_state_dict(path) if looks_like_file else _named_state_dict(name, weights)
-    model = get_model(name, weights=None)
+    if not looks_like_file and name.startswith(TIMM):
+        return _finish(_timm_pretrained(name, weights), name, weights, device)
+    state, preprocess = _file_state_dict(path) if looks_like_file else (_named_state_dict(name, weights), None)
+    model = family.build(name)
     missing, unexpected = _compare_keys(model.state_dict(), state)
     if missing or unexpected:
         raise WeightsError(
@@ -181,6 +212,8 @@ def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
         model.load_state_dict(state)
     except RuntimeError as exc:  # same keys, other shapes
         raise WeightsError(f"weights {weights} do not fit {name}: {exc}") from exc
+    if preprocess is not None:
+        model.rsi_preprocess = preprocess
     return _finish(model, name, weights, device)
 
 
@@ -219,5 +252,10 @@ def _compare_keys(expected: dict, given: dict) -> tuple[list[str], list[str]]:
 
 def describe(model: torch.nn.Module) -> dict:
     """What made a result: written beside every figure and number."""
-    return {"model": model.rsi_model, "weights": model.rsi_weights,
-            "weights_id": model.rsi_weights_id, "torchvision": torchvision.__version__}
+    out = {"model": model.rsi_model, "weights": model.rsi_weights, "weights_id": model.rsi_weights_id,
+           "family": family_of(model).name, "preprocess": preprocess_of(model).describe(),
+           "torchvision": torchvision.__version__}
+    if getattr(model, "rsi_model", "").startswith(TIMM):
+        import timm
+        out["timm"] = timm.__version__
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model, weights_identity
 from rsi_core.model.sources import register_source
@@ -101,7 +102,10 @@ def shuffled_model(name: str, weights: str, device="cpu", base: str | None = Non
     seed, base = parse_shuffle(weights, base)
     model = load_model(name, base, device)
     shuffle_weights(model, seed)
-    used = recompute_bn_stats(model, images if images is not None else ImageSet.from_dir(None), device)
+    images = (images if images is not None else ImageSet.from_dir(None))
+    if isinstance(images, ImageSet):  # read as the base weights were trained to see them
+        images = images.with_preprocess(preprocess_of(model))
+    used = recompute_bn_stats(model, images, device)
     model.rsi_weights = f"shuffle:{seed}:{base}"
     model.rsi_weights_id = weights_identity(model)
     model.rsi_control = {"kind": "shuffle", "seed": seed, "base": base, "bn_images": used}

@@ -1,7 +1,7 @@
 """A claim's verdict and the small rules that produce one.
 
 A claim function (``claims/test_*.py``) reads a ``Study`` and returns a ``Verdict``: holds,
-fails, inconclusive, or error, with the numbers it measured, the one-sentence statistic, the
+fails, inconclusive, n/a (the model lacks the claim's role or premise), or error, with the numbers it measured, the one-sentence statistic, the
 blocks it read and its headline ``value`` (compared against controls in ``direction``).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy import stats as _stats
 from rsi_core.measure import metrics
 
 ALPHA = 0.05
-VERDICTS = ("holds", "fails", "inconclusive", "error")
+VERDICTS = ("holds", "fails", "inconclusive", "n/a", "error")
 
 
 @dataclass
@@ -43,8 +43,25 @@ class Verdict:
 
 
 def not_applicable(statistic: str, blocks: dict, reason: str) -> Verdict:
-    """A claim this model cannot be asked (e.g. the paper's channel numbers on another model)."""
-    return Verdict("", "inconclusive", statistic, {}, blocks, f"n/a: {reason}")
+    """A claim this model cannot be asked (the paper's channel numbers on another model, a role
+    or premise its family lacks): verdict "n/a" with the reason, never a silent pass or fail."""
+    return Verdict("", "n/a", statistic, {}, blocks, f"n/a: {reason}")
+
+
+def applies_if(*premises: str):
+    """Decorator of a claim function: on a study whose model lacks one of ``premises`` (a role
+    such as "downsample", or a family premise such as "bn-branch"; ``Study.missing``) the claim
+    is "n/a" with the reason, and is not evaluated."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def claim(study):
+            for premise in premises:
+                reason = study.missing(premise)
+                if reason:
+                    return not_applicable("", {}, reason)
+            return fn(study)
+        return claim
+    return wrap
 
 
 def seed_verdict(per_seed: list) -> tuple[str, list]:

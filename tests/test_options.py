@@ -52,7 +52,9 @@ def test_profiles_offered_are_the_public_ones():
 
 
 def test_every_subcommand_and_option_has_help_and_an_example():
-    for name, sub in _subparsers(cli.build_parser()):
+    top = cli.build_parser()
+    assert top.description and "examples:\n  rsi " in top.epilog
+    for name, sub in _subparsers(top):
         if name == "bench":
             continue  # a group: its one command, bench fz, is checked
         assert sub.description and "examples:\n  rsi " in (sub.epilog or ""), name

@@ -217,8 +217,12 @@ BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied bloc
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="rsi", description=__doc__.split("\n\n")[0],
-                    epilog="run `rsi COMMAND --help` for a command's options and examples")
+    parser = Parser(prog="rsi", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description=textwrap.fill("rsi: the findings of \"Interpreting the Residual Stream of ResNet18\" as "
+                                              "claims re-run on a model (the main job is `pytest claims`, or `rsi run`).", 100),
+                    epilog="examples:\n  rsi run --weights random:0 --profile smoke    # the offline smoke run\n"
+                           "  rsi blocks --weights random:0                 # a model's blocks and taps\n\n"
+                           "run `rsi COMMAND --help` for a command's options and examples")
     parser.add_argument("--version", action="version", version=f"rsi {metadata.version('rsi')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = ("model", "weights", "device", "cache-dir")

@@ -211,3 +211,12 @@ def test_image_damaged_past_its_header_stops_the_pass_naming_it(tmp_path, capsys
     last = err.strip().splitlines()[-1]
     assert last.startswith("rsi: error: cannot read image") and "b.JPEG" in last and "truncated" in last, err
     assert not (tmp_path / "a.npz").exists()
+
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("steps", -5), ("objective", "pixel"), ("precision", "fp8"),
+                                          ("jitter_table", "bogus"), ("target", "as-read")])
+def test_fz_settings_refuse_what_the_cli_refuses(field, value):
+    """The library says no too: FZSettings(steps=0) would cache unoptimized images as FZs."""
+    from rsi_core.fz.render import FZSettings
+    with pytest.raises(ValueError, match="use "):
+        FZSettings(**{field: value})

@@ -88,6 +88,8 @@ CLI_CASES = [
     ("expectations-from-all-errors", "expectations --from {all_error_json}", "every claim of this report errored"),
     ("expectations-from-missing", "expectations --from {dir}/none.json", "not a readable claims-report.json"),
     ("expectations-from-not-json", "expectations --from {not_json_json}", "not a readable claims-report.json"),
+    ("compare-out-is-a-file", "compare {all_error_json} --out {a_file}", "is a file, not a folder"),
+    ("compare-report-missing", "compare {dir}/none.json --out {dir}/cmp", "none.json"),
     ("run-model-unknown", "run --model resnet9000 --weights random:0", "unknown model"),
     ("run-baseline-missing", "run --weights random:0 --baseline {dir}/missing.json", "no such file"),
     ("run-fz-seeds-0", "run --weights random:0 --fz-seeds 0", "--fz-seeds: must be 1 or more"),
@@ -220,3 +222,13 @@ def test_fz_settings_refuse_what_the_cli_refuses(field, value):
     from rsi_core.fz.render import FZSettings
     with pytest.raises(ValueError, match="use "):
         FZSettings(**{field: value})
+
+
+def test_a_folder_option_accepts_an_existing_folder_and_a_file_option_a_new_file(files):
+    """rsi compare --out is a folder, rsi activations --out a file: each checked as what it is."""
+    for argv in (["compare", files["all_error_json"], "--out", files["out_dir"]],
+                 ["activations", "--out", str(Path(files["dir"]) / "new" / "acts.npz")]):
+        args = cli.build_parser().parse_args(argv)
+        args.load = False
+        cli.check(args)
+    assert not (Path(files["dir"]) / "new").exists()

@@ -187,11 +187,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True):
+def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True,
+             dirs: tuple = (), files: tuple = ()):
+    """A subcommand with its description and examples; ``load``: the check loads the model;
+    ``dirs`` / ``files``: its options naming a folder / a file it writes, checked writable."""
     p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 100),
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
-    p.set_defaults(func=func, load=load)
+    p.set_defaults(func=func, load=load, dirs=dirs, files=files)
     return p
 
 
@@ -241,7 +244,8 @@ def build_parser() -> Parser:
                  "Render feature visualizations (FZs) of the chosen blocks, taps and channels into the cache "
                  "(an interrupted run resumes where it stopped), and optionally export them as PNGs.",
                  ["rsi fz --weights random:0 --blocks 1.1 --channels 0-3 --steps 64 --export fz/",
-                  "rsi fz --weights resnet18.pth --profile quick --shard $SLURM_ARRAY_TASK_ID/8"], cmd_fz)
+                  "rsi fz --weights resnet18.pth --profile quick --shard $SLURM_ARRAY_TASK_ID/8"], cmd_fz,
+                 dirs=("export",))
     _add(p, *shared)
     _local(p, "blocks", BLOCKS_HELP, "--blocks 2.0,2.1", "paper")
     _local(p, "taps", "comma list of tap kinds to render, of I (block input) and B (block branch)", "--taps B",
@@ -269,7 +273,8 @@ def build_parser() -> Parser:
                  "Stream an image folder through the model and write, per tap, the centre neuron of every channel "
                  "as an [images, channels] table (row i is files[i]) into one .npz with its provenance.",
                  ["rsi activations --weights random:0 --limit 20 --out acts.npz",
-                  "rsi activations --images ~/imagenet/val --blocks 3.1 --taps B,O --out val-3.1.npz"], cmd_activations)
+                  "rsi activations --images ~/imagenet/val --blocks 3.1 --taps B,O --out val-3.1.npz"], cmd_activations,
+                 files=("out",))
     _add(p, *shared, "images")
     _local(p, "limit", "only the first N images (sorted order)", "--limit 100", None, opts.at_least(1), metavar="N")
     _local(p, "blocks", BLOCKS_HELP, "--blocks 3.1", "paper")
@@ -293,7 +298,7 @@ def build_parser() -> Parser:
                  "controls, as universality.md, .json and .png. Reports of different profiles or image sets are "
                  "refused unless --allow-mixed (the table then says they differ).",
                  ["rsi compare r18/claims-report.json timm/claims-report.json --out universality/"], cmd_compare,
-                 load=False)
+                 load=False, dirs=("out",))
     p.add_argument("reports", nargs="+", metavar="REPORT.json", help="claims-report.json files, one per model/weights")
     _local(p, "out", "folder for universality.md, .json and .png", "--out universality/", metavar="DIR", required=True)
     _local(p, "allow-mixed", "compare reports of different profiles or image sets (the table says so)",
@@ -336,6 +341,11 @@ def build_parser() -> Parser:
 def check(args) -> None:
     """Every option of the command checked before any work (``options.check``); the model loaded once."""
     values = {k.replace("_", "-"): v for k, v in vars(args).items()}
+    for name in args.dirs:
+        if values.get(name):
+            opts.writable_dir(name, values[name])
+    for name in args.files:
+        opts.writable_file(name, values[name])
     values, args.loaded = opts.check(values, load=args.load)
     for k, v in values.items():
         setattr(args, k.replace("-", "_"), v)

@@ -253,6 +253,15 @@ def writable_dir(name: str, value) -> Path:
     return path
 
 
+def writable_file(name: str, value) -> Path:
+    """``value`` as a file this process can write (its folder checked like ``writable_dir``)."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise OptionError(name, value, f"is a folder: pass the path of the file to write, e.g. {path / 'out'}{path.suffix}")
+    writable_dir(name, path.absolute().parent)
+    return path
+
+
 def readable_images(name: str, value):
     """The ImageSet of ``value``; every file's header is read (cheap), so a non-image stops the run
     here, named, rather than in the middle of a pass."""
@@ -311,13 +320,9 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     if "profile" in v and v["profile"] is None and "device" in v:
         from rsi_core.measure.profiles import default_profile
         v["profile"] = default_profile(v["device"])
-    for name in ("cache-dir", "artifacts-dir", "export"):  # export: rsi fz's PNG folder
+    for name in ("cache-dir", "artifacts-dir"):
         if v.get(name):
             writable_dir(name, v[name])
-    if v.get("out"):  # rsi activations' .npz
-        if Path(v["out"]).is_dir():
-            raise OptionError("out", v["out"], "is a folder: pass the path of the .npz file to write, e.g. acts.npz")
-        writable_dir("out", Path(v["out"]).expanduser().parent)
     if v.get("expectations"):
         from rsi_core.harness import expectations
         try:

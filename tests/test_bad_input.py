@@ -111,7 +111,7 @@ PYTEST_CASES = [
     ("baseline-missing", "--baseline {dir}/missing.json", "no such file"),
     ("baseline-not-json", "--baseline {not_json_json}", "not a readable claims-report.json"),
     ("baseline-other-model", "--profile smoke --baseline {other_model_json}", "not comparable"),
-    ("expectations-missing", "--expectations {dir}/missing.toml", "No such file"),
+    ("expectations-missing", "--expectations {dir}/missing.toml", "no such file: pass a TOML expectations file"),
     ("expectations-not-toml", "--expectations {bad_toml}", "expectations file"),
     ("expectations-unknown-claim", "--expectations {wrong_id_toml}", "unknown claim ids"),
     ("images-missing", "--images {dir}/nowhere", "does not exist"),

@@ -325,6 +325,10 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
             writable_dir(name, v[name])
     if v.get("expectations"):
         from rsi_core.harness import expectations
+        for f in v["expectations"]:
+            if not Path(f).expanduser().is_file():
+                raise OptionError("expectations", f, "no such file: pass a TOML expectations file (record one with "
+                                  "`rsi expectations --from claims-report.json > mine.toml`)")
         try:
             expectations.for_run(v["model"], v["weights"], v["expectations"])
         except ValueError as exc:

@@ -262,9 +262,9 @@ def writable_file(name: str, value) -> Path:
     return path
 
 
-def readable_images(name: str, value):
-    """The ImageSet of ``value``; every file's header is read (cheap), so a non-image stops the run
-    here, named, rather than in the middle of a pass."""
+def readable_images(name: str, value, limit: int | None = None):
+    """The ImageSet of ``value``; the header of every file the run reads (the first ``limit``, or
+    all) is read (cheap), so a non-image stops the run here, named, rather than in the middle of a pass."""
     from PIL import Image
 
     from rsi_core.model.images import ImageSet
@@ -272,7 +272,7 @@ def readable_images(name: str, value):
         images = ImageSet.from_dir(value)
     except FileNotFoundError as exc:
         raise OptionError(name, value if value else "(default)", one_line(exc)) from None
-    for f in images.files:
+    for f in images.files[:limit]:
         try:
             with Image.open(images.root / f):
                 pass
@@ -334,7 +334,7 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
         except ValueError as exc:
             raise OptionError("expectations", v["expectations"], one_line(exc)) from None
     if "images" in v:
-        readable_images("images", v["images"])
+        readable_images("images", v["images"], v.get("limit"))  # rsi activations --limit N reads N
     if v.get("baseline"):
         _check_baseline(v)
     model = load_weights(v) if load and "weights" in v else None

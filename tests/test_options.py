@@ -96,6 +96,9 @@ def test_rsi_run_forwards_the_table_and_loads_the_model_once(tmp_path, monkeypat
     assert code == 0, out
     assert "--antialias --jitter-table authors-script" in out and "1 passed" in out
     assert len(loads) == 1, loads
+    # the same process goes on working after the in-process run (its progress file is gone)
+    assert cli.main(["activations", "--weights", "random:0", "--limit", "1", "--blocks", "1.1", "--cache-dir",
+                     str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")]) == 0, capsys.readouterr().err
 
 
 def test_channels():

@@ -84,6 +84,11 @@ def pytest_configure(config):
         progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
 
 
+def pytest_unconfigure(config):
+    from rsi_core.model import progress
+    progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
+
+
 def _check_options(config) -> None:
     """Every option parsed; on the controller of a claims run also checked (files, folders, images,
     device, the weights loaded once): a bad value is one usage-error line (exit 4) before any work."""

@@ -25,7 +25,8 @@ def attach(path) -> None:
 
 
 def detach() -> None:
-    """Stop writing (the run ended): later work in this process, e.g. the next test, only counts."""
+    """Stop writing a file (the counters still count): at a session's end, so that what the process
+    does after an in-process run (``rsi run``, a notebook) writes nowhere stale."""
     _state["path"] = None
 
 
@@ -43,11 +44,8 @@ def flush() -> None:
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(_state["counts"]))
-        os.replace(tmp, path)
-    except OSError:  # the folder went away (its run ended): progress is never worth stopping the work for
-        _state["path"] = None
+    tmp.write_text(json.dumps(_state["counts"]))
+    os.replace(tmp, path)
     _state["written"] = time.monotonic()
 
 

@@ -160,3 +160,19 @@ def test_jitter_outside_resnet18_follows_the_receptive_field_rule(model):
     rf = {r["block"]: r["taps"]["B"]["receptive_field"] for r in describe_blocks(convnext)}
     for name, field in rf.items():
         assert jitter_of(convnext, f"{name}.B") == (0 if field <= 67 else 4 if field <= 147 else 16)
+
+
+def test_timm_weights_unavailable_offline_say_what_to_do(monkeypatch):
+    """timm's own loader is asked (its cache is the Hugging Face hub's); when it cannot get the
+    file, the error is today's WeightsUnavailable, naming the cache, the file option and random:0
+    (here the loader is made to fail at once, as it does offline after its retries)."""
+    import timm
+
+    from rsi_core.model.load import WeightsUnavailable
+
+    def offline(name, pretrained=False, **_):
+        assert name == "resnet18.tv_in1k" and pretrained
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(WeightsUnavailable, match=r"(?s)resnet18\.tv_in1k is not in its cache.*--weights /path/to.*random:0"):
+        load_model("timm:resnet18", "tv_in1k")

@@ -9,7 +9,7 @@ import torch
 
 from rsi_core.harness import cli
 from rsi_core.model.anatomy import TapCapture, block_roles, blocks, describe_blocks
-from rsi_core.model.families import FAMILIES, family_for, family_of, known_model, premise_missing
+from rsi_core.model.families import FAMILIES, TV_CONVNEXTS, TV_RESNETS, family_for, family_of, known_model, premise_missing
 from rsi_core.model.load import load_model
 
 pytest.importorskip("timm")
@@ -17,11 +17,11 @@ pytest.importorskip("timm")
 # one model per architecture and variant the families serve: basic and bottleneck ResNets, the
 # "d" deep stem and avg-pool shortcut, squeeze-excitation, anti-aliasing, ConvNeXts of both libraries
 ARCHITECTURES = {
-    "resnet18": "torchvision-resnet", "resnet50": "torchvision-resnet", "resnext50_32x4d": "torchvision-resnet",
+    **{name: "torchvision-resnet" for name in TV_RESNETS}, **{name: "torchvision-convnext" for name in TV_CONVNEXTS},
     "timm:resnet18": "timm-resnet", "timm:resnet50d": "timm-resnet", "timm:seresnet50": "timm-resnet",
-    "timm:resnetaa50d": "timm-resnet",
-    "convnext_tiny": "torchvision-convnext", "timm:convnext_atto": "timm-convnext",
+    "timm:resnetaa50d": "timm-resnet", "timm:convnext_atto": "timm-convnext", "timm:convnext_tiny": "timm-convnext",
 }
+CONVNEXTS = [n for n, f in ARCHITECTURES.items() if f.endswith("convnext")]
 
 
 def _reference(model, x):
@@ -57,11 +57,11 @@ def test_taps_obey_the_family_semantics(name, one_thread):
     model = load_model(name, "random:0")
     assert family_of(model).name == ARCHITECTURES[name]
     all_blocks = blocks(model)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # small: every stage's map is 2x2 or more
     ref = _reference(model, x)
     with TapCapture(model, [f"{b.name}.{k}" for b in all_blocks for k in "IBO"], stop=False) as cap, torch.no_grad():
         acts = cap(x)
-    relu_family = name not in ("convnext_tiny", "timm:convnext_atto")
+    relu_family = name not in CONVNEXTS
     for i, b in enumerate(all_blocks):
         i_t, b_t, o_t = (acts[f"{b.name}.{k}"] for k in "IBO")
         assert b.relu == relu_family

@@ -176,3 +176,14 @@ def test_timm_weights_unavailable_offline_say_what_to_do(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightsUnavailable, match=r"(?s)resnet18\.tv_in1k is not in its cache.*--weights /path/to.*random:0"):
         load_model("timm:resnet18", "tv_in1k")
+
+
+def test_a_timm_tag_missing_from_the_hub_cache_is_announced_up_front(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from rsi_core.model.load import weights_missing
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert "timm/resnet18.tv_in1k is not in the Hugging Face hub's cache" in weights_missing("timm:resnet18", "tv_in1k")
+    (tmp_path / "models--timm--resnet18.tv_in1k").mkdir()
+    assert weights_missing("timm:resnet18", "tv_in1k") is None
+    assert weights_missing("timm:resnet18", "random:0") is None

@@ -15,6 +15,9 @@ block the FZ serves (``BLOCK:T`` fields, e.g. ``2.0:O`` and ``2.1:O`` for 2.0.O 
 """
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import numpy as np
 import torch
 from filelock import Timeout
@@ -23,7 +26,11 @@ from tqdm.auto import tqdm
 from rsi_core.cache import Cache
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import jitter_of
-from rsi_core.model.anatomy import blocks, canonical_tap, parse_tap
+from rsi_core.model import progress
+from rsi_core.model.anatomy import blocks, canonical_tap, find_block, parse_tap
+
+#: steps of the calibration render that estimates a plan's time (``FZBank.estimate``)
+CALIBRATION_STEPS = 2
 
 
 def default_batch_size(device) -> int:
@@ -63,31 +70,67 @@ class FZBank:
         return [c for c in channels if not self.cache.path(self._key(tap, c)).exists()]
 
     def _compute(self, tap: str, channels: list[int], bar) -> None:
+        """Render ``channels`` batch by batch; the bar and the process's progress counters move
+        with every optimization step."""
         tap = canonical_tap(self.model, tap)
+        steps = self.settings.steps
         for start in range(0, len(channels), self.batch_size):
             chunk = channels[start:start + self.batch_size]
-            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False)
+            base = bar.n
+
+            def step(s, _params, n=len(chunk), base=base):
+                progress.advance(fz_steps=n)
+                bar.update(base + n * (s + 1) / steps - bar.n)
+            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step)
             acts = {f"{b}:{k}": v for b in self._served(tap)
                     for k, v in measure(self.model, out["images"], b, device=self.device).items()}
             for n, c in enumerate(chunk):
                 self.cache.save(self._key(tap, c), {"image": out["images"][n],
                                                     **{k: v[n] for k, v in acts.items()}})
-            bar.update(len(chunk))
+            bar.update(base + len(chunk) - bar.n)
+            progress.advance(fzs=len(chunk))
 
-    def ensure(self, requests: dict[str, list[int]]) -> None:
-        """Compute every missing FZ of ``{tap: channels}``; taps locked by another process are
-        left for later, and waited for only when nothing else is left to do. Taps are merged by
-        their canonical name (2.1.I and 2.0.O are one request)."""
+    def pending(self, requests: dict[str, list[int]], missing_only: bool = True) -> dict[str, list[int]]:
+        """``{canonical tap: channels not in the cache}`` of ``{tap: channels}`` (every channel
+        asked with ``missing_only`` False): taps are merged by their canonical name (2.1.I and
+        2.0.O are one request), taps with nothing left out."""
         merged = {}
         for t, chans in requests.items():
             merged.setdefault(canonical_tap(self.model, t), []).extend(int(c) for c in chans)
-        requests = {t: list(dict.fromkeys(c)) for t, c in merged.items()}
-        pending = {t: self._missing(t, chans) for t, chans in requests.items()}
-        pending = {t: c for t, c in pending.items() if c}
+        pending = {t: list(dict.fromkeys(c)) for t, c in merged.items()}
+        if missing_only:
+            pending = {t: self._missing(t, c) for t, c in pending.items()}
+        return {t: c for t, c in pending.items() if c}
+
+    def costs(self, taps) -> dict[str, float]:
+        """Seconds to render one FZ of each tap here, from a calibration: ``CALIBRATION_STEPS``
+        steps of one batch (of 4 channels on the CPU, whose cost grows with the batch; a full
+        batch on CUDA, whose cost barely does), scaled to the bank's steps."""
+        size = self.batch_size if torch.device(self.device).type == "cuda" else min(4, self.batch_size)
+        calibration = replace(self.settings, steps=CALIBRATION_STEPS)
+        out = {}
+        for tap in dict.fromkeys(canonical_tap(self.model, t) for t in taps):
+            probe = list(range(min(size, find_block(self.model, parse_tap(tap)[0]).channels)))
+            t0 = time.perf_counter()
+            render(self.model, tap, probe, calibration, device=self.device, progress=False)
+            out[tap] = (time.perf_counter() - t0) / CALIBRATION_STEPS * self.settings.steps / len(probe)
+        return out
+
+    def estimate(self, pending: dict[str, list[int]]) -> float:
+        """Seconds to render ``pending`` (``{canonical tap: channels}``) here (``costs``)."""
+        costs = self.costs(pending)
+        return sum(costs[t] * len(c) for t, c in pending.items())
+
+    def ensure(self, requests: dict[str, list[int]]) -> None:
+        """Compute every missing FZ of ``{tap: channels}`` (``pending``); taps locked by another
+        process are left for later, and waited for only when nothing else is left to do."""
+        pending = self.pending(requests)
         total = sum(len(c) for c in pending.values())
         if not total:
             return
-        with tqdm(total=total, desc="FZ bank", unit="FZ", disable=not self.progress) as bar:
+        with tqdm(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} FZ [{elapsed}<{remaining}, "
+                             "{rate_fmt}{postfix}]") as bar:
             while pending:
                 progressed = False
                 for tap in list(pending):
@@ -109,6 +152,7 @@ class FZBank:
                         pending[tap] = self._missing(tap, pending[tap])
                         if not pending[tap]:
                             del pending[tap]
+        progress.flush()
 
     def get(self, tap: str, channels) -> dict[str, np.ndarray]:
         """``image`` [N, 224, 224, 3] uint8 and ``I``, ``B``, ``O`` [N, C] of ``tap``'s block for

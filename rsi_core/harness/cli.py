@@ -73,9 +73,11 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.study import Study
     device = args.device
     model = _model(args)
-    steps = args.steps or get_profile(args.profile).steps
+    profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
+    steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
     banks = [FZBank(model, Cache(args.cache_dir),
@@ -83,10 +85,12 @@ def cmd_fz(args) -> int:
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
+    blocks = _blocks(model, args.blocks)
+    studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])  # a run's channels
     requests = {}
-    for block in _blocks(model, args.blocks):
+    for block in blocks:
         try:
-            chans = opts.channels(args.channels, block.channels)
+            chans = studied.channels(block.name) if args.channels is None else opts.channels(args.channels, block.channels)
         except ValueError as exc:
             raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
         requests.update({f"{block.name}.{t}": chans for t in args.taps})
@@ -100,6 +104,9 @@ def cmd_fz(args) -> int:
         requests = shard_requests(canonical, k, n)
         for bank in banks:
             bank.lock_tag = f"shard{k}of{n}"
+    print(fz_plan(banks, requests, profile.name, device))
+    if args.dry_run:
+        return 0
     for bank in banks:
         bank.ensure(requests)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
@@ -110,6 +117,19 @@ def cmd_fz(args) -> int:
             for tap, chans in requests.items():
                 print(export_pngs(bank, tap, chans, folder))
     return 0
+
+
+def fz_plan(banks, requests: dict, profile: str, device: str) -> str:
+    """``rsi fz``'s plan, before any work: FZs asked, cached, to render, and the time of those
+    from a short calibration (``FZBank.estimate``)."""
+    from rsi_core.harness.live import clock
+    asked = sum(len(c) for bank in banks for c in bank.pending(requests, missing_only=False).values())
+    pending = [bank.pending(requests) for bank in banks]
+    todo = sum(len(c) for p in pending for c in p.values())
+    seconds = sum(bank.estimate(p) for bank, p in zip(banks, pending) if p)
+    eta = f"; about {clock(seconds)} on {device} (from a calibration)" if todo else ""
+    return (f"rsi fz: plan: {asked} FZs of {banks[0].settings.steps} steps (profile {profile}, {len(requests)} taps), "
+            f"{asked - todo} cached, {todo} to render{eta}")
 
 
 def cmd_expectations(args) -> int:
@@ -218,9 +238,9 @@ def build_parser() -> Parser:
     _local(p, "blocks", BLOCKS_HELP, "--blocks 2.0,2.1", "paper")
     _local(p, "taps", "comma list of tap kinds to render, of I (block input) and B (block branch)", "--taps B",
            "I,B", opts.taps)
-    _local(p, "channels", "channels per block: all, a range LO-HI, a list, or a mix", "--channels 0-15,32",
-           "all", opts.channel_spec)
-    _add(p, "profile", default="paper", help="paper, quick or smoke: sets the steps")
+    _local(p, "channels", "channels per block: all, a range LO-HI, a list, or a mix (default: the profile's channels)",
+           "--channels 0-15,32", None, opts.channel_spec)
+    _add(p, "profile", help="sets the steps and channels, as in pytest claims (default: paper on CUDA, quick on CPU)")
     _local(p, "steps", "optimization steps per FZ, overriding the profile's", "--steps 256", None, opts.at_least(1))
     _local(p, "objective", "what an FZ maximizes: the centre neuron or the whole channel", "--objective channel",
            "neuron", opts.one_of(("neuron", "channel")))
@@ -233,6 +253,7 @@ def build_parser() -> Parser:
     _local(p, "batch-size", "FZs rendered together (default: sized to the device)", "--batch-size 64", None,
            opts.at_least(1))
     _local(p, "export", "folder for a PNG per FZ and a grid per tap", "--export fz-pngs/", metavar="DIR")
+    _local(p, "dry-run", "print the plan (FZs, cached, estimated time) and stop", "--dry-run", flag=True)
     _local(p, "shard", "render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
            "(SLURM arrays, torchrun ranks)", "--shard 0/4", None, _shard, metavar="K/N")
 

@@ -10,6 +10,7 @@ removes a previous run's report when no claim ran.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -70,8 +71,17 @@ def pytest_configure(config):
         import torch
         workers = int(config.workerinput.get("workercount", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    if not _is_worker(config) and config.getoption("--artifacts-dir", None):
-        shutil.rmtree(Path(config.getoption("--artifacts-dir")) / "claims", ignore_errors=True)
+    artifacts = config.getoption("--artifacts-dir", None)
+    if not _is_worker(config) and artifacts:
+        shutil.rmtree(Path(artifacts) / "claims", ignore_errors=True)
+    if artifacts and _claims_run(config) and not config.option.collectonly:
+        from rsi_core.harness.live import progress_folder
+        from rsi_core.model import progress  # this process's counters, for the controller's live line
+        folder = progress_folder(artifacts)
+        if not _is_worker(config):
+            shutil.rmtree(folder, ignore_errors=True)
+            config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
+        progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
 
 
 def _check_options(config) -> None:
@@ -105,13 +115,91 @@ def pytest_report_header(config):
     missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    live = config.pluginmanager.get_plugin("rsi-progress")
+    if live is not None and not missing:
+        lines.append(live.start())
     return lines
+
+
+def _options(config) -> dict:
+    """The run's checked option values, the device and profile resolved."""
+    return {**_values(config), "device": _device(config), "profile": _profile(config)}
+
+
+def build_study(model, options: dict):
+    """The tested Study of a run (not yet prepared)."""
+    from rsi_core.cache import Cache
+    from rsi_core.measure.profiles import get_profile
+    from rsi_core.measure.study import Study
+    from rsi_core.model.images import ImageSet
+    return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
+                 images=ImageSet.from_dir(options["images"]), device=options["device"],
+                 antialias=options["antialias"], jitter_table=options["jitter-table"],
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
+                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+
+
+class ClaimsProgress:
+    """The controller's side of a claims run's progress: the plan (``start``, in the header),
+    the live line (``rsi_core.harness.live``), each claim's verdict as its test reports."""
+
+    def __init__(self, config):
+        self.config, self.live = config, None
+
+    def start(self) -> str:
+        from rsi_core.harness.controls import default_controls
+        from rsi_core.harness.live import LiveLine, plan_run, progress_folder
+        from rsi_core.model.load import load_model
+        opts = _options(self.config)
+        try:
+            model = self.config._rsi_model or load_model(opts["model"], opts["weights"], opts["device"])
+            study = build_study(model, opts)
+            controls = default_controls(opts["profile"]) if opts["controls"] is None else opts["controls"]
+            plan = plan_run(study, opts["fz-target"], opts["fz-seeds"], controls)
+        except Exception as exc:  # the tests report what is wrong; the header says why there is no plan
+            return f"rsi: no plan ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        n = self.config.getoption("numprocesses", None)
+        workers = n if isinstance(n, int) and n > 0 else 1
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        self.live = LiveLine(reporter, progress_folder(opts["artifacts-dir"]), plan, workers).run()
+        return plan.describe(workers)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report):
+        claim = dict(report.user_properties).get("rsi_claim")
+        if not claim or report.when == "teardown" or (report.when == "setup" and report.passed):
+            return
+        from rsi_core.harness.live import verdict_line
+        path = Path(self.config.getoption("--artifacts-dir")) / "claims" / f"{claim}.json"
+        try:
+            text = verdict_line(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError):
+            text = f"rsi: {claim}: {report.outcome}"
+        if self.live is not None:
+            self.live.above(text)
+        else:
+            self.config.pluginmanager.get_plugin("terminalreporter").write_line(text)
+
+    def pytest_sessionfinish(self):
+        from rsi_core.harness.live import progress_folder
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        shutil.rmtree(progress_folder(self.config.getoption("--artifacts-dir")), ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """A claim test's id travels with its reports (``user_properties``, junit properties): the
+    controller names the claim whose test reported."""
+    for item in items:
+        mark = item.get_closest_marker("claim")
+        if mark is not None:
+            item.user_properties.append(("rsi_claim", mark.args[0]))
 
 
 @pytest.fixture(scope="session")
 def rsi_options(request):
-    c = request.config
-    return {**_values(c), "device": _device(c), "profile": _profile(c)}
+    return _options(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -128,15 +216,7 @@ def rsi_model(rsi_options, request):
 
 @pytest.fixture(scope="session")
 def rsi_study(rsi_model, rsi_options):
-    from rsi_core.cache import Cache
-    from rsi_core.measure.profiles import get_profile
-    from rsi_core.measure.study import Study
-    from rsi_core.model.images import ImageSet
-    study = Study(rsi_model, get_profile(rsi_options["profile"]), Cache(rsi_options["cache-dir"]),
-                  images=ImageSet.from_dir(rsi_options["images"]), device=rsi_options["device"],
-                  antialias=rsi_options["antialias"], jitter_table=rsi_options["jitter-table"],
-                  fz_target="as-run" if rsi_options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                  lists=getattr(rsi_model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+    study = build_study(rsi_model, rsi_options)
     study.prepare()
     return study
 

@@ -17,7 +17,7 @@ from rsi_core.fz.bank import FZBank
 from rsi_core.fz.render import FZSettings, canonical_tap, dequantize, element_streams, image_parameter, quantize
 from rsi_core.measure import metrics
 from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels, second_seed_channels
-from rsi_core.model.activations import natural_activations, top_k
+from rsi_core.model.activations import natural_activations, natural_key, top_k
 from rsi_core.model.anatomy import TapCapture, block_roles, find_block
 from rsi_core.model.anatomy import blocks as model_blocks
 from rsi_core.model.families import premise_missing, preprocess_of
@@ -242,13 +242,24 @@ class Study(SampleReaders):
             d.update(self.image_set.describe())
         return d
 
+    def fz_requests(self) -> list[tuple[FZBank, dict[str, list[int]]]]:
+        """(bank, {tap: channels}) that ``prepare`` fills: every studied block's I and B FZs, and
+        the second seed's of the paired channels."""
+        out = [(self.bank, {f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})]
+        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
+        if any(paired.values()):
+            out.append((self.second_seed.bank, {t: c for t, c in paired.items() if c}))
+        return out
+
     def prepare(self) -> None:
         """Fill the FZ bank for every studied block, and the second seed's for its paired
         channels (taps in any order across workers)."""
-        self.bank.ensure({f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})
-        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
-        if any(paired.values()):
-            self.second_seed.bank.ensure({t: c for t, c in paired.items() if c})
+        for bank, requests in self.fz_requests():
+            bank.ensure(requests)
+
+    def natural_cached(self) -> bool:
+        """Whether the natural-image tables of this model and image set are in the cache."""
+        return self.cache.path(natural_key(self.model, self.image_set, self.blocks)).exists()
 
     def _result(self, name: str, chans, rerender: bool = True) -> BlockResult:
         """The block's numbers for ``chans``; ``extra`` counts the FZs that never moved (per tap)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
+from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import TAP_KINDS, TapCapture
 from rsi_core.model.device import tf32_flags
 from rsi_core.model.families import preprocess_of
@@ -40,6 +41,8 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
                     tables[t] = np.empty((len(images), a.shape[1]), dtype=np.float32)
                 tables[t][done:done + len(a)] = a.float().cpu().numpy()
             done += len(x)
+            counters.advance(images=len(x))
+    counters.flush()
     return {t: tables[t] for t in taps}
 
 
@@ -55,9 +58,13 @@ def natural_activations(model, images: ImageSet, block_names, cache: Cache | Non
 
     if cache is None:
         return compute()
-    key = Cache.key("natural", weights_id=model.rsi_weights_id, model=model.rsi_model,
-                    images=images.identity, taps=taps)
-    return cache.get_or_compute(key, compute)
+    return cache.get_or_compute(natural_key(model, images, block_names), compute)
+
+
+def natural_key(model, images: ImageSet, block_names) -> str:
+    """The cache key of ``natural_activations``' tables."""
+    return Cache.key("natural", weights_id=model.rsi_weights_id, model=model.rsi_model,
+                     images=images.identity, taps=block_taps(block_names))
 
 
 def top_k(acts: np.ndarray, k: int = 9) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""What a claims run will do (the plan in pytest's header) and one live line of what it has done.
+
+pytest-xdist forwards no worker output, so every process that renders FZs or passes natural
+images writes its counters into ``<artifacts>/.progress/`` (``rsi_core.model.progress``) and the
+controller polls that folder from a thread: on a terminal one line rewritten in place, elsewhere a
+line every few seconds. Each claim's verdict is printed above it as its test completes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsi_core.model import progress
+
+#: seconds between two progress lines when the output is not a terminal (RSI_PROGRESS_SECONDS overrides)
+EVERY_PLAIN = 15.0
+EVERY_TTY = 1.0
+
+
+def progress_folder(artifacts_dir) -> Path:
+    return Path(artifacts_dir) / ".progress"
+
+
+@dataclass
+class Plan:
+    """FZs the run reads (``requested``), those already cached, the natural images still to pass
+    through a model, the FZ steps, and the estimated time of the FZs on one process."""
+    requested: int = 0
+    cached: int = 0
+    images: int = 0
+    steps: int = 0
+    seconds: float | None = None
+    unchecked: int = 0            # control models' FZs: counted as to render, not looked up
+    pending: list = field(default_factory=list)
+
+    @property
+    def to_render(self) -> int:
+        return self.requested - self.cached
+
+    def describe(self, workers: int) -> str:
+        eta = (f", about {clock(self.seconds / max(1, workers))} with {workers} worker{'s' * (workers > 1)} "
+               "(from a calibration)" if self.seconds else "")
+        extra = f" (of which {self.unchecked} for the controls, not looked up)" if self.unchecked else ""
+        return (f"rsi: plan: {self.requested} FZs of {self.steps} steps, {self.cached} cached, {self.to_render} "
+                f"to render{extra}; {self.images} natural images to pass{eta}")
+
+
+def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0,
+             calibrate: bool = True) -> Plan:
+    """The plan of a claims run on ``study``: its FZs (and the other FZ reading's, the other
+    seeds', the controls'), which are cached, and the time of the rest from a short calibration
+    of each tap (``FZBank.costs``)."""
+    studies = [study] + ([study.variant(target="as-run")] if fz_target == "both" else [])
+    studies += [study.variant(seed=s) for s in range(1, fz_seeds)]
+    plan = Plan(steps=study.settings.steps)
+    todo: dict[str, int] = {}   # FZs to render per canonical tap, over every bank
+    for st in studies:
+        for bank, requests in st.fz_requests():
+            plan.requested += sum(map(len, bank.pending(requests, missing_only=False).values()))
+            _add(todo, bank.pending(requests))
+    plan.cached = plan.requested - sum(todo.values())
+    own: dict[str, int] = {}    # a control model's FZs: the tested study's own, on other weights
+    for bank, requests in study.fz_requests():
+        _add(own, bank.pending(requests, missing_only=False))
+    plan.unchecked = controls * sum(own.values())
+    plan.requested += plan.unchecked
+    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set)
+    if calibrate and plan.to_render:
+        costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
+        plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())
+    return plan
+
+
+def _add(counts: dict[str, int], pending: dict[str, list[int]]) -> None:
+    for tap, chans in pending.items():
+        counts[tap] = counts.get(tap, 0) + len(chans)
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class LiveLine:
+    """The controller's progress line, from the counters in ``folder`` and the run's ``plan``."""
+
+    def __init__(self, reporter, folder, plan: Plan, workers: int = 1):
+        self.tw, self.folder, self.plan, self.workers = reporter._tw, Path(folder), plan, workers
+        self.tty = bool(getattr(getattr(self.tw, "_file", None), "isatty", lambda: False)())
+        self.every = float(os.environ.get("RSI_PROGRESS_SECONDS") or (EVERY_TTY if self.tty else EVERY_PLAIN))
+        self.start, self.lock, self.stopped = time.monotonic(), threading.Lock(), threading.Event()
+        self.shown = ""  # the line on the terminal now (tty)
+        self.first, self.counts, self.printed = None, None, None  # first steps seen; counts now, last printed
+        self.thread = threading.Thread(target=self._loop, name="rsi-progress", daemon=True)
+
+    def run(self) -> LiveLine:
+        self.thread.start()
+        return self
+
+    def text(self) -> str:
+        c, p = progress.read_all(self.folder), self.plan
+        now = time.monotonic()
+        total = max(p.to_render, c["fzs"])
+        total_steps = max(total * p.steps, c["fz_steps"])
+        share = c["fz_steps"] / total_steps if total_steps else 1.0
+        if c["fz_steps"] and self.first is None:
+            self.first = (now, c["fz_steps"])   # the rate counts from the first step seen, not the start-up
+        moved = self.first is not None and c["fz_steps"] > self.first[1] and now > self.first[0]
+        rate = (c["fz_steps"] - self.first[1]) / (now - self.first[0]) if moved else 0.0
+        if moved:
+            eta = (total_steps - c["fz_steps"]) / rate
+        else:
+            eta = p.seconds / max(1, self.workers) - (now - self.start) if p.seconds else None
+            eta = eta if eta is None or eta > 0 else None  # past the estimate, and no step seen yet
+        images = f"natural images {c['images']}/{max(p.images, c['images'])}" if p.images or c["images"] else \
+            "natural images cached"
+        self.counts = (c["fzs"], c["fz_steps"], c["images"])
+        return (f"rsi: FZs {c['fzs']}/{total} rendered ({100 * share:.0f}% of steps), {images}, "
+                f"{rate / max(1, p.steps):.2f} FZ/s, elapsed {clock(now - self.start)}, "
+                f"ETA {clock(eta) if total_steps > c['fz_steps'] else '0:00'}")
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.draw()
+
+    def draw(self) -> None:
+        line = self.text()
+        with self.lock:
+            if self.tty:
+                width = shutil.get_terminal_size().columns - 1
+                self.tw.write("\r" + line[:width].ljust(width), flush=True)
+                self.shown = line
+            elif self.counts != self.printed:  # a plain line only when something moved
+                self.tw.write(("\n" if self.tw.width_of_current_line else "") + line + "\n", flush=True)
+                self.printed = self.counts
+
+    def above(self, text: str, **markup) -> None:
+        """Print ``text`` on its own line (above the live line on a terminal)."""
+        with self.lock:
+            if self.tty:
+                width = shutil.get_terminal_size().columns - 1
+                self.tw.write("\r" + " " * width + "\r")
+            elif self.tw.width_of_current_line:
+                self.tw.write("\n")
+            self.tw.line(text, **markup)
+            if self.tty and self.shown:
+                self.tw.write(self.shown[:shutil.get_terminal_size().columns - 1], flush=True)
+
+    def stop(self) -> str:
+        """Stop the thread; the closing line (what was done, in how long)."""
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        c = progress.read_all(self.folder)
+        closing = (f"rsi: rendered {c['fzs']} FZs and passed {c['images']} natural images in "
+                   f"{clock(time.monotonic() - self.start)}")
+        self.above(closing)
+        self.shown = ""
+        return closing
+
+
+def verdict_line(entry: dict) -> str:
+    """One line per finished claim: its verdict, the expectation and the outcome, the measurement."""
+    reason = " ".join(str(entry.get("reason", "")).split())
+    reason = reason if len(reason) <= 110 else reason[:107] + "..."
+    return (f"rsi: {entry['id']}: {entry.get('label') or entry['verdict']} "
+            f"(expected {entry.get('expectation', '?')}: {entry.get('outcome', '?')}) {reason}")

@@ -1,0 +1,56 @@
+"""Work counters of this process (FZ steps, FZs, natural images), written for a live progress line.
+
+pytest-xdist does not forward a worker's output, so a worker that ``attach``es a file writes its
+counters there (atomic JSON, at most every ``EVERY`` seconds and at ``flush``) and the controller
+sums the files of every worker (``read_all``). Without a file the counters only count.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+EVERY = 0.5  # seconds between two writes of the same file
+KINDS = ("fz_steps", "fzs", "images")
+
+_state = {"path": None, "written": 0.0, "counts": dict.fromkeys(KINDS, 0)}
+
+
+def attach(path) -> None:
+    """Write this process's counters (from zero) to ``path`` from now on."""
+    _state.update(path=Path(path), written=0.0, counts=dict.fromkeys(KINDS, 0))
+    _state["path"].parent.mkdir(parents=True, exist_ok=True)
+    flush()
+
+
+def advance(**counts: int) -> None:
+    """Add to the counters (``fz_steps``: one per FZ per optimization step; ``fzs``: finished
+    FZs; ``images``: natural images through the model)."""
+    for k, n in counts.items():
+        _state["counts"][k] += int(n)
+    if _state["path"] is not None and time.monotonic() - _state["written"] >= EVERY:
+        flush()
+
+
+def flush() -> None:
+    path = _state["path"]
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_state["counts"]))
+    os.replace(tmp, path)
+    _state["written"] = time.monotonic()
+
+
+def read_all(folder) -> dict[str, int]:
+    """The counters of every process that wrote into ``folder``, summed."""
+    total = dict.fromkeys(KINDS, 0)
+    for p in Path(folder).glob("*.json"):
+        try:
+            counts = json.loads(p.read_text())
+        except (OSError, ValueError):  # replaced while read: the next poll reads it
+            continue
+        for k in KINDS:
+            total[k] += int(counts.get(k, 0))
+    return total

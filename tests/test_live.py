@@ -1,0 +1,125 @@
+"""Progress of a claims run: the processes' counters, the controller's live line, a real run under -n 2."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsi_core.harness.live import LiveLine, Plan, clock, verdict_line
+from rsi_core.model import progress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Writer:
+    """A terminal writer that is not a terminal (lines, as CI sees them)."""
+    def __init__(self):
+        self.out, self.width_of_current_line = "", 0
+
+    def write(self, msg, flush=False, **markup):
+        self.out += msg
+        self.width_of_current_line = len(self.out) - self.out.rfind("\n") - 1
+
+    def line(self, s="", **markup):
+        self.write(s + "\n")
+
+
+class Reporter:
+    def __init__(self):
+        self._tw = Writer()
+
+
+def test_counters_of_every_process_are_summed_and_written_at_flush(tmp_path, monkeypatch):
+    folder = tmp_path / "p"
+    monkeypatch.setattr(progress, "_state", {"path": None, "written": 0.0, "counts": dict.fromkeys(progress.KINDS, 0)})
+    progress.advance(fzs=3)                      # not attached: counts only, writes nothing
+    assert not folder.exists()
+    progress.attach(folder / "gw0.json")         # from zero
+    progress.advance(fz_steps=5, fzs=1)
+    progress.advance(images=50)                  # within EVERY seconds of the last write: not yet on disk
+    (folder / "gw1.json").write_text('{"fz_steps": 7, "fzs": 2, "images": 0}')
+    progress.flush()
+    assert progress.read_all(folder) == {"fz_steps": 12, "fzs": 3, "images": 50}
+
+
+def test_live_line_counts_done_of_the_plan_and_prints_verdicts_above(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    plan = Plan(requested=12, cached=2, images=100, steps=10, seconds=40.0)
+    assert plan.describe(2) == ("rsi: plan: 12 FZs of 10 steps, 2 cached, 10 to render; 100 natural images to pass, "
+                                "about 0:20 with 2 workers (from a calibration)")
+    live = LiveLine(Reporter(), folder, plan, workers=2)
+    assert not live.tty
+    assert re.search(r"FZs 0/10 rendered \(0% of steps\), natural images 0/100, .* ETA 0:(19|20)$", live.text())
+    (folder / "gw0.json").write_text('{"fz_steps": 20, "fzs": 2, "images": 0}')
+    live.draw()
+    (folder / "gw1.json").write_text('{"fz_steps": 30, "fzs": 4, "images": 100}')
+    live.draw()
+    live.draw()                                  # nothing moved: no new line
+    live.above(verdict_line({"id": "fig2-final-block", "verdict": "fails", "expectation": "holds",
+                             "outcome": "fail", "reason": "3/6 in [0, 0.25)"}))
+    lines = live.tw.out.splitlines()
+    assert [re.search(r"FZs (\d+)/10 rendered \((\d+)%", x).groups() for x in lines[:2]] == [("2", "20"), ("6", "50")]
+    assert lines[2] == "rsi: fig2-final-block: fails (expected holds: fail) 3/6 in [0, 0.25)"
+    assert live.stop() == live.tw.out.splitlines()[-1]
+    assert clock(3725) == "1:02:05" and clock(None) == "?"
+
+
+TINY = '''"""A tinier smoke profile for the progress test: 8 FZ steps, 2 channels per block."""
+from rsi_core.measure import profiles
+profiles.PROFILES["smoke"] = profiles.Profile("smoke", 8, 2, False, 40)
+'''
+
+
+@pytest.mark.slow
+def test_claims_run_under_two_workers_shows_its_progress_advancing(tmp_path):
+    """The real job under -n 2 (a planted network, a tinier profile, one claim): the header has
+    the plan, the controller prints progress lines that advance, then the claim's verdict."""
+    (tmp_path / "tiny_profile.py").write_text(TINY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "OMP_NUM_THREADS": "1",
+           "RSI_PROGRESS_SECONDS": "0.5", "RSI_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "tiny_profile", "-n", "2", "-k", "final",
+                          "--weights", "planted:final-block-fails", "--profile", "smoke", "-p", "no:cacheprovider",
+                          "--artifacts-dir", str(tmp_path / "artifacts")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    plan = re.search(r"rsi: plan: (\d+) FZs of 8 steps, 0 cached, (\d+) to render", out)
+    assert plan and plan[1] == plan[2] and int(plan[1]) > 0, out
+    shown = re.findall(r"rsi: FZs (\d+)/(\d+) rendered \((\d+)% of steps\)", out)
+    assert len({(f, s) for f, _, s in shown}) >= 2, out
+    assert all(int(t) == int(plan[1]) for _, t, _ in shown), out
+    assert re.search(r"rsi: fig2-final-block: fails \(expected observe: observed\)", out), out
+    assert f"rsi: rendered {plan[1]} FZs" in out, out
+    assert not (tmp_path / "artifacts" / ".progress").exists()
+
+
+def test_rsi_fz_plans_on_the_runs_default_profile_and_dry_run_renders_nothing(tmp_path, capsys):
+    from rsi_core.harness import cli
+    args = ["fz", "--weights", "random:0", "--device", "cpu", "--blocks", "1.1", "--taps", "B",
+            "--cache-dir", str(tmp_path)]
+    assert cli.main(args + ["--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    # quick on a CPU, as pytest claims: 16 sampled channels and the paper's named ones, 256 steps
+    m = re.fullmatch(r"rsi fz: plan: (\d+) FZs of 256 steps \(profile quick, 1 taps\), 0 cached, (\d+) to render; "
+                     r"about (\d+):(\d\d) on cpu \(from a calibration\)\n", plan)
+    assert m and m[1] == m[2] and int(m[1]) >= 16 and int(m[3]) * 60 + int(m[4]) > 0, plan
+    assert not list(tmp_path.rglob("*.npz"))
+    assert cli.main(args + ["--channels", "0-1", "--steps", "2"]) == 0
+    assert "rsi fz: plan: 2 FZs of 2 steps" in capsys.readouterr().out
+    assert cli.main(args + ["--channels", "0-1", "--steps", "2", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("rsi fz: plan: 2 FZs of 2 steps (profile quick, 1 taps), 2 cached, "
+                                              "0 to render\n")
+
+
+def test_bank_progress_moves_with_every_step(tmp_path, monkeypatch, model):
+    """The counters (and the bar) move with each optimization step, not once per batch."""
+    from rsi_core.cache import Cache
+    from rsi_core.fz.bank import FZBank
+    from rsi_core.fz.render import FZSettings
+    seen = []
+    monkeypatch.setattr(progress, "advance", lambda **c: seen.append(c))
+    FZBank(model, Cache(tmp_path), FZSettings(steps=3), batch_size=2, progress=False).ensure({"1.1.B": [0, 1, 2]})
+    assert seen == [{"fz_steps": 2}] * 3 + [{"fzs": 2}] + [{"fz_steps": 1}] * 3 + [{"fzs": 1}]

@@ -5,6 +5,7 @@ import pytest
 
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
+from rsi_core.verdicts.regression import reads
 from rsi_core.verdicts.verdict import Verdict, applies_if
 
 M = attrgetter("m")
@@ -17,6 +18,7 @@ def mix_histograms(study, path, measured, controls):
                                       controls=controls or None)]
 
 
+@reads("overwrite", "m")
 @applies_if("downsample")
 def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
@@ -27,9 +29,10 @@ def downsample_overwrite(study) -> Verdict:
 
 @pytest.mark.claim("fig2-downsample-overwrite")
 def test_downsample_overwrite(rsi_claims):
-    rsi_claims.check(downsample_overwrite, figure=mix_histograms, paired=("overwrite", "m"))
+    rsi_claims.check(downsample_overwrite, figure=mix_histograms)
 
 
+@reads("m")
 @applies_if("downsample")
 def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
@@ -53,9 +56,10 @@ def fig1_examples(study, path, measured, controls):
 
 @pytest.mark.claim("fig2-simple-less-skewed")
 def test_simple_less_skewed(rsi_claims):
-    rsi_claims.check(simple_less_skewed, figure=fig1_examples, paired=("m",))
+    rsi_claims.check(simple_less_skewed, figure=fig1_examples)
 
 
+@reads("lowest_bin", "nonzero")
 def final_block(study) -> Verdict:
     """In the final block (4.1) all channels fall in the lowest bin [0, 0.25), and nearly all M
     are non-zero."""
@@ -66,4 +70,4 @@ def final_block(study) -> Verdict:
 
 @pytest.mark.claim("fig2-final-block")
 def test_final_block(rsi_claims):
-    rsi_claims.check(final_block, figure=mix_histograms, paired=("lowest_bin", "nonzero"))
+    rsi_claims.check(final_block, figure=mix_histograms)

@@ -5,6 +5,7 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
+from rsi_core.verdicts.regression import reads
 from rsi_core.verdicts.verdict import Verdict, applies_if
 
 
@@ -16,6 +17,7 @@ def _weights(study, b) -> tuple:
     return r.m[k], bn[r.channels][k], conv[r.channels][k]
 
 
+@reads("m", "bn_weight", "conv_weight")
 @applies_if("bn-branch")
 def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
@@ -36,9 +38,10 @@ def weight_scatter(study, path, measured, controls):
 
 @pytest.mark.claim("fig3-weight-magnitude")
 def test_weight_magnitude(rsi_claims):
-    rsi_claims.check(weight_magnitude, figure=weight_scatter, paired=("m", "bn_weight", "conv_weight"))
+    rsi_claims.check(weight_magnitude, figure=weight_scatter)
 
 
+@reads("b_xi", "inhibit")
 def inhibition(study) -> Verdict:
     """B_c(X_I) < 0 for many overwrite channels; the overwrite mean is below the skip mean,
     significantly in 2.1 and 3.1."""
@@ -64,9 +67,10 @@ def inhibition_figure(study, path, measured, controls):
 
 @pytest.mark.claim("fig4-inhibition")
 def test_inhibition(rsi_claims):
-    rsi_claims.check(inhibition, figure=inhibition_figure, paired=("b_xi", "inhibit"))
+    rsi_claims.check(inhibition, figure=inhibition_figure)
 
 
+@reads("input_corr")
 def input_block_correlation(study) -> Verdict:
     """Overwrite channels have more negative input-block correlations than skip channels in 3.1
     (significant), not in 1.1 or 2.1."""
@@ -78,4 +82,4 @@ def input_block_correlation(study) -> Verdict:
 
 @pytest.mark.claim("fig4-input-block-correlation")
 def test_input_block_correlation(rsi_claims):
-    rsi_claims.check(input_block_correlation, figure=inhibition_figure, paired=("input_corr",))
+    rsi_claims.check(input_block_correlation, figure=inhibition_figure)

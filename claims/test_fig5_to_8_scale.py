@@ -11,6 +11,7 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
+from rsi_core.verdicts.regression import reads
 from rsi_core.verdicts.verdict import Verdict, not_applicable
 
 
@@ -46,6 +47,7 @@ def scale_counts_of(study) -> dict:
             for b, c in ((b, scale_classes(study, b)) for b in study.blocks)}
 
 
+@reads("criteria", "criteria_without_mix")
 def scale_counts(study) -> Verdict:
     """"Many" channels meet the criteria in 1.1, 2.0, 2.1, 3.1 (Figures 6 and 7: at least 3 per
     block, and 1, 4, 9, 9 that also pass the natural-image version); zero in 3.0, 4.0, 4.1;
@@ -66,7 +68,7 @@ def scale_figure(study, path, measured, controls):
 
 @pytest.mark.claim("fig5-scale-counts")
 def test_scale_counts(rsi_claims):
-    rsi_claims.check(scale_counts, figure=scale_figure, paired=("criteria", "criteria_without_mix"))
+    rsi_claims.check(scale_counts, figure=scale_figure)
 
 
 def _overlap(study, reference: dict, found: dict) -> Verdict:
@@ -102,6 +104,7 @@ TOP_SCALE = ("overlap of each block's top 3 criteria-passing channels by SM with
              "Fisher-combined hypergeometric p < 0.05")
 
 
+@reads("found")
 def top_scale(study) -> Verdict:
     """Top-3 channels per block by SM include 2.0 ch 15, 2.1 ch 108, 3.1 ch 113 and 178."""
     if not study.lists:
@@ -116,13 +119,14 @@ def top_scale(study) -> Verdict:
 
 @pytest.mark.claim("fig6-top-scale")
 def test_top_scale(rsi_claims):
-    rsi_claims.check(top_scale, figure=_grid_figure("Figure 6: top-3 by scale metric"), paired=("found",))
+    rsi_claims.check(top_scale, figure=_grid_figure("Figure 6: top-3 by scale metric"))
 
 
 ROBUST = ("overlap of the channels passing both versions of the criteria with the paper's list; "
           "Fisher-combined hypergeometric p < 0.05")
 
 
+@reads("found")
 def robust(study) -> Verdict:
     """Channels passing both FZ and natural-image criteria: 1.1: 19; 2.0: 7, 15, 53, 3; 2.1: 108,
     36, 13, 21, 60, 52, 93, 5, 58; 3.1: 113, 178, 22, 215, 204, 25, 29, 154, 200."""
@@ -138,13 +142,14 @@ def robust(study) -> Verdict:
 
 @pytest.mark.claim("fig7-robust")
 def test_robust(rsi_claims):
-    rsi_claims.check(robust, figure=_grid_figure("Figure 7: FZ and natural-image criteria"), paired=("found",))
+    rsi_claims.check(robust, figure=_grid_figure("Figure 7: FZ and natural-image criteria"))
 
 
 TOP_MIXES = "overlap of each block's 3 channels with the smallest |M - 1| with the paper's; Fisher-combined " \
             "hypergeometric p < 0.05"
 
 
+@reads("found")
 def top_mixes(study) -> Verdict:
     """Smallest |M - 1|: 1.1: 44, 27, 55; 2.0: 42, 9, 78; 2.1: 22, 116, 72; 3.0: 105, 250, 204;
     3.1: 128, 246, 41; 4.0: 163, 3, 51; 4.1: 154, 68, 496."""
@@ -161,4 +166,4 @@ def top_mixes(study) -> Verdict:
 
 @pytest.mark.claim("fig8-top-mixes")
 def test_top_mixes(rsi_claims):
-    rsi_claims.check(top_mixes, figure=_grid_figure("Figure 8: top mixes"), paired=("found",))
+    rsi_claims.check(top_mixes, figure=_grid_figure("Figure 8: top mixes"))

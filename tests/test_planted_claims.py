@@ -123,3 +123,18 @@ def test_as_run_failed_fzs_are_rendered_again(tmp_path, monkeypatch):
     np.testing.assert_array_equal(r.m, again.m)
     written = Study(PR.build(case), census_profile(steps=4), Cache(tmp_path), progress=False).block("1.1")
     assert written.failed.all() and "failed_first" not in written.extra     # as written: dropped, not re-rendered
+
+
+def test_regression_pair_is_changed_where_planted_and_seed_copies_raise_no_alarm(tmp_path):
+    """``rsi validate --regression`` on two claims (16 FZ steps, one seed copy): 8 of 4.1's 17
+    channels leave the lowest bin, so fig2-final-block is changed and fig2-downsample-overwrite
+    (2.0, 3.0, 4.0: untouched) unchanged; the copy under FZ seed 1 and the 1e-3 weight jitter
+    change neither."""
+    from rsi_core.planted import regression as PRg
+    fns = {c: f for c, f in claim_functions().items() if c in ("fig2-final-block", "fig2-downsample-overwrite")}
+    out = PRg.run(Cache(tmp_path), fns, draws=1, steps=16, progress=False)
+    moved = out["planted"]["claims"]
+    assert moved["fig2-final-block"]["verdict"] == "changed", moved
+    assert moved["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.53")
+    assert moved["fig2-downsample-overwrite"]["verdict"] == "unchanged" and out["planted_as_expected"]
+    assert out["compared"] == 4 and out["false_alarms"] == 0

@@ -43,3 +43,17 @@ def test_named_channels_come_in_addition_for_quick_only():
         assert channels_for(paper, b, n) == list(range(n))
     assert 108 in named_channels(quick, "2.1", 128)
     assert named_channels(quick, "2.1", 128, lists=None) == []   # other models: no paper lists
+
+
+def test_ci_profile_is_what_the_power_analysis_asks():
+    """benchmarks/power.py sizes ``ci``: per block the channels its servable claims need for 80% power."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("power", Path(__file__).parents[1] / "benchmarks" / "power.py")
+    power = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(power)
+    table = power.rows()
+    ci = get_profile("ci")
+    assert {b: ci.sample_size(b) for b in power.BLOCKS} == power.profile(table)
+    assert power.served(table) == ["fig2-downsample-overwrite", "fig2-final-block", "fig2-simple-less-skewed"]
+    assert power.share_n(1.0, 0.95, 0.9) == 59   # "all" at 95%: 0.05 ** (1 / 59) > 0.95 > 0.05 ** (1 / 58)

@@ -63,14 +63,14 @@ class Harness:
         return self._variants.get("controls", [])
 
     # one claim ------------------------------------------------------------------------------
-    def run(self, claim_id: str, fn, figure=None, paired=()) -> dict:
+    def run(self, claim_id: str, fn, figure=None, paired=None) -> dict:
         """Evaluate ``fn`` (a claim function) and write ``artifacts/claims/<id>.json``; an exception
         becomes an ``error`` entry (written) and is raised again. ``paired``: the per-channel
-        quantities the claim reads (``regression.QUANTITIES``), recorded for a later paired check."""
+        quantities recorded for a later paired check (default: the claim's ``@reads``)."""
         paper = " ".join((fn.__doc__ or "").split())
         try:
             v = replace(fn(self.primary()), claim_id=claim_id)
-            entry = self._entry(claim_id, paper, v, paired)
+            entry = self._entry(claim_id, paper, v, getattr(fn, "paired", ()) if paired is None else paired)
             if v.verdict != "n/a":  # nothing to read under other readings, seeds or controls
                 self._extras(entry, fn, figure)
         except Exception as exc:
@@ -85,7 +85,7 @@ class Harness:
         expect = self.expectations.get(claim_id, "observe")
         entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
                  "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov, "regressions": []}
-        if paired and not v.reason.startswith("n/a"):
+        if paired and v.verdict != "n/a" and not v.reason.startswith("n/a"):
             blocks = [b for role in (v.blocks.values() if isinstance(v.blocks, dict) else [v.blocks]) for b in role]
             entry["paired"] = regression.record(self.primary(), list(dict.fromkeys(blocks)), paired,
                                                 v.measured.get("found"))

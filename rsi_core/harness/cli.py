@@ -171,6 +171,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
+        from rsi_core.planted.regression import main as regression_main
+        return regression_main(args, claim_functions)
     if args.claims:  # planted-claims helper: every claim on planted networks with known verdicts
         from rsi_core.planted.validate_claims import main as claims_main
         return claims_main(args, claim_functions)
@@ -324,11 +327,16 @@ def build_parser() -> Parser:
     p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
                  "Check the method on networks whose answers are known by construction: the scale criteria's "
                  "precision and recall, or with --claims every claim's verdict on planted networks.",
-                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds"], cmd_validate, load=False)
+                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds", "rsi validate --regression"],
+                 cmd_validate, load=False)
     _local(p, "json", "print a JSON line", "--json", flag=True)
     _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
     _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
            "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
+    _local(p, "regression", "instead: the paired regression check on a planted pair (one claim moved: changed there, "
+           "unchanged elsewhere) and its false-alarm rate over FZ-seed copies and a weight jitter", "--regression",
+           flag=True)
+    _local(p, "draws", "with --regression: FZ-seed copies of the planted network", "--draws 5", 5, opts.at_least(1))
     _local(p, "case", "with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)",
            "--case fig2-holds", repeat=True)
     _add(p, "cache-dir")

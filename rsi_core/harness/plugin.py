@@ -247,16 +247,16 @@ class ClaimCheck:
     (its ``claim`` marker names the SPEC id) and asserts: fail when an expected claim does not
     hold or regressed against the baseline, xfail when it fails as expected, skip when
     inconclusive or n/a (with the reason); observed claims never fail. ``figure(study, path, measured, controls) -> [paths]``
-    draws the claim's figure from what the study computed; ``paired`` names the per-channel
-    quantities the claim reads (``rsi_core.verdicts.regression.QUANTITIES``), recorded in its
-    entry for ``--baseline``'s paired check."""
+    draws the claim's figure from what the study computed. The per-channel quantities a claim
+    function reads (``@reads(...)``, ``rsi_core.verdicts.regression``) go into its entry for
+    ``--baseline``'s paired check."""
 
     def __init__(self, claim_id: str, harness):
         self.claim_id, self.harness = claim_id, harness
 
-    def check(self, claim_fn, figure=None, paired=()) -> dict:
+    def check(self, claim_fn, figure=None) -> dict:
         claim_id = self.claim_id
-        entry = self.harness.run(claim_id, claim_fn, figure, paired)
+        entry = self.harness.run(claim_id, claim_fn, figure)
         message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
                    f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
         if entry["regressions"]:

@@ -55,6 +55,19 @@ QUANTITIES = {
 }
 
 
+def reads(*names):
+    """Decorator of a claim function: the per-channel quantities (``QUANTITIES``) its verdict
+    reads, recorded in its report entry for the paired check (``pytest claims`` and the planted pairs)."""
+    unknown = sorted(set(names) - set(QUANTITIES))
+    if unknown:
+        raise ValueError(f"unknown paired quantities {unknown}: use {', '.join(QUANTITIES)}")
+
+    def mark(fn):
+        fn.paired = names
+        return fn
+    return mark
+
+
 def record(study, blocks, names, found: dict | None = None) -> dict:
     """{block: {"channels": kept channel ids, quantity: values, "flips": {class: {flips, pairs}}}}:
     what the paired check reads of one claim. ``found``: a list claim's found channels per block
@@ -65,8 +78,6 @@ def record(study, blocks, names, found: dict | None = None) -> dict:
         keep = study.kept(b, r)
         rec = {"channels": r.channels[keep].tolist(), "flips": {}}
         for q in names:
-            if q not in QUANTITIES:
-                raise ValueError(f"unknown paired quantity {q!r}: use one of {', '.join(QUANTITIES)}")
             kind, _, fn = QUANTITIES[q]
             if q == "found":
                 if b not in (found or {}):

@@ -44,8 +44,11 @@ def flush() -> None:
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_state["counts"]))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_state["counts"]))
+        os.replace(tmp, path)
+    except OSError:  # the folder went away (its run ended): progress is never worth stopping the work for
+        _state["path"] = None
     _state["written"] = time.monotonic()
 
 

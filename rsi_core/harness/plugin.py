@@ -99,7 +99,9 @@ def _check_options(config) -> None:
         config._rsi_values = options.parse(raw)
         if _claims_run(config) and not _is_worker(config) and not config.option.help:
             pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
-            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values)
+            load = not config.option.collectonly  # listing tests loads (or downloads) no weights
+            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values,
+                                                                                                        load=load)
     except options.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rsi_core.harness import cli
-from rsi_core.model.activations import block_taps, stream_centre
+from rsi_core.model.activations import block_taps, load_tables, stream_centre
 from rsi_core.model.anatomy import TapCapture, read_taps
 from rsi_core.model.load import load_model
 
@@ -53,7 +53,22 @@ def test_rsi_activations_writes_tables_files_and_provenance(tmp_path, r18):
     assert sorted(k for k in z.files if k[0].isdigit()) == ["1.1.B", "1.1.O", "4.1.B", "4.1.O"]
     assert z["1.1.B"].shape == (6, 64) and z["4.1.O"].shape == (6, 512)
     assert len(z["files"]) == 6 and str(z["files"][0]).endswith(".JPEG")
-    prov = json.loads(str(z["provenance"]))
-    assert prov["weights"] == "random:0" and prov["image_count"] == 6
+    assert str(z["provenance/weights"]) == "random:0" and "provenance" not in z.files   # no 0-d JSON string
+    tables, files, prov = load_tables(out)
+    assert sorted(tables) == ["1.1.B", "1.1.O", "4.1.B", "4.1.O"] and files == [str(f) for f in z["files"]]
+    assert prov["weights"] == "random:0" and prov["image_count"] == 6 and prov["taps"] == sorted(tables)
     assert prov["image_set"].startswith("bundled sample")
+    pre = prov["preprocess"]   # as the images were read: a plain mapping, not a string
+    assert (pre["resize"], pre["crop"], pre["interpolation"]) == (256, 224, "bilinear")
+    assert pre["mean"] == [0.485, 0.456, 0.406] and pre["std"] == [0.229, 0.224, 0.225]
+    assert "downsample" in prov["tap_semantics"]["I"] and "centre neuron" in prov["tap_semantics"]["centre"]
+    assert prov["rsi_version"]
     assert not list(tmp_path.glob("*.tmp.npz"))
+
+
+def test_files_with_the_provenance_as_one_json_string_still_load(tmp_path):
+    out = tmp_path / "old.npz"
+    np.savez(out, files=np.array(["a/x.JPEG"]), provenance=np.array(json.dumps({"weights": "random:0"})),
+             **{"1.1.B": np.zeros((1, 64), np.float32)})
+    tables, files, prov = load_tables(out)
+    assert files == ["a/x.JPEG"] and prov == {"weights": "random:0"} and tables["1.1.B"].shape == (1, 64)

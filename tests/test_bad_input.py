@@ -2,7 +2,8 @@
 ``pytest claims`` one usage-error line and exit 4, both before any work, never a traceback.
 
 The CLI runs in process (``cli.main``); ``pytest claims`` too (``pytest.main`` from the
-repository root): a bad option stops in ``pytest_configure``, before collection.
+repository root): a bad option stops in ``pytest_configure``, before collection. A corrupt
+cache entry is no error (it is reported, removed and recomputed): tests/test_cache.py.
 """
 import contextlib
 import io
@@ -87,6 +88,8 @@ CLI_CASES = [
     ("expectations-from-all-errors", "expectations --from {all_error_json}", "every claim of this report errored"),
     ("expectations-from-missing", "expectations --from {dir}/none.json", "not a readable claims-report.json"),
     ("expectations-from-not-json", "expectations --from {not_json_json}", "not a readable claims-report.json"),
+    ("compare-out-is-a-file", "compare {all_error_json} --out {a_file}", "is a file, not a folder"),
+    ("compare-report-missing", "compare {dir}/none.json --out {dir}/cmp", "none.json"),
     ("run-model-unknown", "run --model resnet9000 --weights random:0", "unknown model"),
     ("run-baseline-missing", "run --weights random:0 --baseline {dir}/missing.json", "no such file"),
     ("run-fz-seeds-0", "run --weights random:0 --fz-seeds 0", "--fz-seeds: must be 1 or more"),
@@ -108,7 +111,7 @@ PYTEST_CASES = [
     ("baseline-missing", "--baseline {dir}/missing.json", "no such file"),
     ("baseline-not-json", "--baseline {not_json_json}", "not a readable claims-report.json"),
     ("baseline-other-model", "--profile smoke --baseline {other_model_json}", "not comparable"),
-    ("expectations-missing", "--expectations {dir}/missing.toml", "No such file"),
+    ("expectations-missing", "--expectations {dir}/missing.toml", "no such file: pass a TOML expectations file"),
     ("expectations-not-toml", "--expectations {bad_toml}", "expectations file"),
     ("expectations-unknown-claim", "--expectations {wrong_id_toml}", "unknown claim ids"),
     ("images-missing", "--images {dir}/nowhere", "does not exist"),
@@ -136,7 +139,8 @@ def _one_line(err: str, out: str, expected: str) -> None:
 
 
 def _nothing_computed(files: dict) -> None:
-    assert not list(Path(files["cache"]).rglob("*.npz")), "work was done before the error"
+    assert not Path(files["cache"]).exists(), "the cache was opened before the error"
+    assert not Path(files["art"]).exists(), "the artifacts folder was made before the error"
 
 
 @pytest.mark.parametrize("template, expected", _params(CLI_CASES))
@@ -174,17 +178,57 @@ def test_pytest_claims_bad_option(template, expected, files, monkeypatch):
     assert code == pytest.ExitCode.USAGE_ERROR, (err.getvalue(), out.getvalue())
     _one_line(err.getvalue(), out.getvalue(), expected)
     _nothing_computed(files)
-    assert not (Path(files["art"]) / "claims-report.json").exists()
 
 
-@pytest.mark.parametrize("cid", CLAIM_IDS)
-def test_every_claim_id_selects_its_test_with_k(cid, monkeypatch):
-    """``pytest claims -k fig7`` runs fig7-robust: the SPEC id is in the test id."""
+def _collect(monkeypatch, *args) -> list[str]:
     monkeypatch.chdir(ROOT)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = pytest.main(["claims", "-p", "no:cacheprovider", "--collect-only", "-q", "-k", cid,
-                            "--weights", "random:0"])
+        code = pytest.main(["claims", "-p", "no:cacheprovider", "--collect-only", "-q", "--weights", "random:0", *args])
     assert code == 0, out.getvalue()
-    ids = [line for line in out.getvalue().splitlines() if "::" in line]
-    assert len(ids) == 1 and ids[0].endswith(f"[{cid}]"), out.getvalue()
+    return [line for line in out.getvalue().splitlines() if "::" in line]
+
+
+def test_claim_ids_select_their_tests_with_k(monkeypatch):
+    """``pytest claims -k fig7`` runs fig7-robust: every SPEC id is in its test's id, and in no other."""
+    assert _collect(monkeypatch, "-k", "fig7") == ["claims/test_fig5_to_8_scale.py::test_robust[fig7-robust]"]
+    ids = _collect(monkeypatch, "-k", " or ".join(CLAIM_IDS))
+    assert sorted(i.rsplit("[", 1)[1].rstrip("]") for i in ids) == sorted(CLAIM_IDS)
+    for cid in CLAIM_IDS:  # -k matches names by substring: each full id selects one test
+        assert [i for i in ids if cid in i] == [i for i in ids if i.endswith(f"[{cid}]")], cid
+
+
+def test_image_damaged_past_its_header_stops_the_pass_naming_it(tmp_path, capsys):
+    """A JPEG cut short passes the header check; the pass that reads it stops with one line (the
+    DataLoader worker's traceback is not shown), and no table is written."""
+    from rsi_core.model.images import bundled_dir
+    src = sorted(bundled_dir().rglob("*.JPEG"))[:2]
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.JPEG").write_bytes(src[0].read_bytes())
+    (tmp_path / "img" / "b.JPEG").write_bytes(src[1].read_bytes()[:3000])
+    code = cli.main(["activations", "--weights", "random:0", "--images", str(tmp_path / "img"),
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rsi: error: cannot read image") and "b.JPEG" in last and "truncated" in last, err
+    assert not (tmp_path / "a.npz").exists()
+
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("steps", -5), ("objective", "pixel"), ("precision", "fp8"),
+                                          ("jitter_table", "bogus"), ("target", "as-read")])
+def test_fz_settings_refuse_what_the_cli_refuses(field, value):
+    """The library says no too: FZSettings(steps=0) would cache unoptimized images as FZs."""
+    from rsi_core.fz.render import FZSettings
+    with pytest.raises(ValueError, match="use "):
+        FZSettings(**{field: value})
+
+
+def test_a_folder_option_accepts_an_existing_folder_and_a_file_option_a_new_file(files):
+    """rsi compare --out is a folder, rsi activations --out a file: each checked as what it is."""
+    for argv in (["compare", files["all_error_json"], "--out", files["out_dir"]],
+                 ["activations", "--out", str(Path(files["dir"]) / "new" / "acts.npz")]):
+        args = cli.build_parser().parse_args(argv)
+        args.load = False
+        cli.check(args)
+    assert not (Path(files["dir"]) / "new").exists()

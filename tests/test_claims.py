@@ -310,7 +310,8 @@ def test_report_appends_sections_and_is_removed_when_nothing_ran(model, tmp_path
     (tmp_path / "sections" / "scale.md").write_text("## Strict scale test\n\nnumbers")
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     assert "## Strict scale test" in md.read_text()
-    assert report.remove_report(tmp_path) == [md, tmp_path / "claims-report.json"] and not md.exists()
+    assert report.remove_report(tmp_path) == [md, tmp_path / "claims-report.json", tmp_path / "claims-report.html"]
+    assert not md.exists()
 
 
 def test_bad_baseline_file_is_a_clear_error(tmp_path):
@@ -497,3 +498,22 @@ def test_a_convnext_gets_n_a_where_a_role_or_premise_is_missing():
         else:
             assert v.verdict in ("holds", "fails", "inconclusive"), (cid, v.reason)
             assert v.verdict != "n/a" and set(sum(v.blocks.values(), [])) <= set(roles["studied"])
+
+
+def test_an_n_a_claim_writes_its_entry_with_the_reason_and_runs_nothing_else(tmp_path):
+    """On a ConvNeXt the downsample claim is n/a: its entry is written (verdict, outcome and
+    reason), the report lists it, and no figure, reading or control was computed for it."""
+    net = load_model("convnext_tiny", "random:0")
+    results = {b: block_result(b, np.linspace(0.05, 1.3, find_block(net, b).channels), net)
+               for b in block_roles(net)["studied"]}
+    h = claims.Harness(FakeStudy(net, results, lists=None, weights="random:0"), tmp_path, fz_target="both")
+    drawn = []
+    entry = h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"],
+                  figure=lambda *a: drawn.append(a), paired=("overwrite", "m"))
+    saved = json.loads((tmp_path / "claims" / "fig2-downsample-overwrite.json").read_text())
+    assert saved["verdict"] == saved["outcome"] == "n/a" and entry == saved
+    assert "ConvNeXt has no downsample block" in saved["reason"] and saved["paper"].startswith("In every downsample")
+    assert drawn == [] and "readings" not in saved and "paired" not in saved
+    md, _ = report.write_report(report.collect(tmp_path), tmp_path)
+    assert "| fig2-downsample-overwrite |" in md.read_text() and "n/a: ConvNeXt has no downsample block" in md.read_text()
+    assert expectations.outcome("n/a", "holds") == "n/a"

@@ -9,7 +9,7 @@ import torch
 
 from rsi_core.harness import cli
 from rsi_core.model.anatomy import TapCapture, block_roles, blocks, describe_blocks
-from rsi_core.model.families import FAMILIES, family_for, family_of, known_model, premise_missing
+from rsi_core.model.families import FAMILIES, TV_CONVNEXTS, TV_RESNETS, family_for, family_of, known_model, premise_missing
 from rsi_core.model.load import load_model
 
 pytest.importorskip("timm")
@@ -17,11 +17,11 @@ pytest.importorskip("timm")
 # one model per architecture and variant the families serve: basic and bottleneck ResNets, the
 # "d" deep stem and avg-pool shortcut, squeeze-excitation, anti-aliasing, ConvNeXts of both libraries
 ARCHITECTURES = {
-    "resnet18": "torchvision-resnet", "resnet50": "torchvision-resnet", "resnext50_32x4d": "torchvision-resnet",
+    **{name: "torchvision-resnet" for name in TV_RESNETS}, **{name: "torchvision-convnext" for name in TV_CONVNEXTS},
     "timm:resnet18": "timm-resnet", "timm:resnet50d": "timm-resnet", "timm:seresnet50": "timm-resnet",
-    "timm:resnetaa50d": "timm-resnet",
-    "convnext_tiny": "torchvision-convnext", "timm:convnext_atto": "timm-convnext",
+    "timm:resnetaa50d": "timm-resnet", "timm:convnext_atto": "timm-convnext", "timm:convnext_tiny": "timm-convnext",
 }
+CONVNEXTS = [n for n, f in ARCHITECTURES.items() if f.endswith("convnext")]
 
 
 def _reference(model, x):
@@ -57,11 +57,11 @@ def test_taps_obey_the_family_semantics(name, one_thread):
     model = load_model(name, "random:0")
     assert family_of(model).name == ARCHITECTURES[name]
     all_blocks = blocks(model)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # small: every stage's map is 2x2 or more
     ref = _reference(model, x)
     with TapCapture(model, [f"{b.name}.{k}" for b in all_blocks for k in "IBO"], stop=False) as cap, torch.no_grad():
         acts = cap(x)
-    relu_family = name not in ("convnext_tiny", "timm:convnext_atto")
+    relu_family = name not in CONVNEXTS
     for i, b in enumerate(all_blocks):
         i_t, b_t, o_t = (acts[f"{b.name}.{k}"] for k in "IBO")
         assert b.relu == relu_family
@@ -160,3 +160,30 @@ def test_jitter_outside_resnet18_follows_the_receptive_field_rule(model):
     rf = {r["block"]: r["taps"]["B"]["receptive_field"] for r in describe_blocks(convnext)}
     for name, field in rf.items():
         assert jitter_of(convnext, f"{name}.B") == (0 if field <= 67 else 4 if field <= 147 else 16)
+
+
+def test_timm_weights_unavailable_offline_say_what_to_do(monkeypatch):
+    """timm's own loader is asked (its cache is the Hugging Face hub's); when it cannot get the
+    file, the error is today's WeightsUnavailable, naming the cache, the file option and random:0
+    (here the loader is made to fail at once, as it does offline after its retries)."""
+    import timm
+
+    from rsi_core.model.load import WeightsUnavailable
+
+    def offline(name, pretrained=False, **_):
+        assert name == "resnet18.tv_in1k" and pretrained
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(WeightsUnavailable, match=r"(?s)resnet18\.tv_in1k is not in its cache.*--weights /path/to.*random:0"):
+        load_model("timm:resnet18", "tv_in1k")
+
+
+def test_a_timm_tag_missing_from_the_hub_cache_is_announced_up_front(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from rsi_core.model.load import weights_missing
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert "timm/resnet18.tv_in1k is not in the Hugging Face hub's cache" in weights_missing("timm:resnet18", "tv_in1k")
+    (tmp_path / "models--timm--resnet18.tv_in1k").mkdir()
+    assert weights_missing("timm:resnet18", "tv_in1k") is None
+    assert weights_missing("timm:resnet18", "random:0") is None

@@ -238,6 +238,27 @@ def test_bank_resumes_after_an_interrupt(model, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- (e) the PNG round trip
 
+def test_exported_grid_names_its_channels_and_what_made_it(model, tmp_path):
+    """The grid holds each FZ unchanged, a label under each panel and a provenance footer."""
+    from rsi_core.fz.export import LABEL, provenance_footer
+    tap, chans = "1.1.B", [3, 7]
+    bank = FZBank(model, Cache(tmp_path / "c"), FZSettings(steps=2), batch_size=4, progress=False)
+    path = export_pngs(bank, tap, chans, tmp_path / "png")
+    footer = provenance_footer(bank, tap)
+    assert footer.startswith("resnet18 | weights random:0 (id ") and "tap 1.1.B | FZ steps 2, " in footer
+    assert "target as-written" in footer and footer.endswith("device cpu")
+    g = np.asarray(Image.open(path).convert("RGB"))
+    images, pad = bank.get(tap, chans)["image"], 4
+    for n, im in enumerate(images):
+        x0 = pad + n * (224 + pad)
+        assert np.array_equal(g[pad:pad + 224, x0:x0 + 224], im)            # the FZ itself, untouched
+        label = g[pad + 224:pad + 224 + LABEL, x0:x0 + 224]
+        assert (label.min(axis=2) < 100).sum() > 20                          # text under the panel
+    below = g[pad + 224 + LABEL + pad:]
+    assert below.shape[0] >= 13 and (below.min(axis=2) < 160).sum() > 50     # the footer's text
+
+
+
 def test_png_round_trip_reproduces_the_bank(model, tmp_path):
     """The paper re-measures every FZ on its saved 8-bit PNG (ToTensor + Normalize, no resize):
     reading the exported PNGs back with torchvision reproduces the values the bank stored."""

@@ -114,6 +114,8 @@ class FZBank:
             t0 = time.perf_counter()
             render(self.model, tap, probe, calibration, device=self.device, progress=False)
             out[tap] = (time.perf_counter() - t0) / CALIBRATION_STEPS * self.settings.steps / len(probe)
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.empty_cache()  # the controller keeps no calibration memory on the workers' GPU
         return out
 
     def estimate(self, pending: dict[str, list[int]]) -> float:

@@ -50,7 +50,7 @@ from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical
 from rsi_core.model.device import tf32_flags
 from rsi_core.model.families import family_of, preprocess_of
 from rsi_core.model.images import PAPER_PREPROCESS, Preprocess, normalize
-from rsi_core.paper import IMAGE_SIZE, PAPER_STEPS, READINGS
+from rsi_core.paper import IMAGE_SIZE, JITTER_TABLES, PAPER_STEPS, READINGS
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,16 @@ class FZSettings:
     precision: str = "fp32"         # "fp32", or on CUDA "tf32" / "bf16" (autocast)
     target: str = "as-written"      # "as-written" (the tap) or "as-run" (post-ReLU block output)
 
-    def __post_init__(self):
+    def __post_init__(self):  # a library caller's typo is an error too, never a silently other FZ
         if self.target not in READINGS:
             raise ValueError(f"unknown FZ target {self.target!r}: use one of {', '.join(READINGS)}")
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ValueError(f"FZ steps {self.steps!r}: use 1 or more (0 steps would cache the unoptimized start)")
+        for field, value, known in (("objective", self.objective, tuple(OBJECTIVES)),
+                                    ("precision", self.precision, ("fp32", "tf32", "bf16")),
+                                    ("jitter table", self.jitter_table, tuple(JITTER_TABLES))):
+            if value not in known:
+                raise ValueError(f"unknown FZ {field} {value!r}: use one of {', '.join(known)}")
 
     def describe(self) -> dict:
         return asdict(self)

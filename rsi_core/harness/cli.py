@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -80,20 +81,22 @@ def cmd_fz(args) -> int:
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
     targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
+    blocks = _blocks(model, args.blocks)
+    chosen = {}  # --channels, checked against each block before the cache is opened
+    for block in blocks if args.channels is not None else ():
+        try:
+            chosen[block.name] = opts.channels(args.channels, block.channels)
+        except ValueError as exc:
+            raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
     banks = [FZBank(model, Cache(args.cache_dir),
                     FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
-    blocks = _blocks(model, args.blocks)
-    studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])  # a run's channels
-    requests = {}
-    for block in blocks:
-        try:
-            chans = studied.channels(block.name) if args.channels is None else opts.channels(args.channels, block.channels)
-        except ValueError as exc:
-            raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
-        requests.update({f"{block.name}.{t}": chans for t in args.taps})
+    if not chosen:  # a run's channels: the profile's, as pytest claims renders them
+        studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])
+        chosen = {b.name: studied.channels(b.name) for b in blocks}
+    requests = {f"{b.name}.{t}": chosen[b.name] for b in blocks for t in args.taps}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -140,10 +143,9 @@ def cmd_expectations(args) -> int:
 
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
-    from rsi_core.model.activations import save_tables, stream_centre
+    from rsi_core.model.activations import save_tables, stream_centre, table_provenance
     from rsi_core.model.families import preprocess_of
     from rsi_core.model.images import ImageSet
-    from rsi_core.model.load import describe
     model = _model(args)
     images = ImageSet.from_dir(args.images)
     if args.limit:
@@ -151,10 +153,10 @@ def cmd_activations(args) -> int:
     images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
     taps = [f"{b.name}.{t}" for b in _blocks(model, args.blocks) for t in ("I", "B", "O") if t in args.taps]
     tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
-    out = save_tables(args.out, tables, images.files, {**describe(model), **images.describe(), "taps": taps,
-                                                       "centre": "the centre neuron of each map"})
+    out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
-          f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]")
+          f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]; "
+          f"rsi_core.model.activations.load_tables(path) gives (tables, files, provenance dict)")
     return 0
 
 
@@ -187,10 +189,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True):
-    p = sub.add_parser(name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+def _command(sub, name: str, summary: str, description: str, examples: list[str], func, load: bool = True,
+             dirs: tuple = (), files: tuple = ()):
+    """A subcommand with its description and examples; ``load``: the check loads the model;
+    ``dirs`` / ``files``: its options naming a folder / a file it writes, checked writable."""
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 100),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
-    p.set_defaults(func=func, load=load)
+    p.set_defaults(func=func, load=load, dirs=dirs, files=files)
     return p
 
 
@@ -216,8 +222,12 @@ BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied bloc
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="rsi", description=__doc__.split("\n\n")[0],
-                    epilog="run `rsi COMMAND --help` for a command's options and examples")
+    parser = Parser(prog="rsi", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description=textwrap.fill("rsi: the findings of \"Interpreting the Residual Stream of ResNet18\" as "
+                                              "claims re-run on a model (the main job is `pytest claims`, or `rsi run`).", 100),
+                    epilog="examples:\n  rsi run --weights random:0 --profile smoke    # the offline smoke run\n"
+                           "  rsi blocks --weights random:0                 # a model's blocks and taps\n\n"
+                           "run `rsi COMMAND --help` for a command's options and examples")
     parser.add_argument("--version", action="version", version=f"rsi {metadata.version('rsi')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = ("model", "weights", "device", "cache-dir")
@@ -236,7 +246,8 @@ def build_parser() -> Parser:
                  "Render feature visualizations (FZs) of the chosen blocks, taps and channels into the cache "
                  "(an interrupted run resumes where it stopped), and optionally export them as PNGs.",
                  ["rsi fz --weights random:0 --blocks 1.1 --channels 0-3 --steps 64 --export fz/",
-                  "rsi fz --weights resnet18.pth --profile quick --shard $SLURM_ARRAY_TASK_ID/8"], cmd_fz)
+                  "rsi fz --weights resnet18.pth --profile quick --shard $SLURM_ARRAY_TASK_ID/8"], cmd_fz,
+                 dirs=("export",))
     _add(p, *shared)
     _local(p, "blocks", BLOCKS_HELP, "--blocks 2.0,2.1", "paper")
     _local(p, "taps", "comma list of tap kinds to render, of I (block input) and B (block branch)", "--taps B",
@@ -264,7 +275,8 @@ def build_parser() -> Parser:
                  "Stream an image folder through the model and write, per tap, the centre neuron of every channel "
                  "as an [images, channels] table (row i is files[i]) into one .npz with its provenance.",
                  ["rsi activations --weights random:0 --limit 20 --out acts.npz",
-                  "rsi activations --images ~/imagenet/val --blocks 3.1 --taps B,O --out val-3.1.npz"], cmd_activations)
+                  "rsi activations --images ~/imagenet/val --blocks 3.1 --taps B,O --out val-3.1.npz"], cmd_activations,
+                 files=("out",))
     _add(p, *shared, "images")
     _local(p, "limit", "only the first N images (sorted order)", "--limit 100", None, opts.at_least(1), metavar="N")
     _local(p, "blocks", BLOCKS_HELP, "--blocks 3.1", "paper")
@@ -288,7 +300,7 @@ def build_parser() -> Parser:
                  "controls, as universality.md, .json and .png. Reports of different profiles or image sets are "
                  "refused unless --allow-mixed (the table then says they differ).",
                  ["rsi compare r18/claims-report.json timm/claims-report.json --out universality/"], cmd_compare,
-                 load=False)
+                 load=False, dirs=("out",))
     p.add_argument("reports", nargs="+", metavar="REPORT.json", help="claims-report.json files, one per model/weights")
     _local(p, "out", "folder for universality.md, .json and .png", "--out universality/", metavar="DIR", required=True)
     _local(p, "allow-mixed", "compare reports of different profiles or image sets (the table says so)",
@@ -336,6 +348,11 @@ def build_parser() -> Parser:
 def check(args) -> None:
     """Every option of the command checked before any work (``options.check``); the model loaded once."""
     values = {k.replace("_", "-"): v for k, v in vars(args).items()}
+    for name in args.dirs:
+        if values.get(name):
+            opts.writable_dir(name, values[name])
+    for name in args.files:
+        opts.writable_file(name, values[name])
     values, args.loaded = opts.check(values, load=args.load)
     for k, v in values.items():
         setattr(args, k.replace("-", "_"), v)

@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rsi_core.model import progress
@@ -29,14 +29,14 @@ def progress_folder(artifacts_dir) -> Path:
 @dataclass
 class Plan:
     """FZs the run reads (``requested``), those already cached, the natural images still to pass
-    through a model, the FZ steps, and the estimated time of the FZs on one process."""
+    through a model (at most: claims that read none pass none), the FZ steps, and the estimated
+    time of the FZs on one process."""
     requested: int = 0
     cached: int = 0
     images: int = 0
     steps: int = 0
     seconds: float | None = None
     unchecked: int = 0            # control models' FZs: counted as to render, not looked up
-    pending: list = field(default_factory=list)
 
     @property
     def to_render(self) -> int:
@@ -47,11 +47,10 @@ class Plan:
                "(from a calibration)" if self.seconds else "")
         extra = f" (of which {self.unchecked} for the controls, not looked up)" if self.unchecked else ""
         return (f"rsi: plan: {self.requested} FZs of {self.steps} steps, {self.cached} cached, {self.to_render} "
-                f"to render{extra}; {self.images} natural images to pass{eta}")
+                f"to render{extra}; up to {self.images} natural images to pass{eta}")
 
 
-def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0,
-             calibrate: bool = True) -> Plan:
+def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0) -> Plan:
     """The plan of a claims run on ``study``: its FZs (and the other FZ reading's, the other
     seeds', the controls'), which are cached, and the time of the rest from a short calibration
     of each tap (``FZBank.costs``)."""
@@ -69,8 +68,11 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
         _add(own, bank.pending(requests, missing_only=False))
     plan.unchecked = controls * sum(own.values())
     plan.requested += plan.unchecked
-    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set)
-    if calibrate and plan.to_render:
+    # natural images through each model: the activation tables, and one pass per block of the strict
+    # scale test (``rsi_core.measure.scale_test``, not looked up in the cache)
+    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + \
+        len(study.blocks) * len(study.image_set)
+    if plan.to_render:
         costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
         plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())
     return plan
@@ -89,15 +91,19 @@ def clock(seconds: float | None) -> str:
 
 
 class LiveLine:
-    """The controller's progress line, from the counters in ``folder`` and the run's ``plan``."""
+    """The controller's progress line, from the counters in ``folder`` and the run's ``plan``.
+    ``tw`` is pytest's terminal writer (its current column); ``out`` where the line goes (default
+    ``tw``): a copy of the terminal's descriptor, which test capture does not redirect."""
 
-    def __init__(self, reporter, folder, plan: Plan, workers: int = 1):
-        self.tw, self.folder, self.plan, self.workers = reporter._tw, Path(folder), plan, workers
-        self.tty = bool(getattr(getattr(self.tw, "_file", None), "isatty", lambda: False)())
+    def __init__(self, tw, folder, plan: Plan, workers: int = 1, out=None):
+        self.tw, self.out, self.folder, self.plan, self.workers = tw, out or tw, Path(folder), plan, workers
+        self.tty = bool(getattr(out or getattr(tw, "_file", None), "isatty", lambda: False)())
         self.every = float(os.environ.get("RSI_PROGRESS_SECONDS") or (EVERY_TTY if self.tty else EVERY_PLAIN))
         self.start, self.lock, self.stopped = time.monotonic(), threading.Lock(), threading.Event()
         self.shown = ""  # the line on the terminal now (tty)
-        self.first, self.counts, self.printed = None, None, None  # first steps seen; counts now, last printed
+        self.first, self.last = None, None  # (time, FZ steps) when steps were first and last seen moving
+        self.counts, self.printed = None, None  # the counts now, and when a plain line was last printed
+        self.column = 0  # pytest's column when this last wrote a line
         self.thread = threading.Thread(target=self._loop, name="rsi-progress", daemon=True)
 
     def run(self) -> LiveLine:
@@ -112,46 +118,57 @@ class LiveLine:
         share = c["fz_steps"] / total_steps if total_steps else 1.0
         if c["fz_steps"] and self.first is None:
             self.first = (now, c["fz_steps"])   # the rate counts from the first step seen, not the start-up
-        moved = self.first is not None and c["fz_steps"] > self.first[1] and now > self.first[0]
-        rate = (c["fz_steps"] - self.first[1]) / (now - self.first[0]) if moved else 0.0
+        if self.first is not None and c["fz_steps"] > (self.last or self.first)[1]:
+            self.last = (now, c["fz_steps"])    # ... to the last step seen: idle stretches do not lower it
+        moved = self.last is not None and self.last[0] > self.first[0]
+        rate = (self.last[1] - self.first[1]) / (self.last[0] - self.first[0]) if moved else 0.0
         if moved:
             eta = (total_steps - c["fz_steps"]) / rate
         else:
             eta = p.seconds / max(1, self.workers) - (now - self.start) if p.seconds else None
             eta = eta if eta is None or eta > 0 else None  # past the estimate, and no step seen yet
-        images = f"natural images {c['images']}/{max(p.images, c['images'])}" if p.images or c["images"] else \
-            "natural images cached"
+        images = f"images {c['images']}/{max(p.images, c['images'])}" if p.images or c["images"] else "images cached"
         self.counts = (c["fzs"], c["fz_steps"], c["images"])
-        return (f"rsi: FZs {c['fzs']}/{total} rendered ({100 * share:.0f}% of steps), {images}, "
-                f"{rate / max(1, p.steps):.2f} FZ/s, elapsed {clock(now - self.start)}, "
-                f"ETA {clock(eta) if total_steps > c['fz_steps'] else '0:00'}")
+        return (f"rsi: FZs {c['fzs']}/{total} ({100 * share:.0f}% of steps), {images}, "
+                f"{rate / max(1, p.steps):.2f} FZ/s, ETA {clock(eta) if total_steps > c['fz_steps'] else '0:00'}, "
+                f"elapsed {clock(now - self.start)}")
 
     def _loop(self) -> None:
         while not self.stopped.wait(self.every):
             self.draw()
+
+    def _write(self, text: str) -> None:
+        if self.out is not self.tw:
+            self.tw.flush()  # what pytest wrote first comes first
+        self.out.write(text)
+        self.out.flush()
+
+    def _newline(self) -> str:
+        """A newline when pytest wrote on the current line since this last did."""
+        col = self.tw.width_of_current_line
+        fresh = col and col != self.column
+        self.column = col
+        return "\n" if fresh else ""
 
     def draw(self) -> None:
         line = self.text()
         with self.lock:
             if self.tty:
                 width = shutil.get_terminal_size().columns - 1
-                self.tw.write("\r" + line[:width].ljust(width), flush=True)
+                self._write("\r" + line[:width].ljust(width))
                 self.shown = line
             elif self.counts != self.printed:  # a plain line only when something moved
-                self.tw.write(("\n" if self.tw.width_of_current_line else "") + line + "\n", flush=True)
+                self._write(self._newline() + line + "\n")
                 self.printed = self.counts
 
-    def above(self, text: str, **markup) -> None:
+    def above(self, text: str) -> None:
         """Print ``text`` on its own line (above the live line on a terminal)."""
         with self.lock:
+            width = shutil.get_terminal_size().columns - 1
             if self.tty:
-                width = shutil.get_terminal_size().columns - 1
-                self.tw.write("\r" + " " * width + "\r")
-            elif self.tw.width_of_current_line:
-                self.tw.write("\n")
-            self.tw.line(text, **markup)
-            if self.tty and self.shown:
-                self.tw.write(self.shown[:shutil.get_terminal_size().columns - 1], flush=True)
+                self._write("\r" + " " * width + "\r" + text + "\n" + self.shown[:width])
+            else:
+                self._write(self._newline() + text + "\n")
 
     def stop(self) -> str:
         """Stop the thread; the closing line (what was done, in how long)."""
@@ -161,8 +178,10 @@ class LiveLine:
         c = progress.read_all(self.folder)
         closing = (f"rsi: rendered {c['fzs']} FZs and passed {c['images']} natural images in "
                    f"{clock(time.monotonic() - self.start)}")
-        self.above(closing)
         self.shown = ""
+        self.above(closing)
+        if self.out is not self.tw:
+            self.out.close()
         return closing
 
 

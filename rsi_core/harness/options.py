@@ -10,7 +10,9 @@ images, baseline, and last the weights themselves, loaded and verified once. Eve
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,7 @@ def one_of(choices: Callable[[], tuple] | tuple) -> Callable[[str], str]:
             raise ValueError(f"unknown value: use one of {', '.join(known)}")
         return text
     parse.__name__ = "choice"
+    parse.choices = choices
     return parse
 
 
@@ -136,8 +139,17 @@ class Option:
     def default_value(self):
         return self.default() if callable(self.default) else self.default
 
+    def shown_metavar(self) -> str | None:
+        """``metavar``, else a choice's values (``{paper,quick,smoke}``)."""
+        choices = getattr(self.parse, "choices", None)
+        if self.metavar or choices is None:
+            return self.metavar
+        return "{" + ",".join(choices() if callable(choices) else choices) + "}"
+
     def full_help(self) -> str:
-        return f"{self.help} (e.g. {self.example})"
+        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi)."""
+        default = self.default_value()
+        return f"{self.help} (e.g. {self.example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
 
     def add_argparse(self, parser, **override) -> None:
         """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""
@@ -146,8 +158,8 @@ class Option:
             parser.add_argument(f"--{opt.name}", action="store_true", help=opt.full_help())
             return
         parser.add_argument(f"--{opt.name}", action="append" if opt.repeat else "store", type=opt.argparse_type(),
-                            default=[] if opt.repeat else opt.default_value(), metavar=opt.metavar, required=opt.required,
-                            help=opt.full_help() + (f" [default: {opt.default_value()}]" if opt.default_value() not in (None, []) else ""))
+                            default=[] if opt.repeat else opt.default_value(), metavar=opt.shown_metavar(), required=opt.required,
+                            help=opt.full_help())
 
     def argparse_type(self):
         if self.parse is None:
@@ -221,22 +233,38 @@ def parse(raw: dict) -> dict:
 
 
 def writable_dir(name: str, value) -> Path:
-    """``value`` as a folder this process can write in, created when missing."""
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise OptionError(name, value, "is a file, not a folder: pass a folder (it is created when missing)")
+    """``value`` as a folder this process can write in: tried (a folder made, a file written) and
+    undone, so a check leaves nothing behind."""
+    path = Path(value).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, a file"
+        raise OptionError(name, value, f"{where}, not a folder: pass a folder (it is created when missing)")
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     try:
         path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
     except OSError as exc:
-        raise OptionError(name, value, f"cannot create this folder ({exc.strerror}): pass a folder you can write in") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError(name, value, "this folder is not writable: pass a folder you can write in")
+        raise OptionError(name, value, f"cannot write there ({exc.strerror}): pass a folder you can write in") from None
+    finally:
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
     return path
 
 
-def readable_images(name: str, value):
-    """The ImageSet of ``value``; every file's header is read (cheap), so a non-image stops the run
-    here, named, rather than in the middle of a pass."""
+def writable_file(name: str, value) -> Path:
+    """``value`` as a file this process can write (its folder checked like ``writable_dir``)."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise OptionError(name, value, f"is a folder: pass the path of the file to write, e.g. {path / 'out'}{path.suffix}")
+    writable_dir(name, path.absolute().parent)
+    return path
+
+
+def readable_images(name: str, value, limit: int | None = None):
+    """The ImageSet of ``value``; the header of every file the run reads (the first ``limit``, or
+    all) is read (cheap), so a non-image stops the run here, named, rather than in the middle of a pass."""
     from PIL import Image
 
     from rsi_core.model.images import ImageSet
@@ -244,7 +272,7 @@ def readable_images(name: str, value):
         images = ImageSet.from_dir(value)
     except FileNotFoundError as exc:
         raise OptionError(name, value if value else "(default)", one_line(exc)) from None
-    for f in images.files:
+    for f in images.files[:limit]:
         try:
             with Image.open(images.root / f):
                 pass
@@ -292,21 +320,21 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     if "profile" in v and v["profile"] is None and "device" in v:
         from rsi_core.measure.profiles import default_profile
         v["profile"] = default_profile(v["device"])
-    for name in ("cache-dir", "artifacts-dir", "export"):  # export: rsi fz's PNG folder
+    for name in ("cache-dir", "artifacts-dir"):
         if v.get(name):
             writable_dir(name, v[name])
-    if v.get("out"):  # rsi activations' .npz
-        if Path(v["out"]).is_dir():
-            raise OptionError("out", v["out"], "is a folder: pass the path of the .npz file to write, e.g. acts.npz")
-        writable_dir("out", Path(v["out"]).expanduser().parent)
     if v.get("expectations"):
         from rsi_core.harness import expectations
+        for f in v["expectations"]:
+            if not Path(f).expanduser().is_file():
+                raise OptionError("expectations", f, "no such file: pass a TOML expectations file (record one with "
+                                  "`rsi expectations --from claims-report.json > mine.toml`)")
         try:
             expectations.for_run(v["model"], v["weights"], v["expectations"])
         except ValueError as exc:
             raise OptionError("expectations", v["expectations"], one_line(exc)) from None
     if "images" in v:
-        readable_images("images", v["images"])
+        readable_images("images", v["images"], v.get("limit"))  # rsi activations --limit N reads N
     if v.get("baseline"):
         _check_baseline(v)
     model = load_weights(v) if load and "weights" in v else None

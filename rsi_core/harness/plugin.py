@@ -30,7 +30,7 @@ def pytest_addoption(parser):
         if opt.flag:
             g.addoption(f"--{name}", action="store_true", help=opt.full_help())
         else:
-            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.metavar,
+            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.shown_metavar(),
                         default=[] if opt.repeat else opt.default_value(), help=opt.full_help())
 
 
@@ -84,6 +84,11 @@ def pytest_configure(config):
         progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
 
 
+def pytest_unconfigure(config):
+    from rsi_core.model import progress
+    progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
+
+
 def _check_options(config) -> None:
     """Every option parsed; on the controller of a claims run also checked (files, folders, images,
     device, the weights loaded once): a bad value is one usage-error line (exit 4) before any work."""
@@ -92,9 +97,11 @@ def _check_options(config) -> None:
     config._rsi_model = None
     try:
         config._rsi_values = options.parse(raw)
-        if _claims_run(config) and not _is_worker(config):
+        if _claims_run(config) and not _is_worker(config) and not config.option.help:
             pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
-            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values)
+            load = not config.option.collectonly  # listing tests loads (or downloads) no weights
+            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values,
+                                                                                                        load=load)
     except options.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -152,7 +159,9 @@ class ClaimsProgress:
         from rsi_core.model.load import load_model
         opts = _options(self.config)
         try:
-            model = self.config._rsi_model or load_model(opts["model"], opts["weights"], opts["device"])
+            model = self.config._rsi_model  # loaded and verified by the options' check
+            model = model.to(opts["device"]) if model is not None else load_model(opts["model"], opts["weights"],
+                                                                                    opts["device"])
             study = build_study(model, opts)
             controls = default_controls(opts["profile"]) if opts["controls"] is None else opts["controls"]
             plan = plan_run(study, opts["fz-target"], opts["fz-seeds"], controls)
@@ -160,8 +169,12 @@ class ClaimsProgress:
             return f"rsi: no plan ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         n = self.config.getoption("numprocesses", None)
         workers = n if isinstance(n, int) and n > 0 else 1
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        self.live = LiveLine(reporter, progress_folder(opts["artifacts-dir"]), plan, workers).run()
+        tw = self.config.pluginmanager.get_plugin("terminalreporter")._tw
+        try:  # the terminal itself: capture redirects descriptor 1 while a test runs, not a copy of it
+            out = os.fdopen(os.dup(tw._file.fileno()), "w", buffering=1)
+        except (AttributeError, OSError, ValueError):
+            out = None
+        self.live = LiveLine(tw, progress_folder(opts["artifacts-dir"]), plan, workers, out=out).run()
         return plan.describe(workers)
 
     @pytest.hookimpl(trylast=True)
@@ -175,10 +188,11 @@ class ClaimsProgress:
             text = verdict_line(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError):
             text = f"rsi: {claim}: {report.outcome}"
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.live is not None:
             self.live.above(text)
-        else:
-            self.config.pluginmanager.get_plugin("terminalreporter").write_line(text)
+        elif reporter is not None:  # no plan (weights missing): the verdicts still show
+            reporter.write_line(text)
 
     def pytest_sessionfinish(self):
         from rsi_core.harness.live import progress_folder
@@ -283,19 +297,44 @@ def rsi_claims(rsi_claim_id, rsi_harness):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A claim whose test errored before its claim function ran (a fixture, the model, the FZ
-    bank) still gets an ``error`` entry in the report, with the exception."""
+    bank) still gets an ``error`` entry in the report, with the exception. Every claim's entry
+    is attached to its test (``attach``)."""
     outcome = yield
     rep = outcome.get_result()
     mark = item.get_closest_marker("claim")
-    if mark is None or not rep.failed or not item.config.getoption("--artifacts-dir", None):
+    if mark is None or not item.config.getoption("--artifacts-dir", None) or rep.when == "teardown":
         return
     folder = Path(item.config.getoption("--artifacts-dir"))
-    if (folder / "claims" / f"{mark.args[0]}.json").exists():
+    path = folder / "claims" / f"{mark.args[0]}.json"
+    if rep.failed and not path.exists():
+        from rsi_core.harness.claims import error_entry, write_entry
+        text = call.excinfo.exconly() if call.excinfo else str(rep.longrepr).splitlines()[-1]
+        prov = {"model": item.config.getoption("--model"), "weights": item.config.getoption("--weights")}
+        write_entry(folder, error_entry(mark.args[0], "", text, prov))
+    if (rep.when == "call" or not rep.passed) and path.exists():
+        attach(item, rep, json.loads(path.read_text()))
+
+
+#: the entry's fields a claim's test carries as junit properties (``user_properties``)
+PROPERTIES = ("verdict", "label", "expectation", "outcome", "value", "reason", "statistic")
+
+
+def attach(item, rep, entry: dict) -> None:
+    """The claim's verdict and numbers as junit properties (``rsi_verdict``, ..., one
+    ``rsi_figure`` per figure), and with pytest-html its section of the report and its figures
+    as the test's extras (``pytest claims --html=report.html``)."""
+    item.user_properties += [(f"rsi_{k}", entry[k]) for k in PROPERTIES if entry.get(k) is not None]
+    item.user_properties += [("rsi_figure", a) for a in entry.get("artifacts") or []]
+    try:
+        from pytest_html import extras
+    except ImportError:  # pytest-html is optional: the properties and claims-report.html remain
         return
-    from rsi_core.harness.claims import error_entry, write_entry
-    text = call.excinfo.exconly() if call.excinfo else str(rep.longrepr).splitlines()[-1]
-    prov = {"model": item.config.getoption("--model"), "weights": item.config.getoption("--weights")}
-    write_entry(folder, error_entry(mark.args[0], "", text, prov))
+    import base64
+
+    from rsi_core.report.html import claim_section
+    rep.extras = getattr(rep, "extras", []) + [extras.html(claim_section(entry, figures=False))] + [
+        extras.png(base64.b64encode(Path(a).read_bytes()).decode(), Path(a).name)
+        for a in entry.get("artifacts") or [] if Path(a).is_file() and a.endswith(".png")]
 
 
 def pytest_sessionfinish(session, exitstatus):

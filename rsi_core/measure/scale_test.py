@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.measure.metrics import scale_down, scale_up, tracking_test
+from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import TapCapture
 from rsi_core.paper import MIX_BAND
 
@@ -64,6 +65,8 @@ def stream_scaled(model, images, block: str, channels, device="cpu", antialias: 
             for k, v in (("i_x", plain[ti]), ("b_x", plain[tb]), ("b_sx", zoom[tb]), ("i_sinvx", shrink[ti])):
                 out[k][done:done + n] = v[:, ch].float().cpu().numpy()
             done += n
+            counters.advance(images=n)
+    counters.flush()
     return out
 
 

@@ -75,14 +75,66 @@ def top_k(acts: np.ndarray, k: int = 9) -> np.ndarray:
     return np.take_along_axis(idx, order, axis=1)
 
 
+#: what each tap of an ``rsi activations`` table reads (SPEC "Blocks and taps")
+TAP_SEMANTICS = {
+    "I": "the block's input as the skip connection carries it: the previous block's O before its ReLU "
+         "(a simple block), the downsample branch's output (a downsample block)",
+    "B": "the block's own branch: the output of its last BatchNorm, before the addition",
+    "O": "the block's sum I + B (ReLU(I) + B in a simple block), before the final ReLU",
+    "centre": "each value is the centre neuron (H // 2, W // 2) of its channel's map",
+}
+
+
+def table_provenance(model, images: ImageSet, taps) -> dict:
+    """What made an ``rsi activations`` file: model, weights, image set and the preprocessing it
+    was read with (``preprocess``), taps and what they read, the rsi version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rsi_core.model.load import describe
+    try:
+        rsi_version = version("rsi")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        rsi_version = "unknown (not installed)"
+    return {**describe(model), **images.describe(), "taps": list(taps), "tap_semantics": TAP_SEMANTICS,
+            "rsi_version": rsi_version, "dtype": "float32"}
+
+
 def save_tables(path, tables: dict[str, np.ndarray], files: list[str], provenance: dict) -> str:
-    """``{tap: [images, channels]}`` plus ``files`` (row order) and ``provenance`` (JSON) in one
-    .npz, written atomically."""
-    import json
+    """``{tap: [images, channels]}`` plus ``files`` (row order) and ``provenance`` in one .npz,
+    written atomically. The provenance is stored field by field (``provenance/<field>``, nested
+    fields ``provenance/<field>/<key>``), each a plain array; ``load_tables`` gives it back as a dict."""
     from pathlib import Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, files=np.array(files), provenance=np.array(json.dumps(provenance)), **tables)
+    np.savez(tmp, files=np.array(files), **_flatten(provenance, "provenance/"), **tables)
     os.replace(tmp, path)
     return str(path)
+
+
+def _flatten(d: dict, prefix: str) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = np.asarray(v)
+    return out
+
+
+def load_tables(path) -> tuple[dict[str, np.ndarray], list[str], dict]:
+    """(tables, files, provenance) of an ``rsi activations`` file; files written before the
+    provenance was stored field by field (one JSON string) load too."""
+    import json
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    files = arrays.pop("files").tolist()
+    provenance: dict = json.loads(str(arrays.pop("provenance"))) if "provenance" in arrays else {}
+    for key in [k for k in arrays if k.startswith("provenance/")]:
+        *parents, name = key.split("/")[1:]
+        node = provenance
+        for p in parents:
+            node = node.setdefault(p, {})
+        value = arrays.pop(key)
+        node[name] = value.item() if value.ndim == 0 else value.tolist()
+    return arrays, files, provenance

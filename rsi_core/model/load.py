@@ -103,7 +103,7 @@ def weights_missing(name: str, weights: str) -> str | None:
     if path.suffix in (".pth", ".pt", ".bin") or os.sep in weights:
         return None if path.exists() else f"weights file {path} does not exist"
     if str(name).startswith(TIMM):
-        return None  # timm's cache is the Hugging Face hub's: load_model says what is missing
+        return _timm_missing(name, weights)
     try:
         member = get_model_weights(name)[weights]
     except (KeyError, ValueError):
@@ -114,6 +114,21 @@ def weights_missing(name: str, weights: str) -> str | None:
     return (f"{cached.name} is not in torchvision's cache ({cached.parent}); a download will be tried. "
             f"Offline, copy it there (or set $TORCH_HOME), or pass --weights /path/to/{cached.name}; "
             f"for an offline control use --weights random:0")
+
+
+def _timm_missing(name: str, tag: str) -> str | None:
+    """Whether timm's checkpoint ``ARCH.TAG`` is in the Hugging Face hub's cache (timm's own)."""
+    import timm
+    from huggingface_hub import constants
+    try:
+        hub_id = timm.models.get_pretrained_cfg(f"{name[len(TIMM):]}.{tag}").hf_hub_id
+    except (RuntimeError, AttributeError):
+        return None  # not a tag timm knows: load_model says which are
+    if not hub_id or (Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}").is_dir():
+        return None
+    return (f"timm's {hub_id} is not in the Hugging Face hub's cache ({constants.HF_HUB_CACHE}); a download will be "
+            f"tried (offline, timm retries for about a minute). Offline, pass --weights /path/to/file.pth; for an "
+            f"offline control use --weights random:0")
 
 
 def _unwrap(state):

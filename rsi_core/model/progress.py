@@ -24,6 +24,12 @@ def attach(path) -> None:
     flush()
 
 
+def detach() -> None:
+    """Stop writing a file (the counters still count): at a session's end, so that what the process
+    does after an in-process run (``rsi run``, a notebook) writes nowhere stale."""
+    _state["path"] = None
+
+
 def advance(**counts: int) -> None:
     """Add to the counters (``fz_steps``: one per FZ per optimization step; ``fzs``: finished
     FZs; ``images``: natural images through the model)."""
@@ -38,8 +44,11 @@ def flush() -> None:
     if path is None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_state["counts"]))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_state["counts"]))
+        os.replace(tmp, path)
+    except OSError:  # the folder went away (its run ended): progress is never worth stopping the work for
+        _state["path"] = None
     _state["written"] = time.monotonic()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
+from rsi_core.report.html import write_html
 
 #: the FZ settings a baseline must share (``FZSettings``' fields that change an FZ; lr and crop are fixed)
 FZ_KEYS = ("steps", "target", "jitter_table", "seed", "objective")
@@ -88,8 +89,8 @@ def _num(x) -> str:
 
 
 def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
-    """Write claims-report.json and .md from per-claim entries, then append every
-    ``folder/sections/*.md`` (report sections of other analyses)."""
+    """Write claims-report.json, .md and .html (``report.html``) from per-claim entries, then
+    append every ``folder/sections/*.md`` (report sections of other analyses)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = sorted(entries, key=lambda e: e["id"])
@@ -141,13 +142,14 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
         lines += ["", section.read_text().rstrip()]
     md = folder / "claims-report.md"
     md.write_text("\n".join(lines) + "\n")
+    write_html(entries, folder)
     return md, js
 
 
 def remove_report(folder) -> list[Path]:
     """Remove a previous run's report (a run that checked no claim must not leave it in place)."""
     gone = []
-    for name in ("claims-report.md", "claims-report.json"):
+    for name in ("claims-report.md", "claims-report.json", "claims-report.html"):
         p = Path(folder) / name
         if p.exists():
             p.unlink()

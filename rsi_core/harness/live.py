@@ -70,8 +70,8 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     plan.requested += plan.unchecked
     # natural images through each model: the activation tables, and one pass per block of the strict
     # scale test (``rsi_core.measure.scale_test``, not looked up in the cache)
-    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + \
-        len(study.blocks) * len(study.image_set)
+    strict = len(study.blocks) * len(study.image_set) if study.profile.strict_section else 0
+    plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + strict
     if plan.to_render:
         costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
         plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())

@@ -14,7 +14,7 @@ from pathlib import Path
 from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
-from rsi_core.report.html import write_html
+from rsi_core.report.html import blocks_text, write_html
 
 #: the FZ settings a baseline must share (``FZSettings``' fields that change an FZ; lr and crop are fixed)
 FZ_KEYS = ("steps", "target", "jitter_table", "seed", "objective")
@@ -77,13 +77,6 @@ def check_baseline(baseline: dict, options: dict) -> str | None:
     return None
 
 
-def _blocks(e) -> str:
-    b = e.get("blocks") or {}
-    if isinstance(b, dict):
-        return "; ".join(f"{role}: {', '.join(v)}" for role, v in b.items())
-    return ", ".join(b)
-
-
 def _num(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
@@ -112,7 +105,7 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
         cell = e["reason"].replace("|", "/").replace("\n", " ")
         flag = " **regressed: " + "; ".join(e["regressions"]) + "**" if e.get("regressions") else ""
         label = e.get("label") or e["verdict"]
-        lines.append(f"| {e['id']} | {_blocks(e)} | {label} | {e.get('expectation', '')} | "
+        lines.append(f"| {e['id']} | {blocks_text(e)} | {label} | {e.get('expectation', '')} | "
                      f"{e.get('outcome', '')}{flag} | {cell} | {e.get('paper', '').replace('|', '/')} |")
     if any("readings" in e for e in entries):
         lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it):", "",

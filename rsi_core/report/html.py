@@ -46,7 +46,8 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _blocks(e) -> str:
+def blocks_text(e) -> str:
+    """The blocks a claim read, by role (``downsample: 2.0, 3.0``): one cell of either report."""
     b = e.get("blocks") or {}
     if isinstance(b, dict):
         return "; ".join(f"{role}: {', '.join(v)}" for role, v in b.items())
@@ -139,7 +140,7 @@ def write_html(entries: list[dict], folder, title: str = "Claims report: Interpr
     folder = Path(folder)
     entries = sorted(entries, key=lambda e: e["id"])
     prov = next((e["provenance"] for e in entries if e.get("provenance")), {})
-    rows = "".join(f'<tr><td><a href="#{_e(e["id"])}">{_e(e["id"])}</a></td><td>{_e(_blocks(e))}</td>{_verdict_cell(e)}'
+    rows = "".join(f'<tr><td><a href="#{_e(e["id"])}">{_e(e["id"])}</a></td><td>{_e(blocks_text(e))}</td>{_verdict_cell(e)}'
                    f'<td>{_e(e.get("expectation", ""))}</td><td>{_e(e.get("outcome", ""))}'
                    f'{" (regressed)" if e.get("regressions") else ""}</td><td>{_e(e.get("reason", ""))}</td></tr>'
                    for e in entries)

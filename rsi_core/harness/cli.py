@@ -13,8 +13,6 @@ from importlib import metadata
 from pathlib import Path
 
 from rsi_core.harness import options as opts
-from rsi_core.harness.claims import claim_functions
-from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
@@ -171,6 +169,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from rsi_core.harness.claims import claim_functions
     if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
         from rsi_core.planted.regression import main as regression_main
         return regression_main(args, claim_functions)
@@ -363,7 +362,10 @@ def main(argv=None) -> int:
     try:
         check(args)
         return args.func(args) or 0
-    except (WeightsError, ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        from rsi_core.model.load import WeightsError  # imported here: rsi --help imports no torch
+        if isinstance(exc, RuntimeError) and not isinstance(exc, WeightsError):
+            raise
         print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
 

@@ -36,3 +36,28 @@ def test_the_root_exports_lazily_and_planted_registers_when_asked_for():
                   "print(json.dumps({'before': before, 'kind': kind, 'after': 'rsi_core.planted' in sys.modules,"
                   "'lazy': rsi_core.load_model.__module__}))")
     assert got == {"before": False, "kind": "planted", "after": True, "lazy": "rsi_core.model.load"}
+
+
+def test_the_report_records_its_schema_and_environment_and_refuses_another_schema(tmp_path):
+    import pytest
+
+    from rsi_core.report.claims_report import load_baseline, write_report
+    from rsi_core.report.environment import SCHEMA
+    entry = {"id": "fig2-a", "verdict": "holds", "outcome": "observed", "reason": "9/10", "paper": "A statement.",
+             "statistic": "", "expectation": "observe", "regressions": [], "artifacts": [],
+             "provenance": {"model": "resnet18", "weights": "random:0", "profile": "smoke", "device": "cpu"}}
+    _, js = write_report([entry], tmp_path)
+    report = json.loads(js.read_text())
+    env = report["environment"]
+    assert report["schema"] == SCHEMA
+    assert env["rsi"] and env["python"] and env["torch"] and env["torchvision"] and env["cpu"] and env["platform"]
+    assert env["git_commit"] and len(env["git_commit"]) == 40  # tests run from a clone
+    assert env["command"] and env["date"].endswith("+00:00") and {"cuda", "cudnn", "gpu"} <= set(env)
+    page = (tmp_path / "claims-report.html").read_text()
+    assert f"Environment: rsi {env['rsi']}, torch {env['torch']}" in page and env["git_commit"] in page
+    assert env["torch"] in (tmp_path / "claims-report.md").read_text()
+    assert load_baseline(js)["claims"]["fig2-a"]["verdict"] == "holds"
+    js.write_text(json.dumps({**report, "schema": SCHEMA + 1}))
+    with pytest.raises(ValueError) as refused:
+        load_baseline(js)
+    assert f"schema {SCHEMA + 1}" in str(refused.value) and "\n" not in str(refused.value)

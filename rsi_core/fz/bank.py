@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
+from rsi_core.fz.resume import Checkpoint
 from rsi_core.fz.transform import jitter_of
 from rsi_core.model import progress
 from rsi_core.model.anatomy import blocks, canonical_tap, find_block, parse_tap
@@ -81,14 +82,21 @@ class FZBank:
             def step(s, _params, n=len(chunk), base=base):
                 progress.advance(fz_steps=n)
                 bar.update(base + n * (s + 1) / steps - bar.n)
-            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step)
+            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step,
+                         checkpoint=(checkpoint := self.checkpoint(tap, chunk)))
             acts = {f"{b}:{k}": v for b in self._served(tap)
                     for k, v in measure(self.model, out["images"], b, device=self.device).items()}
             for n, c in enumerate(chunk):
                 self.cache.save(self._key(tap, c), {"image": out["images"][n],
                                                     **{k: v[n] for k, v in acts.items()}})
+            checkpoint.done()
             bar.update(base + len(chunk) - bar.n)
             progress.advance(fzs=len(chunk))
+
+    def checkpoint(self, tap: str, chunk: list[int]) -> Checkpoint:
+        """The resume file of the batch rendering ``chunk`` of canonical ``tap`` (``resume``)."""
+        key = Cache.key("fz-batch", entries=[self._key(tap, c) for c in chunk])
+        return Checkpoint(self.cache.path(key).with_suffix(".pt"), key)
 
     def pending(self, requests: dict[str, list[int]], missing_only: bool = True) -> dict[str, list[int]]:
         """``{canonical tap: channels not in the cache}`` of ``{tap: channels}`` (every channel

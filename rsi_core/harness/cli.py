@@ -110,8 +110,16 @@ def cmd_fz(args) -> int:
     print(fz_plan(banks, requests, profile.name, device))
     if args.dry_run:
         return 0
-    for bank in banks:
-        bank.ensure(requests)
+    from rsi_core.fz.resume import Interrupted, stop_on_signals
+    try:  # issue 31: SIGTERM / Ctrl-C checkpoint the batch in flight and stop in one line
+        with stop_on_signals():
+            for bank in banks:
+                bank.ensure(requests)
+    except Interrupted as exc:
+        kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
+        print(f"rsi fz: stopped by {exc.signal_name}: finished FZs are in {bank.cache.root}, {kept}; "
+              f"run the same command again to resume", file=sys.stderr)
+        return exc.exit_code
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
           f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
@@ -366,6 +374,9 @@ def main(argv=None) -> int:
     except (WeightsError, ValueError, KeyError, OSError) as exc:
         print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a render: what is cached stays, no traceback
+        print(f"rsi {args.command}: interrupted (Ctrl-C); everything already cached is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

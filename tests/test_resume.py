@@ -107,3 +107,27 @@ def test_rsi_fz_stops_on_a_signal_in_one_line_and_resumes_bit_for_bit(tmp_path, 
     for name in a:
         for k in a[name]:
             assert np.array_equal(a[name][k], b[name][k]), (name, k)
+
+
+def test_cpu_work_makes_no_cuda_call_with_cuda_available(model, tmp_path, monkeypatch):
+    """A CPU render through the bank (Adam included), its checkpoint, and the natural-image pass,
+    with CUDA faked available and every CUDA function refused."""
+    from cuda_refused import CudaCalled, refuse
+
+    from rsi_core.cache import Cache
+    from rsi_core.fz.bank import FZBank
+    from rsi_core.model.activations import natural_activations
+    from rsi_core.model.images import ImageSet
+    plain = torch.optim.Adam([torch.zeros(2, requires_grad=True)])
+    plain.param_groups[0]["params"][0].grad = torch.ones(2)
+    refuse(monkeypatch.setattr)
+    with pytest.raises(CudaCalled):  # the fake bites: torch's own Adam asks CUDA for its stream
+        plain.step()
+    bank = FZBank(model, Cache(tmp_path), FZSettings(steps=3), device="cpu", progress=False)
+    with monkeypatch.context() as m:
+        m.setenv("RSI_CHECKPOINT_SECONDS", "0")  # a checkpoint before every step
+        assert bank.get(TAP, [0, 1])["image"].shape == (2, 224, 224, 3)
+    images = ImageSet.from_dir(None)
+    images = ImageSet(images.root, images.files[:4])
+    tables = natural_activations(model, images, ["1.1"], cache=Cache(tmp_path), progress=False)
+    assert tables["1.1.B"].shape == (4, 64)

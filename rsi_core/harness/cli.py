@@ -77,6 +77,8 @@ def cmd_fz(args) -> int:
     from rsi_core.measure.study import Study
     device = args.device
     model = _model(args)
+    if getattr(model, "rsi_head_note", None):  # a fine-tune's other classifier: said before any work
+        print(f"rsi fz: {model.rsi_head_note}")
     profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)

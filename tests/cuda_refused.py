@@ -30,7 +30,7 @@ def refuse(patch=setattr) -> None:
                 patch(module, name, _refusing(f"{prefix}.{name}"))
     patch(torch.cuda, "is_available", lambda: True)
     patch(torch.accelerator, "is_available", lambda: True)
-    patch(torch.accelerator, "current_accelerator", lambda check_available=False: torch.device("cuda"))
+    patch(torch.accelerator, "current_accelerator", lambda *_a, **_k: torch.device("cuda"))
 
 
 def pytest_configure(config):  # as a plugin (``-p cuda_refused``): for the whole run

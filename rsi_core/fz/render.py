@@ -42,6 +42,7 @@ import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
+from rsi_core.fz import resume
 from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
@@ -363,15 +364,35 @@ class BatchedImages:
         return self.image_f()
 
 
+class Adam(torch.optim.Adam):
+    """torch's Adam, without its graph-capture check when every parameter is on the CPU: that
+    check asks CUDA for its current stream whenever CUDA is available, which creates a CUDA
+    context on the GPU for a CPU render (held memory; refused on busy exclusive-process GPUs)."""
+
+    def _off_cpu(self) -> bool:
+        return any(p.device.type != "cpu" for g in self.param_groups for p in g["params"])
+
+    def _accelerator_graph_capture_health_check(self):  # torch >= 2.6
+        if self._off_cpu():
+            super()._accelerator_graph_capture_health_check()
+
+    def _cuda_graph_capture_health_check(self):  # torch < 2.6
+        if self._off_cpu():
+            super()._cuda_graph_capture_health_check()
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
-           progress: bool = True, batched: bool | None = None, on_step=None) -> dict[str, np.ndarray]:
+           progress: bool = True, batched: bool | None = None, on_step=None,
+           checkpoint=None) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
     return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
     last step, on its transformed image). ``batched``: the batch's transforms as batched tensor
     operations (``BatchedImages``, the default on CUDA) or each element's alone
     (``ElementImages``, the default on the CPU: bit for bit independent of the batch).
     ``on_step(s, params)``, if given, sees each step's gradients (after the backward, before the
-    update): the GPU check compares them across devices."""
+    update): the GPU check compares them across devices. ``checkpoint`` (``resume.Checkpoint``):
+    the batch starts from its saved state, saves it periodically, and on a stop request
+    (``resume.stop_on_signals``) saves it and raises ``resume.Interrupted``."""
     device = torch.device(device)
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
@@ -384,14 +405,20 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     draws = Draws.run(rngs, jitter_of(model, tap, settings.jitter_table), settings.steps)
     batched = device.type != "cpu" if batched is None else batched
     source = (BatchedImages if batched else ElementImages)(init, draws, cone, preprocess=preprocess_of(model))
-    optimizer = torch.optim.Adam(source.params, lr=settings.lr)
+    optimizer = Adam(source.params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
+    state = checkpoint.load() if checkpoint is not None else None
+    start = checkpoint.restore(state, source.params, optimizer, reached, draws) if state else 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for s in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in tqdm(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
+            if checkpoint is not None and (resume.stop_requested() or (s > start and checkpoint.due())):
+                checkpoint.save(s, source.params, optimizer, reached, draws)
+                if resume.stop_requested():
+                    raise resume.Interrupted(resume.stop_requested(), checkpoint.path)
             optimizer.zero_grad()
             loss = 0
             for idx, x, position in source.batches(s):

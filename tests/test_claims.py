@@ -429,10 +429,10 @@ def test_rsi_run_passes_its_options_to_pytest(tmp_path):
                      expectations=["a.toml"], claims=str(tmp_path))
     argv = pytest_args(args)
     assert argv[0] == str(tmp_path)
-    for pair in (["--model", "resnet34"], ["--fz-target", "both"], ["--fz-seeds", "2"], ["--controls", "1"],
-                 ["--expectations", "a.toml"]):
+    for pair in (["--rsi-model", "resnet34"], ["--rsi-fz-target", "both"], ["--rsi-fz-seeds", "2"], ["--rsi-controls", "1"],
+                 ["--rsi-expectations", "a.toml"]):
         assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
-    assert "--images" not in argv
+    assert "--rsi-images" not in argv
     args.claims = None
     assert pytest_args(args)[0] == str(claims.claims_dir())
 

@@ -2,6 +2,7 @@
 registered on first use, the pytest plugin's entry point."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,41 @@ def test_the_report_records_its_schema_and_environment_and_refuses_another_schem
     with pytest.raises(ValueError) as refused:
         load_baseline(js)
     assert f"schema {SCHEMA + 1}" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def _pytest(args: list[str], cwd, pythonpath: list[str]) -> subprocess.CompletedProcess:
+    """pytest in a fresh process with the plugin loaded as its entry point loads it (before any conftest)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "rsi_core.harness.plugin", "-p", "no:cacheprovider",
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_plugin_is_registered_as_a_pytest11_entry_point():
+    import tomllib
+    points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    assert points == {"rsi_core.harness.plugin": "rsi_core.harness.plugin"}
+
+
+def test_another_projects_pytest_run_sees_no_rsi_options_and_no_rsi_work(tmp_path):
+    (tmp_path / "test_other.py").write_text("def test_other():\n    assert True\n")
+    shown = _pytest(["--help"], tmp_path, [str(ROOT)]).stdout
+    assert "--rsi-weights" in shown and "--rsi-model" in shown
+    for generic in ("--weights", "--model", "--device", "--profile", "--images", "--baseline"):
+        assert not re.search(rf"(^|[\s(]){generic}\b", shown, re.M), generic
+    run = _pytest(["-q"], tmp_path, [str(ROOT)])
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+    assert "rsi" not in run.stdout and not (tmp_path / "artifacts").exists()
+    refused = _pytest(["-q", "--weights", "random:0"], tmp_path, [str(ROOT)])
+    assert refused.returncode == 4 and "unrecognized arguments: --weights" in refused.stderr
+
+
+def test_pytest_pyargs_takes_the_claims_short_options(tmp_path):
+    """``pytest --pyargs rsi_claims --weights ...``: the installed claims package (here the clone's
+    claims/ under that name) gets its short options; the ten claims are collected."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "rsi_claims").symlink_to(ROOT / "claims")
+    run = _pytest(["--pyargs", "rsi_claims", "--weights", "random:0", "--profile", "smoke", "--collect-only", "-q"],
+                  tmp_path, [str(tmp_path / "site"), str(ROOT)])
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    claims = [line for line in run.stdout.splitlines() if "::test_" in line and "[" in line]
+    assert len(claims) == 10, run.stdout

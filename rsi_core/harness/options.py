@@ -144,10 +144,12 @@ class Option:
             return self.metavar
         return "{" + ",".join(choices() if callable(choices) else choices) + "}"
 
-    def full_help(self) -> str:
-        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi)."""
+    def full_help(self, prefix: str = "") -> str:
+        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi);
+        ``prefix``: the example as ``--{prefix}{name}`` (the plugin's ``--rsi-*`` names)."""
         default = self.default_value()
-        return f"{self.help} (e.g. {self.example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
+        example = self.example.replace(f"--{self.name}", f"--{prefix}{self.name}")
+        return f"{self.help} (e.g. {example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
 
     def add_argparse(self, parser, **override) -> None:
         """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""

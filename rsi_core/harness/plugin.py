@@ -107,7 +107,7 @@ def _points_at_claims(arg: str, pyargs: bool) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config, parser, args):
+def pytest_load_initial_conftests(parser, args):
     """The claims' short option names, only where pytest is pointed at the claims."""
     pyargs = "--pyargs" in args
     if any(_points_at_claims(a, pyargs) for a in args if not a.startswith("-")):

@@ -100,3 +100,27 @@ def test_pytest_pyargs_takes_the_claims_short_options(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     claims = [line for line in run.stdout.splitlines() if "::test_" in line and "[" in line]
     assert len(claims) == 10, run.stdout
+
+
+def test_progress_bars_write_sparingly_into_a_file_and_not_at_all_when_quiet(tmp_path, monkeypatch, capsys):
+    import io
+    import logging
+
+    from rsi_core.harness import cli
+    from rsi_core.model import progress
+    log = logging.getLogger("rsi_core")
+    monkeypatch.setattr(log, "level", logging.NOTSET)  # restored after: cli.main sets it
+    monkeypatch.setattr(log, "handlers", [])
+    monkeypatch.delenv("RSI_PROGRESS_SECONDS", raising=False)
+    with progress.bar(range(3), file=io.StringIO()) as b:
+        assert b.mininterval == progress.PLAIN_SECONDS == 60 and not b.disable
+    monkeypatch.setenv("RSI_PROGRESS_SECONDS", "5")
+    assert progress.bar(range(3), file=io.StringIO()).mininterval == 5
+    fz = ["fz", "--weights", "random:0", "--blocks", "1.1", "--taps", "B", "--channels", "0-1", "--steps", "2",
+          "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main([*fz, "-q"]) == 0
+    quiet = capsys.readouterr()
+    assert "FZ bank" not in quiet.err and "FZ bank ready" in quiet.out  # the command's own report stays
+    assert progress.bar(range(3), file=io.StringIO()).disable  # -q: the rsi_core logger at warning
+    assert cli.main([*fz, "--cache-dir", str(tmp_path / "cache2"), "--log-level", "info"]) == 0
+    assert "FZ bank: 100%" in capsys.readouterr().err

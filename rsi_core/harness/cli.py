@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import textwrap
 from importlib import metadata
@@ -206,6 +207,10 @@ def _command(sub, name: str, summary: str, description: str, examples: list[str]
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
     p.set_defaults(func=func, load=load, dirs=dirs, files=files)
+    _local(p, "log-level", "what rsi says on stderr: debug, info (progress bars, every 60 s into a file), warning, error",
+           "--log-level warning", None, opts.one_of(LOG_LEVELS))
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="warnings and errors only, no progress bars (e.g. -q: the same as --log-level warning)")
     return p
 
 
@@ -228,6 +233,33 @@ def _shard(text: str) -> str:
 
 BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied blocks by role; resnet18's seven: "
                "1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is at each line (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def configure_logging(args) -> None:
+    """The ``rsi_core`` loggers' level from ``--log-level`` / ``-q`` (default info), their lines on
+    stderr; progress bars follow it (``rsi_core.model.progress.bar``)."""
+    level = "warning" if getattr(args, "quiet", False) else (getattr(args, "log_level", None) or "info")
+    log = logging.getLogger("rsi_core")
+    log.setLevel(level.upper())
+    if not log.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("rsi: %(message)s"))
+        log.addHandler(handler)
 
 
 def build_parser() -> Parser:
@@ -369,6 +401,7 @@ def check(args) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args)
     try:
         check(args)
         return args.func(args) or 0

@@ -198,13 +198,6 @@ def _is_claim(item) -> bool:
     return item.get_closest_marker("claim") is not None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session):
-    """A claims run is one whose selected tests include a claim."""
-    if any(_is_claim(item) for item in session.items):
-        _start_claims_run(session.config)
-
-
 def _claim_marked(config, nodeids) -> bool:
     """Whether any of the tests ``nodeids`` is marked ``claim``, read from their modules (the
     xdist controller collects nothing). Only a module whose text marks a claim is imported."""
@@ -345,9 +338,13 @@ class ClaimsProgress:
         shutil.rmtree(progress_folder(_option(self.config, "artifacts-dir")), ignore_errors=True)
 
 
-def pytest_collection_modifyitems(items):
-    """A claim test's id travels with its reports (``user_properties``, junit properties): the
-    controller names the claim whose test reported."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """A claims run is one that collected a claim (before ``-k`` deselects: a run whose claims were
+    all deselected still replaces the previous report). A claim test's id travels with its reports
+    (``user_properties``, junit properties): the controller names the claim whose test reported."""
+    if any(_is_claim(item) for item in items):
+        _start_claims_run(config)
     for item in items:
         mark = item.get_closest_marker("claim")
         if mark is not None:

@@ -124,3 +124,26 @@ def test_progress_bars_write_sparingly_into_a_file_and_not_at_all_when_quiet(tmp
     assert progress.bar(range(3), file=io.StringIO()).disable  # -q: the rsi_core logger at warning
     assert cli.main([*fz, "--cache-dir", str(tmp_path / "cache2"), "--log-level", "info"]) == 0
     assert "FZ bank: 100%" in capsys.readouterr().err
+
+
+def test_settings_come_from_the_command_line_the_environment_a_config_file_then_the_defaults(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from rsi_core.harness import cli
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RSI_WEIGHTS", raising=False)
+    (tmp_path / "rsi.toml").write_text('weights = "random:3"\nfz-seeds = 2\njitter-table = "none"\n')
+
+    def shown(*argv):
+        assert cli.main(["config", "--json", *argv]) == 0
+        return json.loads(capsys.readouterr().out)["options"]
+    got = shown("--jitter-table", "paper")
+    assert got["weights"] == {"value": "random:3", "source": f"config file {tmp_path / 'rsi.toml'}"}
+    assert got["fz-seeds"]["value"] == 2 and got["jitter-table"] == {"value": "paper", "source": "command line"}
+    assert got["model"] == {"value": "resnet18", "source": "default"}
+    monkeypatch.setenv("RSI_WEIGHTS", "random:5")
+    assert shown()["weights"] == {"value": "random:5", "source": "environment $RSI_WEIGHTS"}
+    assert shown("--weights", "random:7")["weights"] == {"value": "random:7", "source": "command line"}
+    (tmp_path / "rsi.toml").write_text('wieghts = "random:3"\n')
+    assert cli.main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown keys wieghts" in err and len(err.strip().splitlines()) == 1

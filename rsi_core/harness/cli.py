@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, validate.
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, config, validate.
 
 Every option comes from ``rsi_core.harness.options`` (``rsi run``'s are the table ``pytest claims``
 uses) and is checked there before any work: a bad value is one line on stderr and exit 2.
@@ -177,6 +177,21 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from rsi_core.fz.bench import main as bench_main
     return bench_main(args)
+
+
+def cmd_config(args) -> int:
+    """``rsi config``: every run option's resolved value and where it came from."""
+    from rsi_core.harness.config import find_file, resolved
+    given = {n for n in opts.RUN_OPTIONS if any(a == f"--{n}" or a.startswith(f"--{n}=") for a in args.argv)}
+    rows = resolved({k.replace("_", "-"): v for k, v in vars(args).items()}, given)
+    if args.json:
+        print(json.dumps({"config_file": str(find_file() or ""), "options": {n: {"value": v, "source": s}
+                                                                            for n, v, s in rows}}, default=str))
+        return 0
+    print(f"config file: {find_file() or 'none (rsi.toml, or [tool.rsi] in pyproject.toml, from here upward)'}")
+    for name, value, source in rows:
+        print(f"  --{name:14} {value!s:40} {source}")
+    return 0
 
 
 def cmd_validate(args) -> int:
@@ -365,6 +380,14 @@ def build_parser() -> Parser:
     _add(b, "device")
     _local(b, "json", "only the JSON line on stdout (the table on stderr)", "--json", flag=True)
 
+    p = _command(sub, "config", "the run's settings as resolved, and where each came from",
+                 "Every option of `pytest claims` / `rsi run`, resolved (the device and profile too) with its source: "
+                 "the command line, the environment (RSI_WEIGHTS, RSI_IMAGES, RSI_CACHE), the config file (rsi.toml, or "
+                 "[tool.rsi] in pyproject.toml, from the working folder upward) or the default, highest first.",
+                 ["rsi config", "rsi config --weights random:0 --json"], cmd_config, load=False)
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "json", "print the settings as JSON", "--json", flag=True)
+
     p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
                  "Check the method on networks whose answers are known by construction: the scale criteria's "
                  "precision and recall, or with --claims every claim's verdict on planted networks.",
@@ -400,7 +423,14 @@ def check(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()  # the defaults read the environment and the config file
+    except ValueError as exc:
+        print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    args.argv = argv
     configure_logging(args)
     try:
         check(args)

@@ -39,6 +39,7 @@ class RunState:
     model: object = None                        # the model the check loaded (this process)
     claims_run: bool = False                    # a claim-marked test was collected
     probed: bool = False                        # (xdist controller) the workers' tests were looked at
+    attached: bool = False                      # this process's progress goes to the run's folder
     report: str | None = None                   # the summary's line about the report
     entries: list = field(default_factory=list)
 
@@ -72,7 +73,10 @@ def _add_options(parser, prefix: str) -> None:
 
 
 def pytest_addoption(parser):
-    _add_options(parser, PREFIX)
+    try:  # the defaults read the environment and the config file (rsi_core.harness.config)
+        _add_options(parser, PREFIX)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def add_short_options(parser) -> None:
@@ -153,7 +157,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if state(config).claims_run:
+    if state(config).attached:
         from rsi_core.model import progress
         progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
 
@@ -162,12 +166,12 @@ def _start_claims_run(config) -> None:
     """A claims run recognised (a claim-marked test collected): its options parsed and, on the
     controller, checked (files, folders, images, device, the weights loaded once), so a bad value
     is one usage-error line (exit 4) before any test runs; the previous run's per-claim files
-    removed and this process's progress reported."""
+    removed and this process's progress reported (an xdist worker's from its first claim on: it
+    writes nothing before the controller's check)."""
     from rsi_core.harness import options
     st = state(config)
     if st.claims_run:
         return
-    st.claims_run = True
     if not st.values:
         raw = {name: config.getoption(_dest(name)) for name in options.RUN_OPTIONS}
         try:
@@ -177,21 +181,34 @@ def _start_claims_run(config) -> None:
                 st.values, st.model = options.check(st.values, load=load)
         except options.OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
+    st.claims_run = True
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        return
     artifacts = st.values.get("artifacts-dir")
-    if not _is_worker(config) and artifacts:
+    if artifacts:
         shutil.rmtree(Path(artifacts) / "claims", ignore_errors=True)
     if artifacts and not config.option.collectonly:
         from rsi_core.harness.live import progress_folder
-        from rsi_core.model import progress  # this process's counters, for the controller's live line
-        folder = progress_folder(artifacts)
-        if not _is_worker(config):
-            shutil.rmtree(folder, ignore_errors=True)
-            config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
-        progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
+        shutil.rmtree(progress_folder(artifacts), ignore_errors=True)
+        config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
+        _report_progress(config, "main")
+
+
+def _report_progress(config, name: str) -> None:
+    """This process's work counters go to the run's progress folder, for the controller's live line."""
+    from rsi_core.harness.live import progress_folder
+    from rsi_core.model import progress
+    progress.attach(progress_folder(_option(config, "artifacts-dir")) / f"{name}.json")
+    state(config).attached = True
+
+
+def pytest_runtest_setup(item):
+    st = state(item.config)
+    if st.claims_run and not st.attached and _is_worker(item.config) and _option(item.config, "artifacts-dir"):
+        _report_progress(item.config, item.config.workerinput["workerid"])
 
 
 def _is_claim(item) -> bool:

@@ -38,7 +38,8 @@ def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]
     return C.simple_less_skewed({b: study.sample_m(b) for b in simple}, {b: study.sample_m(b) for b in down},
-                                study.census_map(simple + down), {b: study.fz_health(b) for b in simple + down})
+                                study.census_map(simple + down), {b: study.fz_health(b) for b in simple + down},
+                                {b: study.pair_values(b, M) for b in simple + down})
 
 
 def fig1_examples(study, path, measured, controls):

@@ -1,4 +1,7 @@
 """Figures 3 and 4: mechanisms of the spectrum (weight magnitudes, inhibition)."""
+from operator import attrgetter
+
+import numpy as np
 import pytest
 
 from rsi_core.measure import metrics
@@ -7,6 +10,8 @@ from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
 from rsi_core.verdicts.regression import reads
 from rsi_core.verdicts.verdict import Verdict, applies_if
+
+M = attrgetter("m")
 
 
 def _weights(study, b) -> tuple:
@@ -23,7 +28,8 @@ def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
     negative, p < 0.05."""
     blocks = study.roles["simple"]
-    return C.weight_magnitude({b: _weights(study, b) for b in blocks}, study.census_map(blocks))
+    return C.weight_magnitude({b: _weights(study, b) for b in blocks}, study.census_map(blocks),
+                              {b: study.pair_values(b, M) for b in blocks})
 
 
 def weight_scatter(study, path, measured, controls):
@@ -48,7 +54,14 @@ def inhibition(study) -> Verdict:
     blocks = study.roles["simple"]
     return C.inhibition({b: study.sample_groups(b, study.block(b).b_xi) for b in blocks},
                         study.census_map(blocks), significant_in=tuple(blocks[1:]),
-                        pairs={b: study.pair_values(b, lambda r: r.b_xi, among=lambda r: r.m < 1) for b in blocks})
+                        pairs={b: _pairs(study, b, lambda r: r.b_xi) for b in blocks})
+
+
+def _pairs(study, b, values):
+    """(M seed a, M seed b, values seed a, values seed b) of the block's paired channels (channels
+    that move between the overwrite and skip groups included), or None without a second seed."""
+    m, v = study.pair_values(b, M), study.pair_values(b, values)
+    return None if m is None else (*m, *v)
 
 
 def inhibition_figure(study, path, measured, controls):
@@ -77,7 +90,15 @@ def input_block_correlation(study) -> Verdict:
     blocks = study.roles["simple"]
     return C.input_block_correlation({b: study.sample_groups(b, study.input_block_correlation(b)) for b in blocks},
                                      study.census_map(blocks), significant_in=(blocks[-1],),
-                                     absent_in=tuple(blocks[:-1]))
+                                     absent_in=tuple(blocks[:-1]), pairs={b: _corr_pairs(study, b) for b in blocks},
+                                     natural=C.natural_reason(study))
+
+
+def _corr_pairs(study, b):
+    """(M seed a, M seed b, corr, corr) of the paired channels: the correlations are the natural
+    images', the same under both seeds; the groups move with M."""
+    corr = dict(zip(study.channels(b), study.input_block_correlation(b)))
+    return _pairs(study, b, lambda r: np.array([corr.get(int(c), np.nan) for c in r.channels]))
 
 
 @pytest.mark.claim("fig4-input-block-correlation")

@@ -122,6 +122,9 @@ def pytest_report_header(config):
     missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    head = getattr(getattr(config, "_rsi_model", None), "rsi_head_note", None)  # a fine-tune's other classifier
+    if head:
+        lines.append(f"rsi: {head}")
     live = config.pluginmanager.get_plugin("rsi-progress")
     if live is not None and not missing:
         lines.append(live.start())

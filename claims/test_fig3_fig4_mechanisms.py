@@ -8,8 +8,8 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.regression import reads
-from rsi_core.verdicts.verdict import Verdict, applies_if
+from rsi_core.verdicts.regression import claim
+from rsi_core.verdicts.verdict import Verdict
 
 M = attrgetter("m")
 
@@ -22,8 +22,7 @@ def _weights(study, b) -> tuple:
     return r.m[k], bn[r.channels][k], conv[r.channels][k]
 
 
-@reads("m", "bn_weight", "conv_weight")
-@applies_if("bn-branch")
+@claim("fig3-weight-magnitude")
 def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
     negative, p < 0.05."""
@@ -47,7 +46,7 @@ def test_weight_magnitude(rsi_claims):
     rsi_claims.check(weight_magnitude, figure=weight_scatter)
 
 
-@reads("b_xi", "inhibit")
+@claim("fig4-inhibition")
 def inhibition(study) -> Verdict:
     """B_c(X_I) < 0 for many overwrite channels; the overwrite mean is below the skip mean,
     significantly in 2.1 and 3.1."""
@@ -83,7 +82,7 @@ def test_inhibition(rsi_claims):
     rsi_claims.check(inhibition, figure=inhibition_figure)
 
 
-@reads("input_corr")
+@claim("fig4-input-block-correlation")
 def input_block_correlation(study) -> Verdict:
     """Overwrite channels have more negative input-block correlations than skip channels in 3.1
     (significant), not in 1.1 or 2.1."""

@@ -11,7 +11,7 @@ from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.regression import reads
+from rsi_core.verdicts.regression import claim
 from rsi_core.verdicts.verdict import Verdict, not_applicable
 
 
@@ -47,7 +47,7 @@ def scale_counts_of(study) -> dict:
             for b, c in ((b, scale_classes(study, b)) for b in study.blocks)}
 
 
-@reads("criteria", "criteria_without_mix")
+@claim("fig5-scale-counts")
 def scale_counts(study) -> Verdict:
     """"Many" channels meet the criteria in 1.1, 2.0, 2.1, 3.1 (Figures 6 and 7: at least 3 per
     block, and 1, 4, 9, 9 that also pass the natural-image version); zero in 3.0, 4.0, 4.1;
@@ -104,7 +104,7 @@ TOP_SCALE = ("rank of the paper's examples in each block's criteria-passing chan
              "those channels); Monte Carlo p < 0.05")
 
 
-@reads("found")
+@claim("fig6-top-scale")
 def top_scale(study) -> Verdict:
     """Top-3 channels per block by SM include 2.0 ch 15, 2.1 ch 108, 3.1 ch 113 and 178."""
     if not study.lists:
@@ -128,7 +128,7 @@ ROBUST = ("rank of the paper's list among the valid channels, those passing both
           "(by SM); Monte Carlo p < 0.05; natural images needed")
 
 
-@reads("found")
+@claim("fig7-robust")
 def robust(study) -> Verdict:
     """Channels passing both FZ and natural-image criteria: 1.1: 19; 2.0: 7, 15, 53, 3; 2.1: 108,
     36, 13, 21, 60, 52, 93, 5, 58; 3.1: 113, 178, 22, 215, 204, 25, 29, 154, 200."""
@@ -150,7 +150,7 @@ def test_robust(rsi_claims):
 TOP_MIXES = "rank of the paper's channels in each block's ordering by |M - 1| (smallest first); Monte Carlo p < 0.05"
 
 
-@reads("found")
+@claim("fig8-top-mixes")
 def top_mixes(study) -> Verdict:
     """Smallest |M - 1|: 1.1: 44, 27, 55; 2.0: 42, 9, 78; 2.1: 22, 116, 72; 3.0: 105, 250, 204;
     3.1: 128, 246, 41; 4.0: 163, 3, 51; 4.1: 154, 68, 496."""

@@ -18,9 +18,8 @@ import json
 import tomllib
 from pathlib import Path
 
-CLAIM_IDS = ("fig2-downsample-overwrite", "fig2-simple-less-skewed", "fig2-final-block", "fig3-weight-magnitude",
-             "fig4-inhibition", "fig4-input-block-correlation", "fig5-scale-counts", "fig6-top-scale",
-             "fig7-robust", "fig8-top-mixes")
+from rsi_core.verdicts.registry import CLAIM_IDS  # the one record per claim
+
 VALUES = ("holds", "fails", "observe")
 
 

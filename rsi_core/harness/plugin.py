@@ -122,6 +122,10 @@ def pytest_report_header(config):
     missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    from rsi_core.harness.claims import natural_images_note  # issue 29: natural-image parts need natural images
+    note = natural_images_note(_profile(config), config.getoption("--images"))
+    if note:
+        lines.append(note)
     head = getattr(getattr(config, "_rsi_model", None), "rsi_head_note", None)  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")

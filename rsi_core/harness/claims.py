@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rsi_core.harness import expectations as expect_mod
+from rsi_core.harness.expectations import claims_dir
 from rsi_core.paper import READINGS
 from rsi_core.report import claims_report as report
 from rsi_core.verdicts import regression
@@ -174,10 +175,3 @@ def natural_images_note(profile: str, images) -> str | None:
     return (f"rsi: NATURAL IMAGES: the bundled 250-image sample, not the 50,000-image validation set: the parts "
             f"that read natural images ({parts}) will be inconclusive; pass --images DIR to decide them")
 
-
-def claims_dir() -> Path:
-    """The ``claims/`` folder beside the package (a clone or an editable install)."""
-    d = Path(__file__).resolve().parents[2] / "claims"
-    if not d.is_dir():
-        raise FileNotFoundError(f"no claims folder at {d}: pass the folder of the claims tests (--claims PATH)")
-    return d

@@ -14,7 +14,7 @@ from rsi_core.measure.profiles import Profile, evenly_spaced, second_seed_channe
 from rsi_core.measure.study import BlockResult, SampleReaders
 from rsi_core.model.anatomy import block_roles, find_block
 from rsi_core.model.load import load_model
-from rsi_core.paper import PAPER_BLOCKS, PAPER_FIG8, PAPER_LISTS
+from rsi_core.paper import PAPER_BLOCKS, PAPER_FIG8, PAPER_LISTS, PAPER_READING, READINGS
 from rsi_core.report import claims_report as report
 
 CLAIM = claims.claim_functions()
@@ -299,14 +299,60 @@ def test_fz_readings_and_seeds(model, tmp_path):
     fn = CLAIM["fig2-downsample-overwrite"]
     both = over(model, variants={(("target", "as-run"),): skip(model)})
     e = claims.Harness(both, tmp_path, fz_target="both").run("fig2-downsample-overwrite", fn)
-    assert e["verdict"] == "holds" and e["readings"]["as-run"]["verdict"] == "fails"
+    # Figure 2's shares are the authors' code's numbers: the as-run verdict decides
+    assert PAPER_READING["fig2-downsample-overwrite"] == e["decisive_reading"] == "as-run"
+    assert e["verdict"] == "fails" and e["readings"]["as-written"]["verdict"] == "holds" and e["reading_dependent"]
     assert e["readings"]["as-written"]["value"] == 1.0 and e["readings"]["as-run"]["value"] == 0.0
+    assert e["outcome"] == "fail" and e["readings"]["as-written"]["expectation"] == "observe"  # expected: holds
     seeds = over(model, variants={(("seed", 1), ("target", "as-written")): skip(model)})
     e = claims.Harness(seeds, tmp_path, fz_seeds=2).run("fig2-downsample-overwrite", fn)
     assert [s["verdict"] for s in e["seeds"]] == ["holds", "fails"] and e["seed_range"] == [0.0, 1.0]
     assert e["verdict"] == "inconclusive" and "seeds disagree" in e["reason"]
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     assert "FZ seeds" in md.read_text()
+
+
+def test_both_readings_decide_each_claim_and_expectations_can_name_a_reading(model, tmp_path):
+    """With both readings each claim's outcome reads its paper reading (PAPER_READING); a
+    disagreement is "reading-dependent" in the Markdown, JSON and HTML reports; an expectation
+    named for one reading holds that reading to it, a plain one the decisive reading."""
+    both = over(model, variants={(("target", "as-run"),): skip(model)})
+    mine = tmp_path / "mine.toml"
+    mine.write_text('model = "resnet18"\n[claims]\nfig2-downsample-overwrite = "fails"\nfig3-weight-magnitude = "holds"\n'
+                    '[claims.as-written]\nfig2-downsample-overwrite = "fails"\n')
+    expect = expectations.for_run("resnet18", "IMAGENET1K_V1", [mine])
+    assert expect["fig2-downsample-overwrite@as-written"] == "fails"
+    h = claims.Harness(both, tmp_path, expect, fz_target="both")
+    e = h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"])
+    assert e["verdict"] == "fails" and e["readings"]["as-run"]["outcome"] == "fails as expected"
+    assert e["readings"]["as-written"]["outcome"] == "fail (expected to fail, holds)"
+    assert e["outcome"] == "fail (expected to fail, holds) (as-written)"   # the named reading's miss fails the test
+    w = h.run("fig2-final-block", CLAIM["fig2-final-block"])
+    assert w["decisive_reading"] == "as-run" and not w["reading_dependent"]
+    md, js = report.write_report(report.collect(tmp_path), tmp_path)
+    text = md.read_text()
+    assert "fails (reading-dependent: as-written holds, as-run fails; decided as-run)" in text
+    assert "| fig2-downsample-overwrite | holds (1) | fails (0) | as-run | yes |" in text
+    html_text = (tmp_path / "claims-report.html").read_text()
+    assert "reading-dependent: as-written holds, as-run fails; decided as-run" in html_text
+    saved = {c["id"]: c for c in json.loads(js.read_text())["claims"]}
+    assert saved["fig2-downsample-overwrite"]["reading_dependent"] is True
+    blessed = tmp_path / "blessed.toml"
+    blessed.write_text(expectations.from_report(js))
+    assert "[claims.as-written]" in blessed.read_text()
+    again = expectations.for_run("resnet18", "IMAGENET1K_V1", [blessed])
+    assert again["fig2-downsample-overwrite"] == "fails" and again["fig2-downsample-overwrite@as-written"] == "holds"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[claims.as-run]\nfig9 = "holds"\n')
+    with pytest.raises(ValueError, match=r"unknown claim ids \['fig9'\] in \[claims.as-run\]"):
+        expectations.read(bad)
+
+
+def test_paper_profile_decides_both_readings_by_default():
+    from rsi_core.harness.options import fz_target
+    assert fz_target(None, "paper") == "both" and fz_target(None, "quick") == "as-written"
+    assert fz_target("as-run", "paper") == "as-run" and set(PAPER_READING) == set(expectations.CLAIM_IDS)
+    assert set(PAPER_READING.values()) <= set(READINGS)
 
 
 def test_report_appends_sections_and_is_removed_when_nothing_ran(model, tmp_path):

@@ -287,7 +287,9 @@ def _header_lines(config) -> list[str]:
 
 def _options(config) -> dict:
     """The run's checked option values, the device and profile resolved."""
-    return {**_values(config), "device": _device(config), "profile": _profile(config)}
+    from rsi_core.harness.options import fz_target
+    values, profile = _values(config), _profile(config)
+    return {**values, "device": _device(config), "profile": profile, "fz-target": fz_target(values.get("fz-target"), profile)}
 
 
 def build_study(model, options: dict):

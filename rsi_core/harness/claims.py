@@ -185,5 +185,21 @@ def claim_functions(folder=None) -> dict:
         for name, obj in vars(mod).items():
             marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "claim"]
             if name.startswith("test_") and marks:
-                out[marks[0].args[0]] = getattr(mod, name[len("test_"):])
+                fn = getattr(mod, name[len("test_"):])
+                if getattr(fn, "claim_id", marks[0].args[0]) != marks[0].args[0]:
+                    raise ValueError(f"{path.name}: {name} is marked {marks[0].args[0]!r} but checks {fn.claim_id!r}")
+                out[marks[0].args[0]] = fn
     return out
+
+
+def natural_images_note(profile: str, images) -> str | None:
+    """The header line of a ``paper`` run whose natural images are the bundled sample (no
+    ``--images``, no ``$RSI_IMAGES``): which parts will be inconclusive, and what decides them."""
+    from rsi_core.model.images import bundled_dir, resolve_image_dir
+    from rsi_core.verdicts.registry import CLAIMS
+    if profile != "paper" or resolve_image_dir(images).resolve() != bundled_dir().resolve():
+        return None
+    parts = ", ".join(c.id for c in CLAIMS.values() if c.natural)
+    return (f"rsi: NATURAL IMAGES: the bundled 250-image sample, not the 50,000-image validation set: the parts "
+            f"that read natural images ({parts}) will be inconclusive; pass --images DIR to decide them")
+

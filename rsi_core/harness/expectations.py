@@ -25,10 +25,8 @@ import tomllib
 from pathlib import Path
 
 from rsi_core.paper import READINGS
+from rsi_core.verdicts.registry import CLAIM_IDS  # the one record per claim
 
-CLAIM_IDS = ("fig2-downsample-overwrite", "fig2-simple-less-skewed", "fig2-final-block", "fig3-weight-magnitude",
-             "fig4-inhibition", "fig4-input-block-correlation", "fig5-scale-counts", "fig6-top-scale",
-             "fig7-robust", "fig8-top-mixes")
 VALUES = ("holds", "fails", "observe")
 
 

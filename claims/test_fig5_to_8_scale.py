@@ -12,7 +12,7 @@ from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
 from rsi_core.verdicts.regression import reads
-from rsi_core.verdicts.verdict import Verdict, not_applicable
+from rsi_core.verdicts.verdict import Verdict, applies_if, not_applicable
 
 
 def _criteria(study, b, robust: bool) -> dict:
@@ -48,6 +48,7 @@ def scale_counts_of(study) -> dict:
 
 
 @reads("criteria", "criteria_without_mix")
+@applies_if("scale-rf")  # I sees less than B where scale invariance is expected (receptive fields)
 def scale_counts(study) -> Verdict:
     """"Many" channels meet the criteria in 1.1, 2.0, 2.1, 3.1 (Figures 6 and 7: at least 3 per
     block, and 1, 4, 9, 9 that also pass the natural-image version); zero in 3.0, 4.0, 4.1;

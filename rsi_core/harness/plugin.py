@@ -142,8 +142,7 @@ def build_study(model, options: dict):
     return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
                  images=ImageSet.from_dir(options["images"]), device=options["device"],
                  antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
 
 
 class ClaimsProgress:

@@ -1,8 +1,9 @@
 """Load a model of any family (``rsi_core.model.families``) with named, local or seeded-random weights.
 
-Every loaded model carries ``rsi_model`` (architecture name), ``rsi_weights`` (what the user
-asked for) and ``rsi_weights_id`` (a hash of the state dict): cache keys use the hash, so new
-weights never reuse results computed for old ones.
+Every loaded model is registered with its anatomy and ``Provenance`` (``rsi_core.model.anatomy``):
+architecture name, weights (what the user asked for), weights id (a hash of the state dict: cache
+keys use it, so new weights never reuse results computed for old ones), preprocessing, the
+channel lists the paper names (resnet18's) and, for a control, its recipe.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import torch
 import torchvision
 from torchvision.models import get_model_weights
 
-from rsi_core.model.families import TIMM, family_for, family_of, preprocess_of
+from rsi_core.model.anatomy import Provenance, anatomy_of, register
+from rsi_core.model.families import TIMM, family_for
 from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
+from rsi_core.paper import PAPER_LISTS
 
 DEFAULT_MODEL = "resnet18"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -184,7 +187,7 @@ def random_model(name: str, weights: str, device="cpu", **_) -> torch.nn.Module:
     family = family_for(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _finish(family.build(name), name, weights, device)
+        return finish(family.build(name), name, weights, device)
 
 
 def _timm_pretrained(name: str, tag: str) -> torch.nn.Module:
@@ -213,7 +216,7 @@ def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
     path = Path(weights).expanduser()
     looks_like_file = path.suffix in (".pth", ".pt", ".bin") or os.sep in weights or path.exists()
     if not looks_like_file and name.startswith(TIMM):
-        return _finish(_timm_pretrained(name, weights), name, weights, device)
+        return finish(_timm_pretrained(name, weights), name, weights, device)
     state, preprocess = _file_state_dict(path) if looks_like_file else (_named_state_dict(name, weights), None)
     model = family.build(name)
     missing, unexpected = _compare_keys(model.state_dict(), state)
@@ -227,12 +230,13 @@ def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
         model.load_state_dict(state)
     except RuntimeError as exc:  # same keys, other shapes
         raise WeightsError(f"weights {weights} do not fit {name}: {exc}") from exc
-    if preprocess is not None:
-        model.rsi_preprocess = preprocess
-    return _finish(model, name, weights, device)
+    return finish(model, name, weights, device, preprocess=preprocess)
 
 
-def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn.Module:
+def finish(model: torch.nn.Module, name: str, weights: str, device="cpu", preprocess=None,
+           lists=None) -> torch.nn.Module:
+    """Eval mode, frozen parameters, and the model's anatomy registered with its provenance
+    (``preprocess``: a checkpoint's own, else the family's; ``lists``: the paper's for resnet18)."""
     bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # NaN or inf would give tables full of NaN and verdicts read from them
         raise WeightsError(f"weights {weights} hold NaN or infinite values in {', '.join(bad[:4])}"
@@ -240,9 +244,11 @@ def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn
     model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
-    model.rsi_model = name
-    model.rsi_weights = weights
-    model.rsi_weights_id = weights_identity(model)
+    if lists is None:
+        lists = PAPER_LISTS if name == "resnet18" else None
+    register(model, Provenance(model=name, weights=weights, weights_id=weights_identity(model),
+                               preprocess=preprocess or anatomy_of(model).family.preprocess(model),
+                               lists=lists or None))
     return model
 
 
@@ -267,10 +273,12 @@ def _compare_keys(expected: dict, given: dict) -> tuple[list[str], list[str]]:
 
 def describe(model: torch.nn.Module) -> dict:
     """What made a result: written beside every figure and number."""
-    out = {"model": model.rsi_model, "weights": model.rsi_weights, "weights_id": model.rsi_weights_id,
-           "family": family_of(model).name, "preprocess": preprocess_of(model).describe(),
+    record = anatomy_of(model)
+    p = record.origin
+    out = {"model": p.model, "weights": p.weights, "weights_id": p.weights_id,
+           "family": record.family.name, "preprocess": p.preprocess.describe(),
            "torchvision": torchvision.__version__}
-    if getattr(model, "rsi_model", "").startswith(TIMM):
+    if p.model.startswith(TIMM):
         import timm
         out["timm"] = timm.__version__
     return out

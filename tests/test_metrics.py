@@ -226,6 +226,59 @@ def test_scale_metric_hand_computed():
     )
 
 
+def test_as_run_clips_the_scaled_response():
+    """SPEC "What the authors' code optimized": as run, criteria 2 and 3 and SM use
+    ReLU(variant) - ReLU(base) divided by B(X_B) / I(X_I); as written, variant - ReLU(base).
+    The forms disagree exactly where the scaled response is negative, the base <= 0 and the
+    denominator negative: as written the negative delta over a negative denominator passes."""
+    from rsi_core.measure.metrics import scale_criteria_parts, scale_criteria_read, scale_deltas
+
+    # c0 both pass; c1 negative zoomed response, base <= 0, negative B(X_B): the forms disagree;
+    # c2 the same with a positive base (both pass, the flipped sign); c3 negative shrunk response,
+    # base < 0, negative I(X_I): disagree on criterion 3; c4 negative variant, positive denominator
+    m = np.ones(5)
+    b_xi, b_s_xi, b_xb = np.array([1.0, -1.0, 0.5, 1.0, -1.0]), np.array([2.0, -0.5, -2.0, 2.0, -0.5]), \
+        np.array([1.0, -1.0, -1.0, 1.0, 1.0])
+    i_xb, i_sinv_xb, i_xi = np.array([0.5, 0.5, 0.5, -2.0, 0.5]), np.array([1.0, 1.0, 1.0, -1.0, 1.0]), \
+        np.array([2.0, 2.0, 2.0, -4.0, 2.0])
+    d2, d3 = scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, "as-written")
+    np.testing.assert_allclose(d2, [1.0, -0.5, -2.5, 1.0, -0.5])
+    np.testing.assert_allclose(d3, [0.5, 0.5, 0.5, -1.0, 0.5])
+    d2, d3 = scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, "as-run")
+    np.testing.assert_allclose(d2, [1.0, 0.0, -0.5, 1.0, 0.0])
+    np.testing.assert_allclose(d3, [0.5, 0.5, 0.5, 0.0, 0.5])
+    _, c2, c3 = scale_criteria_parts(m, b_xi, b_s_xi, i_xb, i_sinv_xb, reading="as-run", b_xb=b_xb, i_xi=i_xi)
+    assert c2.tolist() == [True, False, True, True, False] and c3.tolist() == [True, True, True, False, True]
+    run = scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, "as-run", b_xb=b_xb, i_xi=i_xi)
+    assert run.tolist() == [True, False, True, False, False]
+    # the unclipped form (rsi before issue 29) would pass c1 and c3 as run
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unclipped = ((b_s_xi - np.maximum(b_xi, 0)) / b_xb > 0) & ((i_sinv_xb - np.maximum(i_xb, 0)) / i_xi > 0)
+    assert unclipped.tolist() == [True, True, True, True, False]
+    # as written nothing changes: a negative variant is a negative delta
+    assert scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb).tolist() == [True, False, False, False, False]
+    # SM: the same deltas over the same denominators
+    np.testing.assert_allclose(scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi, "as-run"),
+                               [1.25, 0.25, 0.75, 1.0, 0.25])
+    np.testing.assert_allclose(scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi),
+                               [1.25, 0.75, 2.75, 1.25, -0.25])
+    with pytest.raises(ValueError, match="as-written"):
+        scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, "as-ran")
+
+
+def test_block_result_reads_sm_and_criteria_by_its_reading():
+    from rsi_core.measure.study import BlockResult
+
+    vals = dict(channels=np.array([0, 1]), i_xi=np.array([2.0, 2.0]), b_xi=np.array([-1.0, 1.0]),
+                o_xi=np.array([1.0, 1.0]), i_xb=np.array([0.5, 0.5]), b_xb=np.array([-1.0, 1.0]),
+                o_xb=np.array([1.0, 1.0]), b_s_xi=np.array([-0.5, 2.0]), i_sinv_xb=np.array([1.0, 1.0]))
+    written, run = BlockResult("1.1", "simple", **vals), BlockResult("1.1", "simple", reading="as-run", **vals)
+    np.testing.assert_allclose(written.sm, [0.75, 1.25])
+    np.testing.assert_allclose(run.sm, [0.25, 1.25])
+    assert run.scale_invariant().tolist() == [False, True]
+    assert run.table()["sm"] == [0.25, 1.25]
+
+
 # --------------------------------------------------------------------------- weights
 
 

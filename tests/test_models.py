@@ -67,7 +67,7 @@ def test_truncated_weights_file(tmp_path, r18):
 def test_file_holding_something_else(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([1, 2, 3], path)
-    with pytest.raises(WeightsError, match="holds a list, not a state dict"):
+    with pytest.raises(WeightsError, match="holds a list: no state dict"):
         load_model("resnet18", str(path))
 
 
@@ -89,17 +89,41 @@ def test_state_dict_with_missing_keys(tmp_path, r18):
     del state["fc.weight"], state["layer4.1.bn2.running_var"]
     path = tmp_path / "partial.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"missing keys \['fc.weight', 'layer4.1.bn2.running_var'\]"):
+    with pytest.raises(WeightsError, match=r"missing keys \['layer4.1.bn2.running_var'\]"):  # the head: left out
         load_model("resnet18", str(path))
 
 
-def test_state_dict_with_wrong_shapes(tmp_path):
-    # same keys, other shapes: a 10-class head
+def test_backbone_of_other_shapes_is_refused(tmp_path):
+    # same keys, another width in the backbone: not resnet18, whatever its head
     state = torchvision.models.resnet18(weights=None, num_classes=10).state_dict()
-    path = tmp_path / "ten_classes.pth"
+    state["layer1.0.conv1.weight"] = torch.zeros(32, 64, 3, 3)
+    path = tmp_path / "narrow.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match="(?s)do not fit resnet18.*size mismatch for fc.weight"):
+    with pytest.raises(WeightsError, match=r"do not fit resnet18: other shapes in the backbone: "
+                                           r"layer1.0.conv1.weight \[32, 64, 3, 3\] \(here \[64, 64, 3, 3\]\)"):
         load_model("resnet18", str(path))
+
+
+def test_fine_tune_with_another_head_loads_its_backbone(tmp_path):
+    """A 10-class fine-tune: the backbone loads exactly, the head is left out (zeroed, so the
+    weights identity is the file's) and the note says why that is safe."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        ten = torchvision.models.resnet18(weights=None, num_classes=10)
+    path = tmp_path / "ten_classes.pth"
+    torch.save(ten.state_dict(), path)
+    got = load_model("resnet18", str(path))
+    for k, v in ten.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(got.state_dict()[k], v), k
+    assert not got.fc.weight.any() and not got.fc.bias.any()
+    assert provenance_of(got).head.startswith("classifier head fc not loaded (fc.weight [10, 512] (here [1000, 512])")
+    assert "no claim reads it" in provenance_of(got).head and describe(got)["head"] == provenance_of(got).head
+    assert provenance_of(load_model("resnet18", str(path))).weights_id == provenance_of(got).weights_id   # deterministic: cacheable
+    headless = tmp_path / "headless.pth"
+    torch.save({k: v for k, v in ten.state_dict().items() if not k.startswith("fc.")}, headless)
+    assert "absent or renamed" in provenance_of(load_model("resnet18", str(headless))).head
+    assert "head" not in describe(load_model("resnet18", "random:0"))
 
 
 def _offline(monkeypatch, tmp_path):
@@ -223,15 +247,51 @@ def test_weights_file_named_with_a_hash_is_verified(tmp_path, r18):
     assert cli.main(["blocks", "--weights", str(bad)]) == 2
 
 
-@pytest.mark.parametrize("layout", ["model", "state_dict", "module.", "model+module."])
+LAYOUTS = {  # how training scripts save a checkpoint
+    "plain": lambda s: s,
+    "model": lambda s: {"model": s, "optimizer": {}, "epoch": 89},              # torchvision's reference scripts
+    "model_state_dict": lambda s: {"model_state_dict": s, "optimizer_state_dict": {}, "epoch": 5, "loss": 0.1},
+    "state_dict": lambda s: {"state_dict": s, "epoch": 3},
+    "net": lambda s: {"net": s, "acc": 91.0},
+    "module.": lambda s: {f"module.{k}": v for k, v in s.items()},             # DataParallel
+    "model+module.": lambda s: {"model": {f"module.{k}": v for k, v in s.items()}},
+    "lightning": lambda s: {"state_dict": {**{f"model.{k}": v for k, v in s.items()},
+                                           "criterion.weight": torch.ones(3)},   # the LightningModule's own
+                            "epoch": 7, "hyper_parameters": {"lr": 0.1}, "pytorch-lightning_version": "2.1.0"},
+}
+
+
+@pytest.mark.parametrize("layout", [*LAYOUTS, "safetensors"])
 def test_common_checkpoint_layouts_are_accepted(tmp_path, r18, layout):
     state = r18.state_dict()
-    if "module." in layout:
-        state = {f"module.{k}": v for k, v in state.items()}
-    if layout.startswith("model"):
-        state = {"model": state, "optimizer": {}, "epoch": 89}
-    elif layout == "state_dict":
-        state = {"state_dict": state, "epoch": 3}
-    path = tmp_path / "ckpt.pth"
-    torch.save(state, path)
+    if layout == "safetensors":
+        from safetensors.torch import save_file
+        path = tmp_path / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        path = tmp_path / "ckpt.pth"
+        torch.save(LAYOUTS[layout](state), path)
     assert provenance_of(load_model("resnet18", str(path))).weights_id == provenance_of(r18).weights_id
+
+
+def test_a_checkpoint_without_a_state_dict_is_refused_naming_its_keys(tmp_path, r18):
+    path = tmp_path / "odd.pth"
+    torch.save({"epoch": 3, "optimizer": {}, "weights": r18.state_dict()}, path)
+    with pytest.raises(WeightsError, match=r"holds a dict with keys epoch, optimizer, weights: no state dict .* "
+                                           r"model_state_dict, state_dict, model, net; save torch.save"):
+        load_model("resnet18", str(path))
+    assert "\n" not in str(pytest.raises(WeightsError, load_model, "resnet18", str(path)).value)
+
+
+def test_fz_runs_on_a_fine_tune_and_a_tutorial_checkpoint(tmp_path, capsys):
+    """``rsi fz --weights`` a 10-class fine-tune and a ``{"model_state_dict": ...}`` checkpoint (tiny)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        ten = torchvision.models.resnet18(weights=None, num_classes=10)
+    torch.save(ten.state_dict(), tmp_path / "ten.pth")
+    torch.save(LAYOUTS["model_state_dict"](ten.state_dict()), tmp_path / "tutorial.pt")
+    for name in ("ten.pth", "tutorial.pt"):
+        assert cli.main(["fz", "--weights", str(tmp_path / name), "--blocks", "1.1", "--channels", "0-1",
+                         "--steps", "2", "--cache-dir", str(tmp_path / "cache")]) == 0
+        out = capsys.readouterr().out
+        assert "classifier head fc not loaded" in out and "FZ bank ready: 4 FZs" in out

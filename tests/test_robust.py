@@ -60,9 +60,9 @@ def test_robust_is_the_top9_average(study, block):
 
 @pytest.mark.parametrize("block", ["1.1", "2.0"])
 def test_robust_as_run_averages_relu_of_each_image(study, block):
-    """Under the "as-run" reading the criteria's ReLU'd terms are mean(ReLU(a)) over the nine
-    (the authors' ``mean(clip(a, 0))``), the other averages are unchanged, and the criteria are
-    the as-run ones."""
+    """Under the "as-run" reading the criteria's terms, the scaled ones included, are mean(ReLU(a))
+    over the nine (the authors' ``mean(clip(a, 0))``), the other averages are unchanged, and the
+    criteria are the as-run ones."""
     images = torch.stack([study.image_set[i] for i in range(len(study.image_set))])
     acts = {t: _centre(study.model, images, f"{block}.{t}") for t in "IB"}
     run = study.variant(target="as-run")
@@ -74,7 +74,12 @@ def test_robust_as_run_averages_relu_of_each_image(study, block):
         top_b = np.argsort(-acts["B"][:, c], kind="stable")[:9]
         assert r.b_xi[n] == pytest.approx(np.maximum(acts["B"][top_i, c], 0).mean(), rel=1e-4, abs=1e-5)
         assert r.i_xb[n] == pytest.approx(np.maximum(acts["I"][top_b, c], 0).mean(), rel=1e-4, abs=1e-5)
-    for k in ("i_xi", "o_xi", "b_xb", "o_xb", "b_s_xi", "i_sinv_xb"):
+        # the scaled responses are clipped too (SPEC: measure_invariance's mean(clip(variant, 0)))
+        zoomed = _centre(study.model, metrics.scale_up(images[top_i]), f"{block}.B")[:, c]
+        shrunk = _centre(study.model, metrics.scale_down(images[top_b], antialias=study.antialias), f"{block}.I")[:, c]
+        assert r.b_s_xi[n] == pytest.approx(np.maximum(zoomed, 0).mean(), rel=1e-4, abs=1e-5)
+        assert r.i_sinv_xb[n] == pytest.approx(np.maximum(shrunk, 0).mean(), rel=1e-4, abs=1e-5)
+    for k in ("i_xi", "o_xi", "b_xb", "o_xb"):
         np.testing.assert_allclose(getattr(r, k), getattr(w, k), rtol=1e-6)
     np.testing.assert_array_equal(r.scale_invariant(), metrics.scale_criteria_read(
         r.m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb, "as-run", b_xb=r.b_xb, i_xi=r.i_xi))

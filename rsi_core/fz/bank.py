@@ -20,11 +20,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from filelock import Timeout
 from tqdm.auto import tqdm
 
-from rsi_core.cache import Cache
+from rsi_core.cache import LOCK_WAIT_SECONDS, Cache, LockBusy
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
+from rsi_core.fz.resume import Checkpoint, Interrupted, stop_requested
 from rsi_core.fz.transform import jitter_of
 from rsi_core.model import progress
 from rsi_core.model.anatomy import TAP_KINDS, anatomy_of, block_of, entry_field
@@ -35,6 +35,14 @@ CALIBRATION_STEPS = 2
 
 def default_batch_size(device) -> int:
     return 256 if torch.device(device).type == "cuda" else 16
+
+
+class _Unlocked:
+    def acquire(self, timeout=None):
+        return self
+
+    def release(self):
+        pass
 
 
 class FZBank:
@@ -83,14 +91,21 @@ class FZBank:
             def step(s, _params, n=len(chunk), base=base):
                 progress.advance(fz_steps=n)
                 bar.update(base + n * (s + 1) / steps - bar.n)
-            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step)
+            out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step,
+                         checkpoint=(checkpoint := self.checkpoint(tap, chunk)))
             acts = {entry_field(b, k): v for b in self._served(tap)
                     for k, v in measure(self.model, out["images"], b, device=self.device).items()}
             for n, c in enumerate(chunk):
                 self.cache.save(self._key(tap, c), {"image": out["images"][n],
                                                     **{k: v[n] for k, v in acts.items()}})
+            checkpoint.done()
             bar.update(base + len(chunk) - bar.n)
             progress.advance(fzs=len(chunk))
+
+    def checkpoint(self, tap: str, chunk: list[int]) -> Checkpoint:
+        """The resume file of the batch rendering ``chunk`` of canonical ``tap`` (``resume``)."""
+        key = Cache.key("fz-batch", entries=[self._key(tap, c) for c in chunk])
+        return Checkpoint(self.cache.path(key).with_suffix(".pt"), key)
 
     def pending(self, requests: dict[str, list[int]], missing_only: bool = True) -> dict[str, list[int]]:
         """``{canonical tap: channels not in the cache}`` of ``{tap: channels}`` (every channel
@@ -125,6 +140,27 @@ class FZBank:
         costs = self.costs(pending)
         return sum(costs[t] * len(c) for t, c in pending.items())
 
+    def _lock(self, tap: str):
+        """The lock of ``tap``'s FZs (``Cache.lock``), or a no-op one where this bank's work is its
+        own (``lock_tag`` None: a static unit, disjoint from every other by construction)."""
+        if self.lock_tag is None:
+            return _Unlocked()
+        return self.cache.lock(self._key(tap, -1) + self.lock_tag)
+
+    @staticmethod
+    def _wait(lock):
+        """``lock`` acquired, waiting at most ``LOCK_WAIT_SECONDS`` (then ``LockBusy`` names the
+        holder); a stop request (``resume.stop_on_signals``) ends the wait."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return lock.acquire(timeout=min(5.0, max(0.0, deadline - time.monotonic())))
+            except LockBusy:
+                if stop_requested():
+                    raise Interrupted(stop_requested(), None) from None
+                if time.monotonic() >= deadline:
+                    raise
+
     def ensure(self, requests: dict[str, list[int]]) -> None:
         """Compute every missing FZ of ``{tap: channels}`` (``pending``); taps locked by another
         process are left for later, and waited for only when nothing else is left to do."""
@@ -138,11 +174,13 @@ class FZBank:
             while pending:
                 progressed = False
                 for tap in list(pending):
-                    lock = self.cache.lock(self._key(tap, -1) + self.lock_tag)
+                    lock = self._lock(tap)
                     try:
-                        lock.acquire(timeout=0 if len(pending) > 1 else -1)
-                    except Timeout:
-                        continue
+                        lock.acquire(timeout=0)
+                    except LockBusy:
+                        if len(pending) > 1:
+                            continue
+                        self._wait(lock)
                     try:
                         missing = self._missing(tap, pending.pop(tap))
                         bar.set_postfix_str(tap)
@@ -152,10 +190,13 @@ class FZBank:
                         lock.release()
                 if not progressed and pending:  # everything left is held elsewhere: wait for one
                     tap = next(iter(pending))
-                    with self.cache.lock(self._key(tap, -1) + self.lock_tag):
+                    lock = self._wait(self._lock(tap))
+                    try:
                         pending[tap] = self._missing(tap, pending[tap])
                         if not pending[tap]:
                             del pending[tap]
+                    finally:
+                        lock.release()
         progress.flush()
 
     def get(self, tap: str, channels) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """The FZ optimization loop: the paper's lucent recipe, batched across channels and truncated.
 
 One optimization carries many channels of one tap; element n of the batch has its own image
-parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. For
+parameter (lucent's ``param.image(224, decorrelate=True)``, ``fz.image``) and its own objective. For
 centre-neuron objectives the forward (``CentreCone``) stops at the tap and sees only the
 stride-aligned cone the centre neuron depends on: the image is cut to its receptive field and
 each block's input to what the neuron needs. The activation and the input gradient are those of
@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from lucent.optvis.param import color as lucent_color
-from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
+from rsi_core.fz import resume
+from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
 from rsi_core.model.anatomy import (
@@ -122,33 +122,6 @@ def element_streams(seed: int, tap: str, channels, device="cpu", size: int = IMA
         inits.append(torch.randn(1, 3, size, size // 2 + 1, 2, generator=g) * 0.01)
         rngs.append(np.random.default_rng(np_seed))
     return torch.cat(inits).to(device), rngs
-
-
-def image_parameter(device: torch.device, init: torch.Tensor | None = None, size: int = IMAGE_SIZE):
-    """lucent's decorrelated Fourier image parameter (``param.image(size, decorrelate=True)``),
-    one image or, with ``init`` [B, ...], a batch of B with that spectrum. Returns (params,
-    image_f) as lucent does. One image per parameter never depends on its neighbours; a batch
-    rounds by its size (lucent's batched colour matmul).
-
-    Every tensor lives on ``device``: lucent's own colour step moves its matrix to cuda:0
-    whenever CUDA is available, and its Fourier parameter reads a module-level device, so rsi
-    applies the same matrix itself and sets lucent's device only while it builds the parameter."""
-    device = torch.device(device)
-    saved = lucent_spatial.device
-    lucent_spatial.device = device
-    try:
-        params, fourier = lucent_spatial.fft_image([1 if init is None else len(init), 3, size, size])
-    finally:
-        lucent_spatial.device = saved
-    if init is not None:
-        with torch.no_grad():
-            params[0].copy_(init)
-    colour = torch.tensor(lucent_color.color_correlation_normalized.T).to(device)
-
-    def image_f():  # lucent's to_valid_rgb(decorrelate=True), the matrix on the image's device
-        x = torch.matmul(fourier().permute(0, 2, 3, 1), colour).permute(0, 3, 1, 2)
-        return torch.sigmoid(x)
-    return params, image_f
 
 
 def quantize(images: torch.Tensor) -> np.ndarray:
@@ -402,15 +375,35 @@ class BatchedImages:
         return self.image_f()
 
 
+class Adam(torch.optim.Adam):
+    """torch's Adam, without its graph-capture check when every parameter is on the CPU: that
+    check asks CUDA for its current stream whenever CUDA is available, which creates a CUDA
+    context on the GPU for a CPU render (held memory; refused on busy exclusive-process GPUs)."""
+
+    def _off_cpu(self) -> bool:
+        return any(p.device.type != "cpu" for g in self.param_groups for p in g["params"])
+
+    def _accelerator_graph_capture_health_check(self):  # torch >= 2.6
+        if self._off_cpu():
+            super()._accelerator_graph_capture_health_check()
+
+    def _cuda_graph_capture_health_check(self):  # torch < 2.6
+        if self._off_cpu():
+            super()._cuda_graph_capture_health_check()
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
-           progress: bool = True, batched: bool | None = None, on_step=None) -> dict[str, np.ndarray]:
+           progress: bool = True, batched: bool | None = None, on_step=None,
+           checkpoint=None) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
     return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
     last step, on its transformed image). ``batched``: the batch's transforms as batched tensor
     operations (``BatchedImages``, the default on CUDA) or each element's alone
     (``ElementImages``, the default on the CPU: bit for bit independent of the batch).
     ``on_step(s, params)``, if given, sees each step's gradients (after the backward, before the
-    update): the GPU check compares them across devices."""
+    update): the GPU check compares them across devices. ``checkpoint`` (``resume.Checkpoint``):
+    the batch starts from its saved state, saves it periodically, and on a stop request
+    (``resume.stop_on_signals``) saves it and raises ``resume.Interrupted``."""
     device = torch.device(device)
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
@@ -424,14 +417,20 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     draws = Draws.run(rngs, jitter_of(model, tap, settings.jitter_table), settings.steps)
     batched = device.type != "cpu" if batched is None else batched
     source = (BatchedImages if batched else ElementImages)(init, draws, cone, preprocess=preprocess_of(model))
-    optimizer = torch.optim.Adam(source.params, lr=settings.lr)
+    optimizer = Adam(source.params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
+    state = checkpoint.load() if checkpoint is not None else None
+    start = checkpoint.restore(state, source.params, optimizer, reached, draws) if state else 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for s in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in tqdm(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
+            if checkpoint is not None and (resume.stop_requested() or (s > start and checkpoint.due())):
+                checkpoint.save(s, source.params, optimizer, reached, draws)
+                if resume.stop_requested():
+                    raise resume.Interrupted(resume.stop_requested(), checkpoint.path)
             optimizer.zero_grad()
             loss = 0
             for idx, x, position in source.batches(s):

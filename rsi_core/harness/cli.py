@@ -13,8 +13,6 @@ from importlib import metadata
 from pathlib import Path
 
 from rsi_core.harness import options as opts
-from rsi_core.harness.claims import claim_functions
-from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
@@ -74,9 +72,11 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
-    from rsi_core.model.anatomy import block_of, taps_of
+    from rsi_core.model.anatomy import block_of, provenance_of, taps_of
     device = args.device
     model = _model(args)
+    if provenance_of(model).head:  # a fine-tune's other classifier: said before any work
+        print(f"rsi fz: {provenance_of(model).head}")
     profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
@@ -110,8 +110,16 @@ def cmd_fz(args) -> int:
     print(fz_plan(banks, requests, profile.name, device))
     if args.dry_run:
         return 0
-    for bank in banks:
-        bank.ensure(requests)
+    from rsi_core.fz.resume import Interrupted, stop_on_signals
+    try:  # issue 31: SIGTERM / Ctrl-C checkpoint the batch in flight and stop in one line
+        with stop_on_signals():
+            for bank in banks:
+                bank.ensure(requests)
+    except Interrupted as exc:
+        kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
+        print(f"rsi fz: stopped by {exc.signal_name}: finished FZs are in {bank.cache.root}, {kept}; "
+              f"run the same command again to resume", file=sys.stderr)
+        return exc.exit_code
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
           f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
@@ -171,6 +179,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from rsi_core.harness.claims import claim_functions
     if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
         from rsi_core.planted.regression import main as regression_main
         return regression_main(args, claim_functions)
@@ -363,9 +372,15 @@ def main(argv=None) -> int:
     try:
         check(args)
         return args.func(args) or 0
-    except (WeightsError, ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        from rsi_core.model.load import WeightsError  # imported here: rsi --help imports no torch
+        if isinstance(exc, RuntimeError) and not isinstance(exc, WeightsError):
+            raise
         print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a render: what is cached stays, no traceback
+        print(f"rsi {args.command}: interrupted (Ctrl-C); everything already cached is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

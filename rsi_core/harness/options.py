@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsi_core.model.families import model_names
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS
-from rsi_core.paper import JITTER_TABLES, READINGS
+from rsi_core.paper import JITTER_TABLES, PAPER_MODEL, PAPER_WEIGHTS, READINGS
 
 #: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
 INTERNAL_PROFILES = ("census-planted",)
@@ -181,10 +179,11 @@ def _env(name: str, default=None):
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("model", "model to test (rsi_core.model.families): " + ", ".join(model_names()), "--model timm:resnet18",
-           DEFAULT_MODEL),
+    Option("model", "model to test (rsi_core.model.families): a torchvision ResNet or ConvNeXt (resnet18, resnet50, "
+           "wide_resnet50_2, resnext50_32x4d, convnext_tiny, ...) or timm:NAME; an unknown name lists them all",
+           "--model timm:resnet18", PAPER_MODEL),
     Option("weights", "IMAGENET1K_V1 (torchvision's cache), a .pth file, random:SEED or shuffle:SEED:BASE (controls); "
-           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
+           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", PAPER_WEIGHTS)),
     Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",
            "--images ~/data/imagenet/val", None, metavar="DIR"),
     Option("profile", "paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "

@@ -122,6 +122,11 @@ def pytest_report_header(config):
     missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    from rsi_core.model.anatomy import provenance_of
+    loaded = getattr(config, "_rsi_model", None)
+    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
+    if head:
+        lines.append(f"rsi: {head}")
     live = config.pluginmanager.get_plugin("rsi-progress")
     if live is not None and not missing:
         lines.append(live.start())

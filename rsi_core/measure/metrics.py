@@ -51,6 +51,12 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _reading(reading: str) -> str:
+    if reading not in READINGS:
+        raise ValueError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
+    return reading
+
+
 # --------------------------------------------------------------------------- mix ratio
 
 
@@ -148,33 +154,52 @@ def scale_criteria(
 
 
 def scale_criteria_parts(m, b_xi, b_s_xi, i_xb, i_sinv_xb, mix_low: float = MIX_BAND[0],
-                         mix_high: float = MIX_BAND[1]) -> tuple:
-    """Each of :func:`scale_criteria`'s three criteria on its own (criterion 1 is None when
-    ``m`` is None): which one a channel fails."""
-    b_xi, b_s_xi, i_xb, i_sinv_xb = map(_f64, (b_xi, b_s_xi, i_xb, i_sinv_xb))
+                         mix_high: float = MIX_BAND[1], *, reading: str = "as-written", b_xb=None,
+                         i_xi=None) -> tuple:
+    """Each of the three criteria on its own (criterion 1 is None when ``m`` is None): which one
+    a channel fails. "as-written": :func:`scale_criteria`'s. "as-run" (the authors'
+    ``stream_inspect.py``): criteria 2 and 3 are the clipped deltas of :func:`scale_deltas`
+    divided by ``b_xb`` = B_c(X_hat_B) and ``i_xi`` = I_c(X_hat_I), > 0 (a negative denominator
+    flips the criterion; a zero one gives +-inf or NaN, as numpy does)."""
     c1 = None if m is None else (mix_low < _f64(m)) & (_f64(m) < mix_high)
-    return c1, np.maximum(b_xi, 0.0) < b_s_xi, np.maximum(i_xb, 0.0) < i_sinv_xb
+    d2, d3 = scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, reading)
+    if reading == "as-written":
+        return c1, d2 > 0, d3 > 0
+    if b_xb is None or i_xi is None:
+        raise ValueError("the as-run criteria need b_xb = B_c(X_hat_B) and i_xi = I_c(X_hat_I)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return c1, d2 / _f64(b_xb) > 0, d3 / _f64(i_xi) > 0
 
 
-def scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi) -> np.ndarray:
+def scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, reading: str = "as-written") -> tuple[np.ndarray, np.ndarray]:
+    """Criteria 2's and 3's deltas: the scaled response minus the unscaled one. "as-written"
+    (the text): ``B_c(S(X_I)) - ReLU(B_c(X_I))`` and ``I_c(S_inv(X_B)) - ReLU(I_c(X_B))``.
+    "as-run" (SPEC: both versions of the authors' ``measure_invariance``) clips the scaled
+    response too, ``ReLU(variant) - ReLU(base)``: a negative response to the zoomed (or shrunk)
+    image counts as 0, so the delta is never negative where the base response is."""
+    b_xi, b_s_xi, i_xb, i_sinv_xb = map(_f64, (b_xi, b_s_xi, i_xb, i_sinv_xb))
+    variant = (lambda v: v) if _reading(reading) == "as-written" else (lambda v: np.maximum(v, 0.0))
+    return variant(b_s_xi) - np.maximum(b_xi, 0.0), variant(i_sinv_xb) - np.maximum(i_xb, 0.0)
+
+
+def scale_metric(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi, reading: str = "as-written") -> np.ndarray:
     """SM_c = (B(S(X_I)) - ReLU(B(X_I))) / B(X_B) + (I(S_inv(X_B)) - ReLU(I(X_B))) / I(X_I).
 
-    Each term is the criterion-2/3 margin normalized by the tap's own FZ activation (its
-    best response), so channels of different magnitude compare. Zero denominators give
-    +-inf/NaN, without warnings.
+    Each term is the criterion-2/3 delta (:func:`scale_deltas`, clipped on both sides as run)
+    normalized by the tap's own FZ activation (its best response), so channels of different
+    magnitude compare. Zero denominators give +-inf/NaN, without warnings.
     """
-    zoom, shrink = scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi)
+    zoom, shrink = scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi, reading)
     return zoom + shrink
 
 
-def scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi) -> tuple[np.ndarray, np.ndarray]:
-    """SM's two terms: criterion 2's and criterion 3's margins, each normalized by its tap's
+def scale_metric_terms(b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi,
+                       reading: str = "as-written") -> tuple[np.ndarray, np.ndarray]:
+    """SM's two terms: criterion 2's and criterion 3's deltas, each normalized by its tap's
     own FZ activation."""
-    b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi = map(
-        _f64, (b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi)
-    )
+    d2, d3 = scale_deltas(b_xi, b_s_xi, i_xb, i_sinv_xb, reading)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (b_s_xi - np.maximum(b_xi, 0.0)) / b_xb, (i_sinv_xb - np.maximum(i_xb, 0.0)) / i_xi
+        return d2 / _f64(b_xb), d3 / _f64(i_xi)
 
 
 # --------------------------------------------------------------------------- mechanisms
@@ -356,30 +381,16 @@ def tracking_test(i_x, b_x, b_sx, i_sinvx, r_min: float = 0.8, delta_min: float 
 
 
 
-def _reading(reading: str) -> str:
-    if reading not in READINGS:
-        raise ValueError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
-    return reading
-
-
 def scale_criteria_read(m, b_xi, b_s_xi, i_xb, i_sinv_xb, reading: str = "as-written",
                         b_xb=None, i_xi=None, use_mix: bool = True, mix_low: float = MIX_BAND[0],
                         mix_high: float = MIX_BAND[1]) -> np.ndarray:
-    """:func:`scale_criteria` under a reading. "as-run" (the authors' ``stream_inspect.py``)
-    tests criteria 2 and 3 on deltas divided by ``b_xb`` = B_c(X_hat_{B_c}) and ``i_xi`` =
-    I_c(X_hat_{I_c}): ``(B_c(S(X_I)) - ReLU(B_c(X_I))) / B_c(X_B) > 0`` and likewise for I, so a
-    negative denominator flips the criterion (a zero one gives +-inf or NaN, as numpy does)."""
+    """:func:`scale_criteria` under a reading (:func:`scale_criteria_parts`): "as-run" tests
+    criteria 2 and 3 on the clipped deltas divided by ``b_xb`` and ``i_xi``."""
     if _reading(reading) == "as-written":
         return scale_criteria(m, b_xi, b_s_xi, i_xb, i_sinv_xb, use_mix, mix_low, mix_high)
-    if b_xb is None or i_xi is None:
-        raise ValueError("the as-run criteria need b_xb = B_c(X_hat_B) and i_xi = I_c(X_hat_I)")
-    b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi = map(_f64, (b_xi, b_s_xi, b_xb, i_xb, i_sinv_xb, i_xi))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ok = ((b_s_xi - np.maximum(b_xi, 0.0)) / b_xb > 0) & ((i_sinv_xb - np.maximum(i_xb, 0.0)) / i_xi > 0)
-    if use_mix:
-        m = _f64(m)
-        ok = ok & (mix_low < m) & (m < mix_high)
-    return ok
+    c1, c2, c3 = scale_criteria_parts(m if use_mix else None, b_xi, b_s_xi, i_xb, i_sinv_xb, mix_low, mix_high,
+                                      reading=reading, b_xb=b_xb, i_xi=i_xi)
+    return c2 & c3 & c1 if use_mix else c2 & c3
 
 
 def robust_relu_term(acts, reading: str = "as-written", axis: int = 0) -> np.ndarray:
@@ -398,4 +409,4 @@ def is_skip(m, reading: str = "as-written") -> np.ndarray:
     return m > 1 if _reading(reading) == "as-written" else m >= 1
 
 
-__all__ += ["scale_criteria_read", "robust_relu_term", "is_skip"]
+__all__ += ["scale_criteria_read", "scale_deltas", "robust_relu_term", "is_skip"]

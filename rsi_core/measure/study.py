@@ -55,14 +55,16 @@ class BlockResult:
         return metrics.is_skip(self.m, self.reading)
 
     def scale_invariant(self, use_mix: bool = True) -> np.ndarray:
-        """The three criteria; "as-run" tests 2 and 3 on deltas divided by B_c(X_B) and I_c(X_I),
-        as the authors' ``stream_inspect.py`` does."""
+        """The three criteria; "as-run" tests 2 and 3 on clipped deltas (ReLU(variant) -
+        ReLU(base)) divided by B_c(X_B) and I_c(X_I), as the authors' ``stream_inspect.py`` does."""
         return metrics.scale_criteria_read(self.m, self.b_xi, self.b_s_xi, self.i_xb, self.i_sinv_xb,
                                            self.reading, b_xb=self.b_xb, i_xi=self.i_xi, use_mix=use_mix)
 
     @property
     def sm(self) -> np.ndarray:
-        return metrics.scale_metric(self.b_xi, self.b_s_xi, self.b_xb, self.i_xb, self.i_sinv_xb, self.i_xi)
+        """SM on the reading's deltas (as run: the clipped ones, SPEC)."""
+        return metrics.scale_metric(self.b_xi, self.b_s_xi, self.b_xb, self.i_xb, self.i_sinv_xb, self.i_xi,
+                                    self.reading)
 
     def take(self, index) -> BlockResult:
         """The same numbers for the channels at ``index`` only."""
@@ -355,11 +357,11 @@ class Study(SampleReaders):
                 a = nat[tap]
                 return np.array([metrics.robust_relu_term(a[tops[n], c], self.reading) for n, c in enumerate(chans)])
 
-            def scaled_mean(transform, tap, tops):
+            def scaled_mean(transform, tap, tops):  # "as-run" clips the scaled response too (SPEC)
                 k = tops.shape[1]
                 x = torch.stack([self.image_set[int(i)] for i in tops.reshape(-1)])
                 acts = centre_on(self.model, transform(x), tap, np.repeat(chans, k), self.device)
-                return acts.reshape(len(chans), k).mean(axis=1)
+                return metrics.robust_relu_term(acts.reshape(len(chans), k), self.reading, axis=1)
 
             self._results[key] = BlockResult(
                 block=name, kind=find_block(self.model, name).kind, channels=np.asarray(chans),

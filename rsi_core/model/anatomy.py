@@ -86,6 +86,7 @@ class Provenance:
     preprocess: Preprocess          # the normalization the weights were trained with
     lists: dict | None = None       # the channels the paper (or a planted case) names, per figure
     control: dict | None = None     # a control's recipe (a shuffle's seed, base, BatchNorm images)
+    head: str | None = None         # a classifier head the checkpoint did not fit, left out (said in reports)
 
 
 # --------------------------------------------------------------------------------------- anatomy

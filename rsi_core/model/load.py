@@ -20,10 +20,9 @@ from rsi_core.model.anatomy import Provenance, anatomy_of, register
 from rsi_core.model.families import TIMM, family_for
 from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
-from rsi_core.paper import PAPER_LISTS
+from rsi_core.paper import PAPER_LISTS, PAPER_MODEL, PAPER_WEIGHTS
 
-DEFAULT_MODEL = "resnet18"
-DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+DEFAULT_MODEL, DEFAULT_WEIGHTS = PAPER_MODEL, PAPER_WEIGHTS
 
 
 class WeightsError(RuntimeError):
@@ -103,7 +102,7 @@ def weights_missing(name: str, weights: str) -> str | None:
     if source_of(weights):
         return None
     path = Path(weights).expanduser()
-    if path.suffix in (".pth", ".pt", ".bin") or os.sep in weights:
+    if path.suffix in FILE_SUFFIXES or os.sep in weights:
         return None if path.exists() else f"weights file {path} does not exist"
     if str(name).startswith(TIMM):
         return _timm_missing(name, weights)
@@ -134,25 +133,63 @@ def _timm_missing(name: str, tag: str) -> str | None:
             f"offline control use --weights random:0")
 
 
-def _unwrap(state):
-    """The state dict inside common checkpoint layouts: ``{"model": ...}`` (torchvision's
-    reference scripts), ``{"state_dict": ...}`` (Lightning and others), ``module.`` prefixes
-    (DataParallel / DistributedDataParallel)."""
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+#: where checkpoints keep the state dict (PyTorch's tutorial, Lightning and others, torchvision's
+#: reference scripts, other training scripts), looked up in this order
+STATE_KEYS = ("model_state_dict", "state_dict", "model", "net")
+#: key prefixes of wrapped networks: DataParallel / DistributedDataParallel, Lightning's ``self.model``, ``self.net``
+PREFIXES = ("module.", "model.", "net.")
+#: the file suffixes read as weights files (any existing path is read too)
+FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+
+def _is_state(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _find_state(obj, path: Path) -> dict:
+    """The state dict in a checkpoint: the file's dict itself when it is one (names to tensors),
+    else the first of ``STATE_KEYS`` that holds one; anything else is refused naming its keys."""
+    for _ in range(3):  # {"model": {"state_dict": ...}} and the like
+        if _is_state(obj):
+            return obj
+        inner = next((obj[k] for k in STATE_KEYS if isinstance(obj, dict) and isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict):
+        found = f"a {type(obj).__name__}"
+    else:
+        found = f"a dict with keys {', '.join(map(str, list(obj)[:12]))}{' ...' if len(obj) > 12 else ''}" if obj \
+            else "an empty dict"
+    raise WeightsError(f"weights file {path} holds {found}: no state dict (names to tensors) there or under "
+                       f"{', '.join(STATE_KEYS)}; save torch.save(model.state_dict(), PATH) and pass that file")
+
+
+def _strip_prefixes(state: dict, expected) -> dict:
+    """``state`` with wrapper prefixes (``PREFIXES``, nested too) taken off while none of its keys
+    is one the architecture has; keys without the prefix (a Lightning module's loss, metrics) go."""
+    for _ in range(3):
+        if any(k in expected for k in state):
+            break
+        prefix = next((p for p in PREFIXES if any(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 
-def _file_state_dict(path: Path) -> tuple[dict, object]:
-    """The file's state dict, and its own preprocessing when it is a robust checkpoint (else None)."""
-    if not path.exists():
-        raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
-    verify_hash(path)
+def _read_file(path: Path):
+    """The file's contents: safetensors by its suffix, else ``torch.load`` without pickled code."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise WeightsError(f"weights file {path} is not a readable safetensors file ({type(exc).__name__}); "
+                               "it may be truncated or corrupt: save it again") from exc
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if pickled:  # a whole pickled object (torch.save(model)): loading it would run its code
@@ -163,18 +200,64 @@ def _file_state_dict(path: Path) -> tuple[dict, object]:
         raise WeightsError(
             f"weights file {path} is not a readable PyTorch state dict ({type(exc).__name__}); "
             "it may be truncated or corrupt: download it again") from exc
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # torchvision's reference scripts, MadryLab robustness
+
+
+def _file_state_dict(path: Path) -> tuple[dict, object]:
+    """The file's state dict, and its own preprocessing when it is a robust checkpoint (else None)."""
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist: check the path given to --weights")
+    verify_hash(path)
+    state = _find_state(_read_file(path), path)
     try:
-        robust = read_robust(state) if isinstance(state, dict) else None
+        robust = read_robust(state)
     except ValueError as exc:
         raise WeightsError(f"weights file {path}: {exc}; pass a checkpoint in a format rsi reads") from exc
-    if robust:
-        return robust
-    state = _unwrap(state)
-    if not isinstance(state, dict):
-        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    return state, None
+    return robust or (state, None)
+
+
+def head_name(model: torch.nn.Module) -> str | None:
+    """The classifier head: the network's last ``nn.Linear`` (resnet's ``fc``, convnext's
+    ``classifier.2``, timm's ``head.fc``); no claim reads it (every tap is a block's)."""
+    return next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, torch.nn.Linear)), None)
+
+
+def _load_backbone(model: torch.nn.Module, state: dict, name: str, weights: str) -> str | None:
+    """Load ``state`` into ``model``; a classifier head of another shape (a fine-tune to other
+    classes) or absent is left out, zeroed (the weights identity stays the file's), and said in
+    the note returned (the provenance's ``head``). Anything else that does not fit is refused."""
+    expected = model.state_dict()
+    state = _strip_prefixes(state, expected)
+    head = head_name(model)
+
+    def in_head(k):
+        return head is not None and k.startswith(head + ".")
+    missing, unexpected = _compare_keys(expected, state)
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    skipped = [k for k in missing + unexpected + reshaped if in_head(k)]
+    missing, unexpected = [k for k in missing if not in_head(k)], [k for k in unexpected if not in_head(k)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"weights {weights} do not fit {name}: missing keys {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
+            f"{' ...' if len(unexpected) > 8 else ''}. Is it a checkpoint of another architecture? "
+            f"Pass --model to match it.")
+    backbone = [f"{k} {list(state[k].shape)} (here {list(expected[k].shape)})" for k in reshaped if not in_head(k)]
+    if backbone:
+        raise WeightsError(f"weights {weights} do not fit {name}: other shapes in the backbone: {', '.join(backbone[:4])}"
+                           f"{' ...' if len(backbone) > 4 else ''}. Is it another width or depth? Pass --model to match it.")
+    note = None
+    if skipped:
+        moved = [f"{k} {list(state[k].shape)} (here {list(expected[k].shape)})" for k in reshaped if in_head(k)]
+        state = {k: v for k, v in state.items() if not in_head(k)}
+        with torch.no_grad():
+            for k, t in expected.items():
+                if in_head(k):
+                    t.zero_()
+        note = (f"classifier head {head} not loaded ({', '.join(moved) or 'absent or renamed in the file'}): "
+                "safe, no claim reads it (every tap and FZ objective is a block's channel); "
+                "the backbone loaded, the head zeroed")
+    model.load_state_dict(state, strict=not skipped)
+    return note
 
 
 @register_source("random", kind="control", example="random:0")
@@ -210,33 +293,24 @@ def _timm_pretrained(name: str, tag: str) -> torch.nn.Module:
 
 
 def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
-    """A local file (``.pth``/``.pt``/``.bin`` or any existing path; the robust formats too), a
+    """A local file (``FILE_SUFFIXES`` or any existing path; the robust formats too), a
     torchvision weights name, or for ``timm:ARCH`` a timm pretrained tag."""
     family = family_for(name)
     path = Path(weights).expanduser()
-    looks_like_file = path.suffix in (".pth", ".pt", ".bin") or os.sep in weights or path.exists()
+    looks_like_file = path.suffix in FILE_SUFFIXES or os.sep in weights or path.exists()
     if not looks_like_file and name.startswith(TIMM):
         return finish(_timm_pretrained(name, weights), name, weights, device)
     state, preprocess = _file_state_dict(path) if looks_like_file else (_named_state_dict(name, weights), None)
     model = family.build(name)
-    missing, unexpected = _compare_keys(model.state_dict(), state)
-    if missing or unexpected:
-        raise WeightsError(
-            f"weights {weights} do not fit {name}: missing keys {missing[:8]}"
-            f"{' ...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
-            f"{' ...' if len(unexpected) > 8 else ''}. Is it a checkpoint of another architecture? "
-            f"Pass --model to match it.")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:  # same keys, other shapes
-        raise WeightsError(f"weights {weights} do not fit {name}: {exc}") from exc
-    return finish(model, name, weights, device, preprocess=preprocess)
+    head = _load_backbone(model, state, name, weights)
+    return finish(model, name, weights, device, preprocess=preprocess, head=head)
 
 
 def finish(model: torch.nn.Module, name: str, weights: str, device="cpu", preprocess=None,
-           lists=None) -> torch.nn.Module:
+           lists=None, head: str | None = None) -> torch.nn.Module:
     """Eval mode, frozen parameters, and the model's anatomy registered with its provenance
-    (``preprocess``: a checkpoint's own, else the family's; ``lists``: the paper's for resnet18)."""
+    (``preprocess``: a checkpoint's own, else the family's; ``lists``: the paper's for resnet18;
+    ``head``: a classifier head left out, said)."""
     bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # NaN or inf would give tables full of NaN and verdicts read from them
         raise WeightsError(f"weights {weights} hold NaN or infinite values in {', '.join(bad[:4])}"
@@ -248,7 +322,7 @@ def finish(model: torch.nn.Module, name: str, weights: str, device="cpu", prepro
         lists = PAPER_LISTS if name == "resnet18" else None
     register(model, Provenance(model=name, weights=weights, weights_id=weights_identity(model),
                                preprocess=preprocess or anatomy_of(model).family.preprocess(model),
-                               lists=lists or None))
+                               lists=lists or None, head=head))
     return model
 
 
@@ -278,6 +352,8 @@ def describe(model: torch.nn.Module) -> dict:
     out = {"model": p.model, "weights": p.weights, "weights_id": p.weights_id,
            "family": record.family.name, "preprocess": p.preprocess.describe(),
            "torchvision": torchvision.__version__}
+    if p.head:
+        out["head"] = p.head
     if p.model.startswith(TIMM):
         import timm
         out["timm"] = timm.__version__

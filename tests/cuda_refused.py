@@ -1,0 +1,37 @@
+"""CUDA faked available, and every CUDA entry point refused (issue 31): work meant for the CPU
+must make no CUDA call, not even the queries that create a context on a shared GPU.
+
+``refuse()`` patches ``torch.cuda``'s and ``torch.accelerator``'s functions (``is_available``
+answers True, ``torch.accelerator.current_accelerator`` names cuda); loaded as a pytest plugin
+(``-p cuda_refused``, this folder on the path) it does so for a whole claims run.
+"""
+import inspect
+
+import torch
+
+
+class CudaCalled(RuntimeError):
+    pass
+
+
+def _refusing(name):
+    def refused(*_a, **_k):
+        raise CudaCalled(f"{name} called by CPU work")
+    return refused
+
+
+def refuse(patch=setattr) -> None:
+    """Fake CUDA as available and make every other CUDA function raise ``CudaCalled``; ``patch``
+    (``monkeypatch.setattr`` in a test) sets each attribute."""
+    for module, prefix in ((torch.cuda, "torch.cuda"), (torch.accelerator, "torch.accelerator")):
+        for name, value in vars(module).items():
+            if (inspect.isfunction(value) or inspect.isbuiltin(value)) and not name.startswith("__") \
+                    and getattr(value, "__module__", "").startswith(module.__name__):
+                patch(module, name, _refusing(f"{prefix}.{name}"))
+    patch(torch.cuda, "is_available", lambda: True)
+    patch(torch.accelerator, "is_available", lambda: True)
+    patch(torch.accelerator, "current_accelerator", lambda *_a, **_k: torch.device("cuda"))
+
+
+def pytest_configure(config):  # as a plugin (``-p cuda_refused``): for the whole run
+    refuse()

@@ -16,7 +16,15 @@ from torchvision.models.vision_transformer import VisionTransformer
 from rsi_core.fz.render import FZSettings, render
 from rsi_core.fz.transform import jitter_of
 from rsi_core.harness import cli
-from rsi_core.model.anatomy import SCALE_PREMISE, TapCapture, anatomy_of, taps_of, token_map
+from rsi_core.model.anatomy import (
+    SCALE_PREMISE,
+    TapCapture,
+    anatomy_of,
+    describe_blocks,
+    provenance_of,
+    taps_of,
+    token_map,
+)
 from rsi_core.model.families import TV_VITS, family_for
 from rsi_core.model.load import finish, load_model
 
@@ -148,3 +156,22 @@ def test_rsi_blocks_lists_the_sublayers(capsys):
 def test_an_unsupported_timm_vit_is_one_clear_line():
     with pytest.raises(TypeError, match="rsi reads 224-pixel images"):
         load_model("timm:vit_tiny_patch16_384", "random:0")
+
+
+def test_the_class_token_is_an_option(deit):
+    """``--model NAME+cls`` reads token 0 as a 1 x 1 map: the same weights, a model of its own
+    (its name keys its cache entries apart from the centre patch's)."""
+    cls = load_model("timm:deit_tiny_patch16_224+cls", "random:0")
+    assert anatomy_of(cls).class_token and not anatomy_of(deit).class_token
+    x = torch.randn(1, 3, 224, 224)
+    out = {}
+    handle = cls.blocks[5].register_forward_hook(lambda _m, _a, o: out.__setitem__("5", o.detach().clone()))
+    try:
+        with torch.no_grad(), TapCapture(cls, ["5.1.O", "5.1.B"]) as cap:
+            acts = cap(x)
+    finally:
+        handle.remove()
+    assert acts["5.1.O"].shape == (1, 192, 1, 1) and torch.equal(acts["5.1.O"][:, :, 0, 0], out["5"][:, 0])
+    assert provenance_of(cls).weights_id == provenance_of(deit).weights_id
+    first = describe_blocks(cls)[0]
+    assert "class token" in first["hooks"]["centre"] and first["taps"]["B"]["size"] == [1, 1]

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from rsi_core.model.families import (  # noqa: F401  (re-exported: the anatomy's names)
+    CLASS_TOKEN,
     Block,
     Family,
     family_of,
@@ -122,6 +123,11 @@ class Anatomy:
     @cached_property
     def roles(self) -> dict[str, list[str]]:
         return (self.family.roles or stage_roles)(list(self.blocks))
+
+    @property
+    def class_token(self) -> bool:
+        """A transformer read at its class token (``--model NAME+cls``) instead of its centre patch."""
+        return self.provenance is not None and self.provenance.model.endswith(CLASS_TOKEN)
 
     @cached_property
     def _index(self) -> dict[str, int]:
@@ -326,6 +332,8 @@ def describe_blocks(model: nn.Module, size: int = IMAGE_SIZE) -> list[dict]:
             path = record.path(tap(b.name, kind))
             n = map_size(path, size)
             lo, hi = input_window(path, n // 2)
+            if b.tokens is not None and record.class_token:  # one token, seeing what the centre patch sees
+                n = 1
             taps[kind] = {"channels": b.channels, "size": [n, n], "centre": [n // 2, n // 2],
                           "receptive_field": hi - lo + 1, "stride": stride(path), "window": [lo, hi],
                           "receptive_field_in_image": min(hi, size - 1) - max(lo, 0) + 1}
@@ -349,16 +357,24 @@ def hook_points(model: nn.Module, b: Block) -> dict[str, str]:
     skip = "ReLU(I)" if b.relu and b.shortcut is None else "I"
     out = {"I": i, "B": f"output of {names[id(b.branch_end)]}", "O": f"{skip} + B",
            "output": "ReLU(O)" if b.relu else "O"}
-    if b.tokens is not None:
+    if b.tokens is not None and anatomy_of(model).class_token:
+        out["centre"] = "the class token (token 0), read as a 1 x 1 map"
+    elif b.tokens is not None:
         out["centre"] = (f"patch token (H // 2, W // 2) of the token grid (after {b.tokens} prefix token(s)): "
-                         "for an even grid the lower-right of the four central patches")
+                         f"for an even grid the lower-right of the four central patches; --model NAME{CLASS_TOKEN} "
+                         "reads the class token")
     return out
 
 
-def token_map(t: torch.Tensor, prefix: int) -> torch.Tensor:
+def token_map(t: torch.Tensor, prefix: int, class_token: bool = False) -> torch.Tensor:
     """A transformer's [N, T, C] tokens as the [N, C, H, W] map of its patch tokens (the first
-    ``prefix`` tokens, class and distillation tokens, left out; a square grid)."""
+    ``prefix`` tokens, class and distillation tokens, left out; a square grid), or with
+    ``class_token`` its class token (token 0) as a 1 x 1 map."""
     n, count, c = t.shape
+    if class_token:
+        if not prefix:
+            raise ValueError(f"this transformer has no class token: drop {CLASS_TOKEN} from --model")
+        return t[:, :1].transpose(1, 2).unsqueeze(-1)
     side = int(round((count - prefix) ** 0.5))
     if side * side != count - prefix:
         raise ValueError(f"{count - prefix} patch tokens are no square grid: rsi reads square images")
@@ -390,7 +406,7 @@ class TapCapture:
     def _keep(self, name: str, t: torch.Tensor, b: Block) -> None:
         if name in self.taps:
             if b.tokens is not None:
-                t = token_map(t, b.tokens)
+                t = token_map(t, b.tokens, self.record.class_token)
             # clone: a view of the centre would keep the whole map (and the batch's maps) alive
             self._acts[name] = t[:, :, t.shape[2] // 2, t.shape[3] // 2].clone() if self.centre else t
 

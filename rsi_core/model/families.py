@@ -29,6 +29,13 @@ from torch import nn
 from rsi_core.model.images import PAPER_PREPROCESS, Preprocess
 
 TIMM = "timm:"
+#: a ViT name ending in this reads the class token instead of the centre patch token (a model of its own)
+CLASS_TOKEN = "+cls"
+
+
+def library_name(name: str) -> str:
+    """The name torchvision or timm knows ``--model name`` by (a ViT's ``+cls`` left out)."""
+    return name.removesuffix(CLASS_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -393,7 +400,8 @@ def _tv_vit_walk(model) -> list[Block]:
 register_family(Family(
     name="torchvision-vit",
     describe="torchvision ViTs (EncoderBlock: attention and MLP sublayers, pre-norm, no ReLU after the sums)",
-    names=lambda: list(TV_VITS), serves=lambda n: n in TV_VITS, build=_tv_build, matches=_tv_vit_matches,
+    names=lambda: [*TV_VITS, f"vit_b_16{CLASS_TOKEN}"], serves=lambda n: library_name(n) in TV_VITS,
+    build=lambda n: _tv_build(library_name(n)), matches=_tv_vit_matches,
     walk=_tv_vit_walk, preprocess=lambda m: PAPER_PREPROCESS, lacks=VIT_LACKS, roles=vit_roles, input_side=224))
 
 
@@ -418,7 +426,9 @@ def _timm_vit_matches(model) -> bool:
 register_family(Family(
     name="timm-vit",
     describe="timm ViTs and DeiTs (Block: attention and MLP sublayers with layer scale and drop-path, pre-norm)",
-    names=lambda: ["timm:deit_tiny_patch16_224", "timm:vit_tiny_patch16_224", "timm:<any timm ViT or DeiT at 224>"],
-    serves=lambda n: timm_arch(n, "vision_transformer") or timm_arch(n, "deit"), build=timm_build,
+    names=lambda: ["timm:deit_tiny_patch16_224", "timm:vit_tiny_patch16_224", "timm:<any timm ViT or DeiT at 224>",
+                   f"timm:deit_tiny_patch16_224{CLASS_TOKEN}"],
+    serves=lambda n: timm_arch(library_name(n), "vision_transformer") or timm_arch(library_name(n), "deit"),
+    build=lambda n: timm_build(library_name(n)),
     matches=_timm_vit_matches, walk=_timm_vit_walk, preprocess=timm_preprocess, lacks=VIT_LACKS,
     roles=vit_roles, input_side=224))

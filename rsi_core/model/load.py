@@ -17,7 +17,7 @@ import torchvision
 from torchvision.models import get_model_weights
 
 from rsi_core.model.anatomy import Provenance, anatomy_of, register
-from rsi_core.model.families import TIMM, family_for
+from rsi_core.model.families import TIMM, family_for, library_name
 from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
 from rsi_core.paper import PAPER_LISTS, PAPER_MODEL, PAPER_WEIGHTS
@@ -73,7 +73,7 @@ def verify_hash(path: Path) -> None:
 
 
 def _named_state_dict(name: str, weights: str) -> dict:
-    enum = get_model_weights(name)
+    enum = get_model_weights(library_name(name))
     try:
         member = enum[weights]
     except KeyError:
@@ -107,7 +107,7 @@ def weights_missing(name: str, weights: str) -> str | None:
     if str(name).startswith(TIMM):
         return _timm_missing(name, weights)
     try:
-        member = get_model_weights(name)[weights]
+        member = get_model_weights(library_name(name))[weights]
     except (KeyError, ValueError):
         return None  # load_model says what is wrong with the name
     cached = checkpoint_path(member)
@@ -123,7 +123,7 @@ def _timm_missing(name: str, tag: str) -> str | None:
     import timm
     from huggingface_hub import constants
     try:
-        hub_id = timm.models.get_pretrained_cfg(f"{name[len(TIMM):]}.{tag}").hf_hub_id
+        hub_id = timm.models.get_pretrained_cfg(f"{library_name(name)[len(TIMM):]}.{tag}").hf_hub_id
     except (RuntimeError, AttributeError):
         return None  # not a tag timm knows: load_model says which are
     if not hub_id or (Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}").is_dir():
@@ -276,7 +276,7 @@ def random_model(name: str, weights: str, device="cpu", **_) -> torch.nn.Module:
 def _timm_pretrained(name: str, tag: str) -> torch.nn.Module:
     """timm's pretrained ``ARCH.TAG`` through timm's own loader and cache (the Hugging Face hub's)."""
     import timm
-    arch = name[len(TIMM):]
+    arch = library_name(name)[len(TIMM):]
     tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*") if "." in t]
     if tag not in tags:
         raise ValueError(f"unknown weights {tag!r} for {name}: use one of timm's tags {', '.join(tags) or '(none)'}, "

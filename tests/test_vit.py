@@ -111,9 +111,12 @@ def test_roles_and_premises(deit):
     assert "not a BatchNorm" in record.missing("bn-branch")
     # attention makes every token see the image: I and B of the studied MLP sublayers see all of it
     assert "2.1 (I 224 px, B 224 px)" in record.missing(SCALE_PREMISE)
-    # where receptive fields grow, the premise holds: the patch embedding against the first attention
-    assert record.receptive_field("0.0.I", clip=True) == 16 < record.receptive_field("0.0.B", clip=True) == 224
-    assert anatomy_of(load_model("resnet18", "random:0")).missing(SCALE_PREMISE) is None
+    # where receptive fields grow, the premise holds: the patch embedding against the first attention;
+    # past it every I sees the whole image, as every B does
+    assert record.reach("0.0.I") == 16 < record.reach("0.0.B") == 224
+    assert record.reach("1.0.I") == record.reach("1.0.B") == record.reach("1.1.B") == 224
+    for name in ("resnet18", "resnet34"):  # every block's branch adds convolutions: B reaches further
+        assert anatomy_of(load_model(name, "random:0")).missing(SCALE_PREMISE) is None
 
 
 def test_centre_is_the_lower_right_of_the_four_central_patches():

@@ -192,18 +192,27 @@ class Anatomy:
             lo, hi = max(lo, 0), min(hi, size - 1)
         return hi - lo + 1
 
+    def reach(self, name: str, size: int = IMAGE_SIZE) -> int:
+        """The receptive field the scale claims compare: the tap's (``receptive_field``), or the
+        whole ``size`` image once an operation on its path spans its whole input map (a ViT's
+        attention: every token sees every token, at any image size)."""
+        path, n = self.path(name), size
+        for k, s, p in path:
+            if s == 1 and k >= 2 * n - 1 and p >= n - 1:
+                return size
+            n = (n + 2 * p - k) // s + 1
+        return self.receptive_field(name, size)
+
     def missing(self, premise: str) -> str | None:
         """Why this model lacks ``premise`` (a claim's reason for "n/a"), or None: a premise its
         family lacks, a role it has no block for, or the scale claims' premise (``SCALE_PREMISE``:
-        in every block where they expect scale invariance, I's receptive field, inside the image,
-        smaller than B's)."""
+        in every block where they expect scale invariance, I's ``reach`` smaller than B's)."""
         reason = self.family.lacks.get(premise)
         if reason is None and premise in self.roles and not self.roles[premise]:
             reason = f"{self.provenance.model if self.provenance else self.family.name} has no {premise} block"
         if reason is None and premise == SCALE_PREMISE:
-            flat = [f"{b} (I {self.receptive_field(tap(b, 'I'), clip=True)} px, B "
-                    f"{self.receptive_field(tap(b, 'B'), clip=True)} px)" for b in self.scale_blocks()
-                    if self.receptive_field(tap(b, "I"), clip=True) >= self.receptive_field(tap(b, "B"), clip=True)]
+            flat = [f"{b} (I {self.reach(tap(b, 'I'))} px, B {self.reach(tap(b, 'B'))} px)" for b in self.scale_blocks()
+                    if self.reach(tap(b, "I")) >= self.reach(tap(b, "B"))]
             if flat:
                 reason = (f"I's receptive field is not smaller than B's in {', '.join(flat)}: the scale claims read B "
                           "as I's feature at twice the scale, which needs B to see more of the image than I")

@@ -20,7 +20,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import LOCK_WAIT_SECONDS, Cache, LockBusy
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
@@ -168,7 +167,7 @@ class FZBank:
         total = sum(len(c) for c in pending.values())
         if not total:
             return
-        with tqdm(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
+        with progress.bar(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} FZ [{elapsed}<{remaining}, "
                              "{rate_fmt}{postfix}]") as bar:
             while pending:

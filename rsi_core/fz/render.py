@@ -40,12 +40,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from tqdm.auto import tqdm
 
 from rsi_core.fz import resume
 from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
+from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import (
     TAP_KINDS,
     TapCapture,
@@ -425,7 +425,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for s in tqdm(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in counters.bar(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
             if checkpoint is not None and (resume.stop_requested() or (s > start and checkpoint.due())):
                 checkpoint.save(s, source.params, optimizer, reached, draws)

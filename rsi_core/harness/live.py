@@ -54,8 +54,8 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     """The plan of a claims run on ``study``: its FZs (and the other FZ reading's, the other
     seeds', the controls'), which are cached, and the time of the rest from a short calibration
     of each tap (``FZBank.costs``)."""
-    studies = [study] + ([study.variant(target="as-run")] if fz_target == "both" else [])
-    studies += [study.variant(seed=s) for s in range(1, fz_seeds)]
+    readings = [study] + ([study.variant(target="as-run")] if fz_target == "both" else [])
+    studies = readings + [r.variant(seed=s) for r in readings for s in range(1, fz_seeds)]
     plan = Plan(steps=study.settings.steps)
     todo: dict[str, int] = {}   # FZs to render per canonical tap, over every bank
     for st in studies:

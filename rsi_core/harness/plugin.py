@@ -276,7 +276,9 @@ def _header_lines(config) -> list[str]:
     note = natural_images_note(_profile(config), _option(config, "images"))
     if note:
         lines.append(note)
-    head = getattr(state(config).model, "rsi_head_note", None)  # a fine-tune's other classifier
+    from rsi_core.model.anatomy import provenance_of
+    loaded = state(config).model
+    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
     live = config.pluginmanager.get_plugin("rsi-progress")
@@ -301,8 +303,7 @@ def build_study(model, options: dict):
     return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
                  images=ImageSet.from_dir(options["images"]), device=options["device"],
                  antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
 
 
 class ClaimsProgress:

@@ -67,6 +67,11 @@ def _is_worker(config) -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
     _check_options(config)
+    if _values(config).get("require-cached"):  # issue 31: this process renders no FZ
+        from rsi_core.fz.bank import FZBank
+        FZBank.cached_only = True
+        if _claims_run(config) and not _is_worker(config) and not config.option.collectonly:
+            _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
@@ -106,6 +111,23 @@ def _check_options(config) -> None:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _require_cached(config) -> None:
+    """--require-cached: the bank checked against the run's plan before any work; a missing FZ
+    is one usage-error line with the count and the ``rsi fz --unit`` command that renders them."""
+    from rsi_core.harness.plan import Banks, for_run, unit_command
+    opts = _options(config)
+    if config._rsi_model is None:
+        return  # weights unavailable offline: the run says so (every claim skipped)
+    study, plan = for_run(config._rsi_model.to(opts["device"]), opts, progress=False)
+    missing = Banks(study, plan).missing()
+    if missing:
+        n = sum(len(g) for _, g in missing)
+        raise pytest.UsageError(
+            f"--require-cached: {n} of the plan's {plan.total} FZs are not in the cache {study.cache.root} "
+            f"({len(missing)} of {len(plan.units)} units, e.g. unit {missing[0][0].index}: {missing[0][0].tap} of "
+            f"{missing[0][0].bank.label()}); render them with: {unit_command(opts)}")
+
+
 def pytest_generate_tests(metafunc):
     """A claim test's id carries its SPEC id (``test_robust[fig7-robust]``): ``-k fig7`` selects it."""
     mark = metafunc.definition.get_closest_marker("claim")
@@ -118,6 +140,8 @@ def pytest_report_header(config):
         return None
     lines = [f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
              f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}"]
+    if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
+        lines.append(_plan_totals(config))
     from rsi_core.model.load import weights_missing  # realjob (issue 9): say up front why claims may all skip
     missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
     if missing:
@@ -129,6 +153,21 @@ def pytest_report_header(config):
     if live is not None and not missing:
         lines.append(live.start())
     return lines
+
+
+def _plan_totals(config) -> str:
+    """The work plan's totals line from the model's architecture (listing loads no weights: a
+    random initialization has the same blocks, taps and channels)."""
+    from rsi_core.harness.plan import for_run
+    from rsi_core.model.load import load_model
+    opts = _options(config)
+    try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
+        weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
+        model = load_model(opts["model"], weights, "cpu")
+        model.rsi_weights = opts["weights"]  # the controls are named after the tested weights
+        return for_run(model, opts, progress=False)[1].totals()
+    except Exception as exc:  # listing tests never fails for the plan
+        return f"rsi: no plan ({type(exc).__name__}: {exc})"
 
 
 def _options(config) -> dict:

@@ -174,3 +174,23 @@ def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(t
     for pa, pb in zip(a, b):
         with np.load(pa) as za, np.load(pb) as zb:
             assert all(np.array_equal(za[k], zb[k]) for k in za.files), pa.name
+
+
+def test_rsi_submit_runs_a_smoke_plan_and_its_claims_job_on_the_local_executor(tmp_path):
+    """The units as a job array and the claims job after it, through submitit's local executor
+    (rsi submit waits for the array: no dependencies here); the claims job renders nothing."""
+    pytest.importorskip("submitit")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RSI_PROFILE_STEPS": "2", "PYTHONPATH": str(ROOT)}
+    env.pop("RSI_CACHE", None)
+    run = ["--weights", "random:0", "--profile", "smoke", "--controls", "0", "--device", "cpu",
+           "--cache-dir", str(tmp_path / "cache"), "--artifacts-dir", str(tmp_path / "art")]
+    done = subprocess.run([sys.executable, "-m", "rsi_core.harness.cli", "submit", *run, "--executor", "local",
+                           "--tasks", "2", "--folder", str(tmp_path / "jobs"), "--wait"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("rsi submit: 2 unit tasks (array ") and "claims job" in lines[1], done.stdout
+    assert "--require-cached" in lines[1] and lines[-1].endswith("done")
+    assert len(list((tmp_path / "cache" / "fz").glob("*.npz"))) == 84  # the smoke plan without controls
+    report = json.loads((tmp_path / "art" / "claims-report.json").read_text())
+    assert len(report["claims"]) >= 10 and not [c for c in report["claims"] if c["verdict"] == "error"]

@@ -172,6 +172,17 @@ def _fz_units(args, model) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    """issue 31: ``rsi submit``: the plan's units as a job array, then the claims job."""
+    from rsi_core.harness.options import RUN_OPTIONS
+    from rsi_core.harness.plan import for_run
+    from rsi_core.harness.submit import submit
+    plan = for_run(_model(args), _values(args), batch_size=args.batch_size, progress=False)[1]
+    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
+    return submit(values, len(plan.units), args.tasks, args.executor, args.folder, args.parallel, args.gpus,
+                  args.timeout_min, args.partition, args.wait, args.batch_size)
+
+
 def cmd_plan(args) -> int:
     """issue 31: ``rsi plan``: every FZ a claims run with these options reads, as work units."""
     from rsi_core.harness.live import clock
@@ -376,6 +387,28 @@ def build_parser() -> Parser:
            None, opts.at_least(1))
     _local(p, "json", "print the plan as JSON", "--json", flag=True)
     _local(p, "no-estimate", "skip the calibration that estimates each unit's time", "--no-estimate", flag=True)
+
+    p = _command(sub, "submit", "the run as a job array of work units and a claims job after it (submitit)",
+                 "Submit the run's plan (rsi plan) as one job array, task k rendering units k, k+N, ... (a GPU "
+                 "each; preempted tasks requeued and resumed), and the claims job (rsi run --require-cached) "
+                 "after it (SLURM: --dependency=afterok; local/debug executors: after waiting for the array). "
+                 "Needs the [slurm] extra (submitit).",
+                 ["rsi submit --profile paper --tasks 32 --parallel 8 --partition gpu --cache-dir /shared/rsi",
+                  "rsi submit --weights random:0 --profile smoke --executor local --wait"], cmd_submit,
+                 dirs=("folder",))
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "executor", "slurm, or local / debug (this machine)", "--executor local", "slurm",
+           opts.one_of(("slurm", "local", "debug")))
+    _local(p, "folder", "submitit's folder for the jobs' logs and pickles", "--folder rsi-jobs/", "rsi-jobs",
+           metavar="DIR")
+    _local(p, "tasks", "array tasks (default: one per unit)", "--tasks 32", None, opts.at_least(1))
+    _local(p, "parallel", "array tasks running at once", "--parallel 8", 8, opts.at_least(1))
+    _local(p, "gpus", "GPUs per task (SLURM)", "--gpus 1", 1, opts.at_least(0))
+    _local(p, "timeout-min", "minutes per task before SLURM stops (and submitit requeues) it", "--timeout-min 240",
+           240, opts.at_least(1))
+    _local(p, "partition", "SLURM partition", "--partition gpu")
+    _local(p, "batch-size", "FZs per unit (default: the device's batch)", "--batch-size 256", None, opts.at_least(1))
+    _local(p, "wait", "wait for the claims job and exit with its status", "--wait", flag=True)
 
     p = _command(sub, "activations", "centre-neuron activations of an image folder, per tap, to .npz",
                  "Stream an image folder through the model and write, per tap, the centre neuron of every channel "

@@ -90,6 +90,27 @@ def test_units_rendered_apart_equal_one_render_bit_for_bit(model, tmp_path, monk
     assert Banks(sharded, plan).missing() == []
 
 
+def test_a_cpu_job_reads_a_gpu_rendered_bank_and_renders_nothing(model, tmp_path, monkeypatch):
+    """--fz-device cuda: a CPU bank reads the entries keyed as CUDA's (here written by hand from a
+    CPU render: no GPU on this machine) and renders none of its own."""
+    from rsi_core.fz.bank import FZBank, NotCached
+    from rsi_core.fz.render import FZSettings
+    settings, chans = FZSettings(steps=2), [0, 1]
+    cpu = FZBank(model, Cache(tmp_path), settings, device="cpu", progress=False)
+    gpu = FZBank(model, Cache(tmp_path), settings, device="cuda", progress=False)  # its keys: no CUDA call
+    rendered = cpu.get("1.1.B", chans)
+    for c in chans:
+        assert gpu._key("1.1.B", c) != cpu._key("1.1.B", c)
+        gpu.cache.save(gpu._key("1.1.B", c), cpu.cache.load(cpu._key("1.1.B", c)))
+    monkeypatch.setattr(FZBank, "key_device", "cuda")
+    monkeypatch.setattr(bank_mod, "render", None)  # rendering would fail
+    assert [cpu._key("1.1.B", c) for c in chans] == [gpu._key("1.1.B", c) for c in chans]
+    assert np.array_equal(cpu.get("1.1.B", chans)["image"], rendered["image"])
+    with pytest.raises(NotCached, match="1 FZs of 1.1.B are not in the cache"):
+        cpu.get("1.1.B", [5])  # never rendered under another device's key
+    assert cpu.get("1.1.O", [5], figure=True)["image"].max() == 0  # a figure's missing FZ: blank
+
+
 # ---------------------------------------------------------------- the fault test
 
 WORKER = """

@@ -56,6 +56,8 @@ class FZBank:
     # issue 31: a claims job run with --require-cached renders nothing: a missing FZ is an error
     # (``NotCached``), and a figure's FZ that is not cached is drawn blank (``get(..., figure=True)``)
     cached_only = False
+    # issue 31: the device kind whose FZs every bank reads (None: each bank's own); set with --fz-device
+    key_device: str | None = None
 
     def __init__(self, model, cache: Cache, settings: FZSettings = FZSettings(), device="cpu",
                  batch_size: int | None = None, progress: bool = True):
@@ -63,10 +65,15 @@ class FZBank:
         self.batch_size = batch_size or default_batch_size(device)
         self.progress = progress
 
+    @property
+    def read_only(self) -> bool:
+        """Renders nothing: --require-cached, or another device's bank (--fz-device)."""
+        return self.cached_only or bool(self.key_device and self.key_device != torch.device(self.device).type)
+
     def _key(self, tap: str, channel: int) -> str:
         tap = canonical_tap(self.model, tap)
         fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
-        kind = torch.device(self.device).type
+        kind = self.key_device or torch.device(self.device).type
         if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
             fields["device"] = kind
         return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
@@ -173,7 +180,7 @@ class FZBank:
         total = sum(len(c) for c in pending.values())
         if not total:
             return
-        if self.cached_only:
+        if self.read_only:
             raise NotCached(f"{total} FZs of {', '.join(pending)} are not in the cache {self.cache.root} and this "
                             "run renders none (--require-cached): render them with rsi fz --unit (rsi plan lists them)")
         with tqdm(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
@@ -213,7 +220,7 @@ class FZBank:
         ``cached_only`` a missing FZ is a blank image there instead of an error."""
         channels = [int(c) for c in channels]
         block = parse_tap(tap)[0]
-        if figure and self.cached_only and self._missing(tap, channels):
+        if figure and self.read_only and self._missing(tap, channels):
             return self._figure_only(tap, channels)
         self.ensure({tap: channels})
         entries = []

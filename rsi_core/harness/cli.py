@@ -185,8 +185,10 @@ def cmd_submit(args) -> int:
 
 def cmd_plan(args) -> int:
     """issue 31: ``rsi plan``: every FZ a claims run with these options reads, as work units."""
+    from rsi_core.fz.bank import FZBank
     from rsi_core.harness.live import clock
     from rsi_core.harness.plan import Banks, dumps, for_run, unit_command
+    FZBank.key_device = args.fz_device  # another device's bank is looked up
     model = _model(args)
     study, plan = for_run(model, _values(args), batch_size=args.batch_size, progress=False)
     missing = {u.index: len(g) for u, g in Banks(study, plan).missing()}
@@ -206,7 +208,8 @@ def cmd_plan(args) -> int:
     total = sum(filter(None, (plan.unit_seconds(u) for u in plan.units if u.index not in plan.cached)))
     print(f"rsi plan: {todo} FZs to render in {len(missing)} units" +
           (f", about {clock(total)} on one {study.device} (from a calibration)" if plan.seconds and todo else "") +
-          (f"; render them with: {unit_command(_values(args), 1)} (or --unit K/N per array task)" if todo else ""))
+          (f"; render them with: {unit_command({**_values(args), 'fz-device': args.fz_device}, 1)} "
+           "(or --unit K/N per array task)" if todo else ""))
     return 0
 
 
@@ -382,7 +385,7 @@ def build_parser() -> Parser:
                  ["rsi plan --weights random:0 --profile smoke --controls 1",
                   "rsi plan --profile paper --batch-size 256 --no-estimate --json"], cmd_plan)
     _add(p, "model", "weights", "images", "profile", "device", "cache-dir", "jitter-table", "fz-target", "fz-seeds",
-         "controls")
+         "controls", "fz-device")
     _local(p, "batch-size", "FZs per unit (default: a device's batch, 16 on a CPU, 256 on a GPU)", "--batch-size 256",
            None, opts.at_least(1))
     _local(p, "json", "print the plan as JSON", "--json", flag=True)

@@ -212,6 +212,8 @@ def unit_command(values: dict, n: int = 1) -> str:
     when ``n`` is 1; what is cached is skipped)."""
     from rsi_core.harness.options import OPTIONS
     parts = ["rsi fz"]
+    if values.get("fz-device"):  # another device's bank: rendered there
+        values = {**values, "device": values["fz-device"]}
     for name in PLAN_OPTIONS:
         opt, value = OPTIONS[name], values.get(name)
         if value not in (None, False, []) and value != opt.default_value():

@@ -67,9 +67,10 @@ def _is_worker(config) -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
     _check_options(config)
-    if _values(config).get("require-cached"):  # issue 31: this process renders no FZ
-        from rsi_core.fz.bank import FZBank
-        FZBank.cached_only = True
+    from rsi_core.fz.bank import FZBank
+    FZBank.key_device = _values(config).get("fz-device")  # issue 31: another device's bank, read only
+    FZBank.cached_only = bool(_values(config).get("require-cached"))  # issue 31: this process renders no FZ
+    if FZBank.cached_only:
         if _claims_run(config) and not _is_worker(config) and not config.option.collectonly:
             _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin

@@ -6,6 +6,7 @@ here, so other models can tell what they inherit and what they must state. Impor
 # Blocks L.K (layerL[K]) whose I, B and O the paper studies (1.0 reads the max-pool: skipped).
 PAPER_BLOCKS = ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1")
 IMAGE_SIZE = 224      # FZs and natural images, pixels
+PAPER_MODEL, PAPER_WEIGHTS = "resnet18", "IMAGENET1K_V1"  # the model the paper studies: rsi's defaults
 PAPER_STEPS = 2560    # optimization steps per FZ, as the authors ran them
 
 # How the paper is read: "as-written" (its text) or "as-run" (its authors' code; docs/method.md).

@@ -14,6 +14,10 @@ class CudaCalled(RuntimeError):
     pass
 
 
+#: queued by torch until CUDA is initialized, which nothing else here does (``torch.manual_seed`` calls them)
+LAZY = ("manual_seed", "manual_seed_all", "seed", "seed_all")
+
+
 def _refusing(name):
     def refused(*_a, **_k):
         raise CudaCalled(f"{name} called by CPU work")
@@ -29,6 +33,8 @@ def refuse(patch=setattr) -> None:
                     and getattr(value, "__module__", "").startswith(module.__name__):
                 patch(module, name, _refusing(f"{prefix}.{name}"))
     patch(torch.cuda, "is_available", lambda: True)
+    for name in LAZY:
+        patch(torch.cuda, name, lambda *_a, **_k: None)
     patch(torch.accelerator, "is_available", lambda: True)
     patch(torch.accelerator, "current_accelerator", lambda *_a, **_k: torch.device("cuda"))
 

@@ -395,7 +395,7 @@ def _pytest_claims(tmp_path, *extra, claims_py=FAKE_CLAIMS):
     (tmp_path / "claims").mkdir(exist_ok=True)
     (tmp_path / "claims" / "test_fake.py").write_text(claims_py)
     out = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "-rsx",
-                          "--artifacts-dir", str(tmp_path / "art"), "--rootdir", str(tmp_path), *extra],
+                          "--rsi-artifacts-dir", str(tmp_path / "art"), "--rootdir", str(tmp_path), *extra],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     return out.returncode, out.stdout + out.stderr
 
@@ -405,7 +405,7 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
     error fails the run and is in the report; a blessed file turns a changed verdict into a failure."""
     mine = tmp_path / "mine.toml"
     mine.write_text('[claims]\nfig2-downsample-overwrite = "holds"\nfig2-final-block = "fails"\n')
-    code, text = _pytest_claims(tmp_path, "--expectations", str(mine))
+    code, text = _pytest_claims(tmp_path, "--rsi-expectations", str(mine))  # a claims folder of one's own: --rsi-*
     assert code == 1, text
     assert "1 passed" in text and "1 xfailed" in text and "1 skipped" in text and "1 failed" in text, text
     assert "rewritten: 4 claims" in text
@@ -414,10 +414,13 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
     assert by_id["fig7-robust"]["verdict"] == "error" and "RuntimeError: boom" in by_id["fig7-robust"]["error"]
     assert by_id["fig2-final-block"]["outcome"] == "fails as expected"
     mine.write_text('[claims]\nfig2-downsample-overwrite = "fails"\n')  # blessed as failing; now it holds
-    code, text = _pytest_claims(tmp_path, "--expectations", str(mine), "-k", "holds")
+    code, text = _pytest_claims(tmp_path, "--rsi-expectations", str(mine), "-k", "holds")
     assert code == 1 and "expected to fail, holds" in text, text
-    code, text = _pytest_claims(tmp_path, claims_py="def test_nothing():\n    pass\n")
-    assert code == 0 and "removed the previous report" in text and not (tmp_path / "art" / "claims-report.md").exists()
+    code, text = _pytest_claims(tmp_path, "-k", "no_such_claim")  # claims collected, none selected: none ran
+    assert "removed the previous report" in text and not (tmp_path / "art" / "claims-report.md").exists(), text
+    (tmp_path / "art" / "claims-report.md").write_text("a report")
+    code, text = _pytest_claims(tmp_path, claims_py="def test_nothing():\n    pass\n")  # no claim: not a claims run
+    assert code == 0 and "rsi:" not in text and (tmp_path / "art" / "claims-report.md").exists(), text
 
 
 def test_rsi_run_passes_its_options_to_pytest(tmp_path):
@@ -429,10 +432,10 @@ def test_rsi_run_passes_its_options_to_pytest(tmp_path):
                      expectations=["a.toml"], claims=str(tmp_path))
     argv = pytest_args(args)
     assert argv[0] == str(tmp_path)
-    for pair in (["--model", "resnet34"], ["--fz-target", "both"], ["--fz-seeds", "2"], ["--controls", "1"],
-                 ["--expectations", "a.toml"]):
+    for pair in (["--rsi-model", "resnet34"], ["--rsi-fz-target", "both"], ["--rsi-fz-seeds", "2"], ["--rsi-controls", "1"],
+                 ["--rsi-expectations", "a.toml"]):
         assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
-    assert "--images" not in argv
+    assert "--rsi-images" not in argv
     args.claims = None
     assert pytest_args(args)[0] == str(claims.claims_dir())
 

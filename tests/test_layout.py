@@ -38,9 +38,9 @@ def test_fz_cache_keys_are_those_of_the_flat_layout(tmp_path):
 
 
 def test_every_source_registers_itself_and_says_what_it_is():
-    assert set(SOURCES) == {"random", "shuffle", "planted"}
     assert kind_of("random:0") == kind_of("shuffle:1:IMAGENET1K_V1") == "control"
-    assert kind_of("planted:fig2-downsample-holds") == "planted"
+    assert kind_of("planted:fig2-downsample-holds") == "planted"  # imports rsi_core.planted on first use
+    assert set(SOURCES) == {"random", "shuffle", "planted"}
     assert kind_of("IMAGENET1K_V1") is None and kind_of("/tmp/resnet18-f37072fd.pth") is None
     assert is_control("random:3") and not is_control("planted:x") and not is_control("IMAGENET1K_V1")
     assert random_seed("random:7") == 7 and random_seed("random:x") is None and random_seed("shuffle:7:random:0") is None

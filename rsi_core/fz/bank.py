@@ -20,7 +20,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import LOCK_WAIT_SECONDS, Cache, LockBusy
 from rsi_core.fz.render import FZSettings, effective_target, measure, render
@@ -183,7 +182,7 @@ class FZBank:
         if self.read_only:
             raise NotCached(f"{total} FZs of {', '.join(pending)} are not in the cache {self.cache.root} and this "
                             "run renders none (--require-cached): render them with rsi fz --unit (rsi plan lists them)")
-        with tqdm(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
+        with progress.bar(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} FZ [{elapsed}<{remaining}, "
                              "{rate_fmt}{postfix}]") as bar:
             while pending:

@@ -1,7 +1,7 @@
 """The FZ optimization loop: the paper's lucent recipe, batched across channels and truncated.
 
 One optimization carries many channels of one tap; element n of the batch has its own image
-parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. For
+parameter (lucent's ``param.image(224, decorrelate=True)``, ``fz.image``) and its own objective. For
 centre-neuron objectives the forward (``CentreCone``) stops at the tap and sees only the
 stride-aligned cone the centre neuron depends on: the image is cut to its receptive field and
 each block's input to what the neuron needs. The activation and the input gradient are those of
@@ -39,14 +39,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from lucent.optvis.param import color as lucent_color
-from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from tqdm.auto import tqdm
 
 from rsi_core.fz import resume
+from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
+from rsi_core.model import progress as counters
 from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
 from rsi_core.model.device import tf32_flags
 from rsi_core.model.families import family_of, preprocess_of
@@ -113,33 +112,6 @@ def element_streams(seed: int, tap: str, channels, device="cpu", size: int = IMA
         inits.append(torch.randn(1, 3, size, size // 2 + 1, 2, generator=g) * 0.01)
         rngs.append(np.random.default_rng(np_seed))
     return torch.cat(inits).to(device), rngs
-
-
-def image_parameter(device: torch.device, init: torch.Tensor | None = None, size: int = IMAGE_SIZE):
-    """lucent's decorrelated Fourier image parameter (``param.image(size, decorrelate=True)``),
-    one image or, with ``init`` [B, ...], a batch of B with that spectrum. Returns (params,
-    image_f) as lucent does. One image per parameter never depends on its neighbours; a batch
-    rounds by its size (lucent's batched colour matmul).
-
-    Every tensor lives on ``device``: lucent's own colour step moves its matrix to cuda:0
-    whenever CUDA is available, and its Fourier parameter reads a module-level device, so rsi
-    applies the same matrix itself and sets lucent's device only while it builds the parameter."""
-    device = torch.device(device)
-    saved = lucent_spatial.device
-    lucent_spatial.device = device
-    try:
-        params, fourier = lucent_spatial.fft_image([1 if init is None else len(init), 3, size, size])
-    finally:
-        lucent_spatial.device = saved
-    if init is not None:
-        with torch.no_grad():
-            params[0].copy_(init)
-    colour = torch.tensor(lucent_color.color_correlation_normalized.T).to(device)
-
-    def image_f():  # lucent's to_valid_rgb(decorrelate=True), the matrix on the image's device
-        x = torch.matmul(fourier().permute(0, 2, 3, 1), colour).permute(0, 3, 1, 2)
-        return torch.sigmoid(x)
-    return params, image_f
 
 
 def quantize(images: torch.Tensor) -> np.ndarray:
@@ -441,7 +413,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for s in tqdm(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in counters.bar(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
             if checkpoint is not None and (resume.stop_requested() or (s > start and checkpoint.due())):
                 checkpoint.save(s, source.params, optimizer, reached, draws)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rsi_core.harness import expectations as expect_mod
+from rsi_core.harness.expectations import claims_dir
 from rsi_core.paper import READINGS
 from rsi_core.report import claims_report as report
 from rsi_core.verdicts import regression
@@ -159,11 +160,3 @@ def claim_functions(folder=None) -> dict:
             if name.startswith("test_") and marks:
                 out[marks[0].args[0]] = getattr(mod, name[len("test_"):])
     return out
-
-
-def claims_dir() -> Path:
-    """The ``claims/`` folder beside the package (a clone or an editable install)."""
-    d = Path(__file__).resolve().parents[2] / "claims"
-    if not d.is_dir():
-        raise FileNotFoundError(f"no claims folder at {d}: pass the folder of the claims tests (--claims PATH)")
-    return d

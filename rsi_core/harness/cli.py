@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, validate.
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, config, validate.
 
 Every option comes from ``rsi_core.harness.options`` (``rsi run``'s are the table ``pytest claims``
 uses) and is checked there before any work: a bad value is one line on stderr and exit 2.
@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import textwrap
 from importlib import metadata
 from pathlib import Path
 
 from rsi_core.harness import options as opts
-from rsi_core.harness.claims import claim_functions
-from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
@@ -265,7 +264,23 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def cmd_config(args) -> int:
+    """``rsi config``: every run option's resolved value and where it came from."""
+    from rsi_core.harness.config import find_file, resolved
+    given = {n for n in opts.RUN_OPTIONS if any(a == f"--{n}" or a.startswith(f"--{n}=") for a in args.argv)}
+    rows = resolved({k.replace("_", "-"): v for k, v in vars(args).items()}, given)
+    if args.json:
+        print(json.dumps({"config_file": str(find_file() or ""), "options": {n: {"value": v, "source": s}
+                                                                            for n, v, s in rows}}, default=str))
+        return 0
+    print(f"config file: {find_file() or 'none (rsi.toml, or [tool.rsi] in pyproject.toml, from here upward)'}")
+    for name, value, source in rows:
+        print(f"  --{name:14} {value!s:40} {source}")
+    return 0
+
+
 def cmd_validate(args) -> int:
+    from rsi_core.harness.claims import claim_functions
     if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
         from rsi_core.planted.regression import main as regression_main
         return regression_main(args, claim_functions)
@@ -292,6 +307,10 @@ def _command(sub, name: str, summary: str, description: str, examples: list[str]
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
     p.set_defaults(func=func, load=load, dirs=dirs, files=files)
+    _local(p, "log-level", "what rsi says on stderr: debug, info (progress bars, every 60 s into a file), warning, error",
+           "--log-level warning", None, opts.one_of(LOG_LEVELS))
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="warnings and errors only, no progress bars (e.g. -q: the same as --log-level warning)")
     return p
 
 
@@ -320,6 +339,33 @@ def _shard(text: str) -> str:
 
 BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied blocks by role; resnet18's seven: "
                "1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is at each line (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def configure_logging(args) -> None:
+    """The ``rsi_core`` loggers' level from ``--log-level`` / ``-q`` (default info), their lines on
+    stderr; progress bars follow it (``rsi_core.model.progress.bar``)."""
+    level = "warning" if getattr(args, "quiet", False) else (getattr(args, "log_level", None) or "info")
+    log = logging.getLogger("rsi_core")
+    log.setLevel(level.upper())
+    if not log.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("rsi: %(message)s"))
+        log.addHandler(handler)
 
 
 def build_parser() -> Parser:
@@ -467,6 +513,14 @@ def build_parser() -> Parser:
     _add(b, "device")
     _local(b, "json", "only the JSON line on stdout (the table on stderr)", "--json", flag=True)
 
+    p = _command(sub, "config", "the run's settings as resolved, and where each came from",
+                 "Every option of `pytest claims` / `rsi run`, resolved (the device and profile too) with its source: "
+                 "the command line, the environment (RSI_WEIGHTS, RSI_IMAGES, RSI_CACHE), the config file (rsi.toml, or "
+                 "[tool.rsi] in pyproject.toml, from the working folder upward) or the default, highest first.",
+                 ["rsi config", "rsi config --weights random:0 --json"], cmd_config, load=False)
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "json", "print the settings as JSON", "--json", flag=True)
+
     p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
                  "Check the method on networks whose answers are known by construction: the scale criteria's "
                  "precision and recall, or with --claims every claim's verdict on planted networks.",
@@ -502,11 +556,22 @@ def check(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()  # the defaults read the environment and the config file
+    except ValueError as exc:
+        print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    args.argv = argv
+    configure_logging(args)
     try:
         check(args)
         return args.func(args) or 0
-    except (WeightsError, ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        from rsi_core.model.load import WeightsError  # imported here: rsi --help imports no torch
+        if isinstance(exc, RuntimeError) and not isinstance(exc, WeightsError):
+            raise
         print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside a render: what is cached stays, no traceback

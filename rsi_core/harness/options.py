@@ -11,16 +11,13 @@ images, baseline, and last the weights themselves, loaded and verified once. Eve
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsi_core.model.families import model_names
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS
-from rsi_core.paper import JITTER_TABLES, READINGS
+from rsi_core.paper import JITTER_TABLES, PAPER_MODEL, PAPER_WEIGHTS, READINGS
 
 #: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
 INTERNAL_PROFILES = ("census-planted",)
@@ -137,6 +134,12 @@ class Option:
     required: bool = False
 
     def default_value(self):
+        """The default in this environment and folder: ``$RSI_*``, else the config file, else the
+        table's (``rsi_core.harness.config``)."""
+        from rsi_core.harness.config import default_of
+        return default_of(self)[0]
+
+    def table_default(self):
         return self.default() if callable(self.default) else self.default
 
     def shown_metavar(self) -> str | None:
@@ -146,10 +149,12 @@ class Option:
             return self.metavar
         return "{" + ",".join(choices() if callable(choices) else choices) + "}"
 
-    def full_help(self) -> str:
-        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi)."""
+    def full_help(self, prefix: str = "") -> str:
+        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi);
+        ``prefix``: the example as ``--{prefix}{name}`` (the plugin's ``--rsi-*`` names)."""
         default = self.default_value()
-        return f"{self.help} (e.g. {self.example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
+        example = self.example.replace(f"--{self.name}", f"--{prefix}{self.name}")
+        return f"{self.help} (e.g. {example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
 
     def add_argparse(self, parser, **override) -> None:
         """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""
@@ -176,15 +181,12 @@ class Option:
         return typed
 
 
-def _env(name: str, default=None):
-    return lambda: os.environ.get(name, default)
-
-
 OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("model", "model to test (rsi_core.model.families): " + ", ".join(model_names()), "--model timm:resnet18",
-           DEFAULT_MODEL),
+    Option("model", "model to test (rsi_core.model.families): a torchvision ResNet or ConvNeXt (resnet18, resnet50, "
+           "wide_resnet50_2, resnext50_32x4d, convnext_tiny, ...) or timm:NAME; an unknown name lists them all",
+           "--model timm:resnet18", PAPER_MODEL),
     Option("weights", "IMAGENET1K_V1 (torchvision's cache), a .pth file, random:SEED or shuffle:SEED:BASE (controls); "
-           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
+           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", PAPER_WEIGHTS),
     Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",
            "--images ~/data/imagenet/val", None, metavar="DIR"),
     Option("profile", "paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "
@@ -224,10 +226,17 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
 RUN_OPTIONS = tuple(OPTIONS)
 
 
+def _repeated_defaults(values: dict) -> dict:
+    """A repeatable option given no value on the command line takes its default (the config file's
+    list): the parsers start it empty, so that a command-line value replaces it."""
+    return {k: (OPTIONS[k].default_value() or [] if k in OPTIONS and OPTIONS[k].repeat and not v else v)
+            for k, v in values.items()}
+
+
 def parse(raw: dict) -> dict:
     """``{name: text or value}`` -> ``{name: value}``, each through its option's parser."""
     out = {}
-    for name, value in raw.items():
+    for name, value in _repeated_defaults(raw).items():
         opt = OPTIONS.get(name)
         if opt is None or opt.parse is None or value is None or opt.flag:
             out[name] = value
@@ -307,7 +316,7 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     resolved, and the model (on CPU) when ``load`` (None when the weights are unavailable offline)."""
     from rsi_core.model.device import resolve_device
     from rsi_core.model.sources import source_of
-    v = dict(values)
+    v = _repeated_defaults(values)
     if "model" in v:
         from rsi_core.model.load import _check_model  # the one list of models
         try:

@@ -21,7 +21,6 @@ import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from rsi_core.paper import PAPER_LISTS
 
@@ -116,6 +115,8 @@ def second_seed_size(n_channels: int, half_width: float = SECOND_SEED_HALF_WIDTH
     channels has sd sqrt(F / (2 N)) (``rsi_core.verdicts.verdict.census_sd``) and n flip-free pairs
     bound F by 1 - alpha^(1/n), so n >= ln(alpha) / ln(1 - 2 N (half_width / z)^2); every channel
     where no n is enough. resnet18's 64, 128, 256, 512 channels: 64, 78, 39, 19."""
+    from scipy import stats  # here: the profile table (rsi --help) needs no scipy
+
     u = 2 * n_channels * (half_width / stats.norm.ppf(1 - alpha)) ** 2
     if u >= 1:
         return min(n_channels, 1)

@@ -27,7 +27,6 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.measure.metrics import scale_down, scale_up, tracking_test
@@ -56,7 +55,7 @@ def stream_scaled(model, images, block: str, channels, device="cpu", antialias: 
     done = 0
     ti, tb = f"{block}.I", f"{block}.B"
     with TapCapture(model, [ti, tb], centre=True) as cap:
-        for x in tqdm(loader, desc=f"{block}: zoomed and shrunk images", unit="batch", disable=not progress):
+        for x in counters.bar(loader, desc=f"{block}: zoomed and shrunk images", unit="batch", disable=not progress):
             x = x.to(device)
             n = len(x)
             plain = cap(x)

@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.model import progress as counters
@@ -55,7 +54,7 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers)
     tables, done = {}, 0
     with TapCapture(model, taps, centre=True) as cap, tf32_flags():  # strict fp32, whatever ran before
-        for x in tqdm(loader, desc=f"centre activations over {len(images)} images", unit="batch",
+        for x in counters.bar(loader, desc=f"centre activations over {len(images)} images", unit="batch",
                       disable=not progress):
             for t, a in cap(x.to(device)).items():
                 if t not in tables:  # filled in place: no per-batch pieces, no concatenation copy

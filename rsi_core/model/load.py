@@ -18,9 +18,9 @@ from torchvision.models import get_model_weights
 from rsi_core.model.families import TIMM, family_for, family_of, preprocess_of
 from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
+from rsi_core.paper import PAPER_MODEL, PAPER_WEIGHTS
 
-DEFAULT_MODEL = "resnet18"
-DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+DEFAULT_MODEL, DEFAULT_WEIGHTS = PAPER_MODEL, PAPER_WEIGHTS
 
 
 class WeightsError(RuntimeError):

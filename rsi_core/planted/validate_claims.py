@@ -104,10 +104,11 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     decidability table."""
     from tqdm import tqdm
 
+    from rsi_core.model import progress as counters
     from rsi_core.verdicts.decidability import decidability
     rows = []
     t = time.time()
-    for case in tqdm(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
+    for case in counters.bar(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
         rows.append(run_case(case, cache, fns, steps, device))
         tqdm.write(line(rows[-1]), file=sys.stderr)
     mutations = mutation_check(rows, fns)

@@ -135,8 +135,10 @@ def claim_section(e, figures: bool = True) -> str:
             f"<details><summary>provenance</summary>{_mapping(e.get('provenance'))}</details></section>")
 
 
-def write_html(entries: list[dict], folder, title: str = "Claims report: Interpreting the Residual Stream of ResNet18") -> Path:
-    """Write ``folder/claims-report.html`` from the per-claim entries; return its path."""
+def write_html(entries: list[dict], folder, title: str = "Claims report: Interpreting the Residual Stream of ResNet18",
+               env: dict | None = None) -> Path:
+    """Write ``folder/claims-report.html`` from the per-claim entries (and ``env``, the run's
+    environment record, ``report.environment``); return its path."""
     folder = Path(folder)
     entries = sorted(entries, key=lambda e: e["id"])
     prov = next((e["provenance"] for e in entries if e.get("provenance")), {})
@@ -159,6 +161,8 @@ def write_html(entries: list[dict], folder, title: str = "Claims report: Interpr
             f'<table id="verdicts"><tr><th>claim</th><th>blocks read</th><th>verdict</th><th>expectation</th>'
             f"<th>outcome</th><th>measured</th></tr>{rows}</table>"
             f"<details><summary>Provenance of the run</summary>{_mapping(prov)}</details>"
+            + (f"<details><summary>Environment: rsi {_e(env.get('rsi'))}, torch {_e(env.get('torch'))}, "
+               f"{_e(env.get('gpu') or env.get('cpu'))}, {_e(env.get('date'))}</summary>{_mapping(env)}</details>" if env else "")
             + "".join(claim_section(e) for e in entries) + sections + "</body></html>\n")
     path = folder / "claims-report.html"
     path.write_text(page, encoding="utf-8")

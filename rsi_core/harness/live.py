@@ -65,6 +65,8 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     _add(own, {u.tap: list(u.channels) for u in work.units if u.bank.kind != "tested"})
     plan = Plan(requested=work.total, steps=study.settings.steps, unchecked=sum(own.values()), totals=work.totals())
     plan.cached = sum(len(u.channels) for u in tested) - sum(todo.values())
+    if study.bank.read_only:  # --require-cached: the check before any work found every FZ (controls' too)
+        plan.cached, plan.unchecked, own = plan.requested, 0, {}
     # natural images through each model: the activation tables, and one pass per block of the strict
     # scale test (``rsi_core.measure.scale_test``, not looked up in the cache)
     strict = len(study.blocks) * len(study.image_set) if study.profile.strict_section else 0

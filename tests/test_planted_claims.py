@@ -28,6 +28,18 @@ def test_resnet18_anatomy():
     assert [len(getattr(model, f"layer{s}")) for s in PR.STAGES] == [2, 2, 2, 2]
 
 
+def test_planted_resnet_takes_the_paper_jitter_table():
+    """The cases were built for the paper's jitter (none in 1.1 and 2.0, 4 in 2.1.B and 3.0):
+    the planted resnet18 must not take the receptive-field rule of other models (its 17x17
+    kernels would give 16 everywhere, and the 2.0 dot's FZ never reaches its feature)."""
+    from rsi_core.fz.transform import jitter_for, jitter_of
+    from rsi_core.model.anatomy import canonical_tap
+    model = PR.build(PR.CASES[0])
+    for tap in (canonical_tap(model, f"{b}.{t}") for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IB"):
+        assert jitter_of(model, tap) == jitter_for(tap), tap
+    assert jitter_of(model, "2.0.B") == 0 and jitter_of(model, "3.0.B") == 4
+
+
 @pytest.mark.parametrize("value", [0.0, 0.8, 1.0])
 def test_taps_are_the_planted_linear_functions_of_luminance(value):
     """A centre luminance step reaches the delta parts only: I of L.0 = a L_c (stages 2, 3),

@@ -280,6 +280,10 @@ def cmd_config(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.calibration:  # the decision rules' operating characteristic, by simulation (no FZ)
+        from rsi_core.harness.calibrate import main as calibration_main
+        return calibration_main(args)
+    args.draws = args.draws or 5
     from rsi_core.harness.claims import claim_functions
     if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
         from rsi_core.planted.regression import main as regression_main
@@ -524,7 +528,8 @@ def build_parser() -> Parser:
     p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
                  "Check the method on networks whose answers are known by construction: the scale criteria's "
                  "precision and recall, or with --claims every claim's verdict on planted networks.",
-                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds", "rsi validate --regression"],
+                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds", "rsi validate --regression",
+                  "rsi validate --calibration --json --draws 200"],
                  cmd_validate, load=False)
     _local(p, "json", "print a JSON line", "--json", flag=True)
     _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
@@ -533,7 +538,10 @@ def build_parser() -> Parser:
     _local(p, "regression", "instead: the paired regression check on a planted pair (one claim moved: changed there, "
            "unchanged elsewhere) and its false-alarm rate over FZ-seed copies and a weight jitter", "--regression",
            flag=True)
-    _local(p, "draws", "with --regression: FZ-seed copies of the planted network", "--draws 5", 5, opts.at_least(1))
+    _local(p, "draws", "with --regression: FZ-seed copies of the planted network (default 5); with --calibration: "
+           "simulated runs per row (default 200)", "--draws 5", None, opts.at_least(1))
+    _local(p, "calibration", "instead: every claim's decision rule by simulation (P(holds), P(inconclusive), "
+           "P(fails) per world, seed reliability and size; no FZ, minutes on a CPU)", "--calibration", flag=True)
     _local(p, "case", "with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)",
            "--case fig2-holds", repeat=True)
     _add(p, "cache-dir")

@@ -84,10 +84,8 @@ class WorkPlan:
 
 def _requests(study, fz_target: str, fz_seeds: int) -> list[tuple[str, FZBank, dict]]:
     """(role, bank, {tap: channels}) of the tested weights' banks a run reads."""
-    variants = [("primary", study)]
-    if fz_target == "both":
-        variants.append(("other reading", study.variant(target="as-run")))
-    variants += [(f"seed {s}", study.variant(seed=s)) for s in range(1, fz_seeds)]
+    readings = [("primary", study)] + ([("other reading", study.variant(target="as-run"))] if fz_target == "both" else [])
+    variants = readings + [(f"seed {s}", r.variant(seed=s)) for _, r in readings for s in range(1, fz_seeds)]
     out = []
     for role, st in variants:
         for n, (bank, requests) in enumerate(st.fz_requests()):

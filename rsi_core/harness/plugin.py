@@ -311,6 +311,10 @@ def _header_lines(config) -> list[str]:
     missing = weights_missing(_option(config, "model"), _option(config, "weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
+    from rsi_core.harness.claims import natural_images_note  # issue 29: natural-image parts need natural images
+    note = natural_images_note(_profile(config), _option(config, "images"))
+    if note:
+        lines.append(note)
     head = getattr(state(config).model, "rsi_head_note", None)  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
@@ -324,7 +328,9 @@ def _header_lines(config) -> list[str]:
 
 def _options(config) -> dict:
     """The run's checked option values, the device and profile resolved."""
-    return {**_values(config), "device": _device(config), "profile": _profile(config)}
+    from rsi_core.harness.options import fz_target
+    values, profile = _values(config), _profile(config)
+    return {**values, "device": _device(config), "profile": profile, "fz-target": fz_target(values.get("fz-target"), profile)}
 
 
 def build_study(model, options: dict):

@@ -35,6 +35,7 @@ class Profile:
     second_seed: bool = True        # census blocks: a subsample under a second FZ seed (the census noise)
     per_block: tuple = ()           # ((block, channels), ...): a block's own sample size, else channels_per_block
     strict_section: bool = True     # write the strict scale test's report section (no claim reads it)
+    fz_target: str = "as-written"   # --fz-target's default: the FZ readings decided ("both" on a census)
 
     def sample_size(self, block: str) -> int | None:
         return dict(self.per_block).get(block, self.channels_per_block)
@@ -48,7 +49,7 @@ class Profile:
 
 
 PROFILES = {
-    "paper": Profile("paper", 2560, None, False, None),
+    "paper": Profile("paper", 2560, None, False, None, fz_target="both"),
     "quick": Profile("quick", 256, 16, True, None),
     "smoke": Profile("smoke", 24, 6, False, 500),
     # benchmarks/power.py: 37 per downsample block (fig2-downsample-overwrite), 59 in 4.1 (fig2-final-block's

@@ -311,8 +311,8 @@ CASES = [
     Case("final-block-holds", "fig2-final-block", "holds", _WIDE_FIG5, carrier41=64,
          why="the scale-counts-holds network: 4.1's 48 planted channels at M ~ 0.1 and the carrier's own branch "
              "64x its input"),
-    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [Chan(1, 0, 0)] * 5},
-         carrier41=16, why="4.1: 5 of 10 channels skip"),
+    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [SKIP1] * 5},
+         carrier41=16, why="4.1: 5 of 10 channels skip (B a quarter of I: every FZ moves, none is a default M = 5)"),
     Case("weight-magnitude-holds", "fig3-weight-magnitude", "holds", _fig3(-1),
          why="1.1, 2.1, 3.1: branch gain 0.1 .. 12.8 on bn2 and conv2, M ~ 1 / (2 g)"),
     Case("weight-magnitude-fails", "fig3-weight-magnitude", "fails", _fig3(+1),

@@ -25,6 +25,7 @@ import time
 from rsi_core.measure.profiles import Profile
 from rsi_core.planted import resnet as PR
 from rsi_core.planted.mutations import mutation_for
+from rsi_core.verdicts.registry import CLAIM_IDS
 
 #: FZ steps: the planted detectors are linear, 32 steps reach the ratios the cases rely on (64 gave the same M).
 STEPS = int(os.environ.get("RSI_CLAIMS_STEPS", 32))
@@ -120,7 +121,7 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
             "noise_sources": sorted({s for r in rows for s in r["noise_sources"]}),
             "mutation_score": sum(m["caught"] for m in mutations.values()) / len(mutations) if mutations else None,
             "mutations": mutations, "decidability": decidability(),
-            "claims_covered": claimed, "claims_not_covered": sorted(set(fns) - set(claimed)),
+            "claims_covered": claimed, "claims_not_covered": sorted(set(CLAIM_IDS) - set(claimed)),
             "steps": steps, "seconds": round(time.time() - t, 1)}
 
 

@@ -38,13 +38,14 @@ def test_the_plan_holds_every_bank_a_run_reads_once(model, tmp_path):
     plan = build(study, "both", fz_seeds=2, controls=2, batch_size=4)
     # smoke: 6 channels; 1.1 (I = 1.0.O, B) and 2.0 (I, B): 24 FZs per bank; as-run shares 2.0.I (a downsample
     # block's input) with as-written, and reads 1.1.B and 1.1.I as the block outputs 1.1.O and 1.0.O
-    assert plan.counts == {"primary": 24, "other reading": 18, "seed 1": 24, "control random": 24,
+    # the seed 1 of each reading: 24 + 18
+    assert plan.counts == {"primary": 24, "other reading": 18, "seed 1": 42, "control random": 24,
                            "control shuffle": 24}
     entries = _entries(plan, None)
-    assert len(entries) == len(set(entries)) == plan.total == 114
+    assert len(entries) == len(set(entries)) == plan.total == 132
     assert all(1 <= len(u.channels) <= 4 for u in plan.units)
     assert {u.bank.weights for u in plan.units} == {"random:0", "random:1", "shuffle:1:random:0"}
-    assert plan.totals().startswith("rsi: plan: 114 FZs of 2 steps in ")
+    assert plan.totals().startswith("rsi: plan: 132 FZs of 2 steps in ")
 
 
 @given(st.integers(1, 40))

@@ -29,8 +29,8 @@ MIX_BAND = (2 / 3, 3 / 2)
 # FZ jitter per canonical tap (a simple block's I is the previous block's O); taps not listed
 # use DEFAULT_JITTER. The simple blocks' I entries repeat the O they stand for.
 DEFAULT_JITTER = 16
-_JITTER_A2 = {**{f"{b}.{t}": 0 for b in ("1.1", "2.0") for t in "IBO"}, "1.0.O": 0, "2.1.I": 0,
-              "2.1.B": 4, **{f"3.0.{t}": 4 for t in "IBO"}, "3.1.I": 4}
+_JITTER_A2 = {"1.1.I": 0, "1.1.B": 0, "1.1.O": 0, "2.0.I": 0, "2.0.B": 0, "2.0.O": 0, "1.0.O": 0, "2.1.I": 0,
+              "2.1.B": 4, "3.0.I": 4, "3.0.B": 4, "3.0.O": 4, "3.1.I": 4}
 JITTER_TABLES = {
     # appendix A.2: none for 1.1 and 2.0, 4 for 2.1's B and all of 3.0, 16 elsewhere
     "paper": _JITTER_A2,

@@ -5,7 +5,7 @@ import torch
 
 from rsi_core.cache import Cache
 from rsi_core.harness.claims import claim_functions
-from rsi_core.model.anatomy import block_roles, read_taps
+from rsi_core.model.anatomy import block_roles, provenance_of, read_taps
 from rsi_core.model.images import normalize
 from rsi_core.model.load import load_model
 from rsi_core.planted import resnet as PR
@@ -62,9 +62,9 @@ def test_taps_are_the_planted_linear_functions_of_luminance(value):
 
 def test_weights_string_builds_the_case_with_its_own_lists():
     model = load_model("resnet18", "planted:top-mixes-holds")
-    assert model.rsi_weights == "planted:top-mixes-holds"
-    assert model.rsi_lists["fig8"]["2.0"] == [1, 2, 3]
-    assert load_model("resnet18", "planted:final-block-holds").rsi_lists is None
+    assert provenance_of(model).weights == "planted:top-mixes-holds"
+    assert provenance_of(model).lists["fig8"]["2.0"] == [1, 2, 3]
+    assert provenance_of(load_model("resnet18", "planted:final-block-holds")).lists is None
     with pytest.raises(ValueError, match="unknown planted case"):
         load_model("resnet18", "planted:nope")
 

@@ -6,12 +6,12 @@ and a later run (or another pytest-xdist worker) picks up where it stopped. Work
 the same tap wait on one lock per tap instead of computing the same FZs twice; while waiting,
 they compute other taps that nobody holds.
 
-Entries are keyed by the canonical tap (``canonical_tap``: a simple block's I is the previous
+Entries are keyed by the canonical tap (``Anatomy.canonical``: a simple block's I is the previous
 block's O, one FZ for both names), the reading actually optimized (``effective_target``: a
 downsample block's I is shared by both readings), the jitter used and every setting. A channel's
 FZ depends on nothing else: not the batch, its neighbours or the cache's history (render).
 An entry holds the image and the true I, B, O centre activations re-measured on it for every
-block the FZ serves (``BLOCK:T`` fields, e.g. ``2.0:O`` and ``2.1:O`` for 2.0.O = 2.1.I).
+block the FZ serves (``anatomy.entry_field``: ``2.0:O`` and ``2.1:O`` for 2.0.O = 2.1.I).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from rsi_core.fz.render import FZSettings, effective_target, measure, render
 from rsi_core.fz.resume import Checkpoint, Interrupted, stop_requested
 from rsi_core.fz.transform import jitter_of
 from rsi_core.model import progress
-from rsi_core.model.anatomy import blocks, canonical_tap, find_block, parse_tap
+from rsi_core.model.anatomy import TAP_KINDS, anatomy_of, block_of, entry_field
 
 #: steps of the calibration render that estimates a plan's time (``FZBank.estimate``)
 CALIBRATION_STEPS = 2
@@ -69,23 +69,25 @@ class FZBank:
         """Renders nothing: --require-cached, or another device's bank (--fz-device)."""
         return self.cached_only or bool(self.key_device and self.key_device != torch.device(self.device).type)
 
+    @property
+    def anatomy(self):
+        """The model's record (its anatomy and provenance, registered at load)."""
+        return anatomy_of(self.model)
+
     def _key(self, tap: str, channel: int) -> str:
-        tap = canonical_tap(self.model, tap)
+        tap = self.anatomy.canonical(tap)
         fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
         kind = self.key_device or torch.device(self.device).type
         if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
             fields["device"] = kind
-        return Cache.key("fz", model=self.model.rsi_model, weights_id=self.model.rsi_weights_id,
+        origin = self.anatomy.origin
+        return Cache.key("fz", model=origin.model, weights_id=origin.weights_id,
                          tap=tap, channel=int(channel), jitter=jitter_of(self.model, tap, self.settings.jitter_table),
                          **fields)
 
     def _served(self, tap: str) -> list[str]:
         """Blocks whose I, B, O an FZ of canonical ``tap`` is re-measured for."""
-        name, kind = parse_tap(tap)
-        names = [b.name for b in blocks(self.model)]
-        i = names.index(name)
-        nxt = blocks(self.model)[i + 1] if i + 1 < len(names) else None
-        return [name] + ([nxt.name] if kind == "O" and nxt is not None and nxt.i_is_prev_o else [])
+        return [block_of(t) for t in self.anatomy.aliases(tap)]
 
     def _missing(self, tap: str, channels) -> list[int]:
         return [c for c in channels if not self.cache.path(self._key(tap, c)).exists()]
@@ -93,7 +95,7 @@ class FZBank:
     def _compute(self, tap: str, channels: list[int], bar) -> None:
         """Render ``channels`` batch by batch; the bar and the process's progress counters move
         with every optimization step."""
-        tap = canonical_tap(self.model, tap)
+        tap = self.anatomy.canonical(tap)
         steps = self.settings.steps
         for start in range(0, len(channels), self.batch_size):
             chunk = channels[start:start + self.batch_size]
@@ -104,7 +106,7 @@ class FZBank:
                 bar.update(base + n * (s + 1) / steps - bar.n)
             out = render(self.model, tap, chunk, self.settings, device=self.device, progress=False, on_step=step,
                          checkpoint=(checkpoint := self.checkpoint(tap, chunk)))
-            acts = {f"{b}:{k}": v for b in self._served(tap)
+            acts = {entry_field(b, k): v for b in self._served(tap)
                     for k, v in measure(self.model, out["images"], b, device=self.device).items()}
             for n, c in enumerate(chunk):
                 self.cache.save(self._key(tap, c), {"image": out["images"][n],
@@ -124,7 +126,7 @@ class FZBank:
         2.0.O are one request), taps with nothing left out."""
         merged = {}
         for t, chans in requests.items():
-            merged.setdefault(canonical_tap(self.model, t), []).extend(int(c) for c in chans)
+            merged.setdefault(self.anatomy.canonical(t), []).extend(int(c) for c in chans)
         pending = {t: list(dict.fromkeys(c)) for t, c in merged.items()}
         if missing_only:
             pending = {t: self._missing(t, c) for t, c in pending.items()}
@@ -137,8 +139,8 @@ class FZBank:
         size = self.batch_size if torch.device(self.device).type == "cuda" else min(4, self.batch_size)
         calibration = replace(self.settings, steps=CALIBRATION_STEPS)
         out = {}
-        for tap in dict.fromkeys(canonical_tap(self.model, t) for t in taps):
-            probe = list(range(min(size, find_block(self.model, parse_tap(tap)[0]).channels)))
+        for tap in dict.fromkeys(self.anatomy.canonical(t) for t in taps):
+            probe = list(range(min(size, self.anatomy.find(block_of(tap)).channels)))
             t0 = time.perf_counter()
             render(self.model, tap, probe, calibration, device=self.device, progress=False)
             out[tap] = (time.perf_counter() - t0) / CALIBRATION_STEPS * self.settings.steps / len(probe)
@@ -218,7 +220,7 @@ class FZBank:
         ``channels`` in order. ``figure``: for a figure, which reads the images only; with
         ``cached_only`` a missing FZ is a blank image there instead of an error."""
         channels = [int(c) for c in channels]
-        block = parse_tap(tap)[0]
+        block = block_of(tap)
         if figure and self.read_only and self._missing(tap, channels):
             return self._figure_only(tap, channels)
         self.ensure({tap: channels})
@@ -230,7 +232,7 @@ class FZBank:
                 found = self.cache.load(self._key(tap, c))
             entries.append(found)
         return {"image": np.stack([e["image"] for e in entries]),
-                **{k: np.stack([e[f"{block}:{k}"] for e in entries]) for k in "IBO"}}
+                **{k: np.stack([e[entry_field(block, k)] for e in entries]) for k in TAP_KINDS}}
 
     def _figure_only(self, tap: str, channels: list[int]) -> dict[str, np.ndarray]:
         """The images of ``channels``, blank where not cached (a figure under --require-cached)."""

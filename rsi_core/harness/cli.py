@@ -18,19 +18,18 @@ from rsi_core.harness import options as opts
 
 def cmd_blocks(args) -> int:
     from rsi_core.fz.transform import jitter_of
-    from rsi_core.model.anatomy import canonical_tap, describe_blocks
-    from rsi_core.model.families import family_of, preprocess_of
+    from rsi_core.model.anatomy import anatomy_of, canonical_tap, describe_blocks, preprocess_of, tap
     from rsi_core.model.load import load_model
     model = load_model(args.model, args.weights)
     rows = describe_blocks(model)
     for r in rows:  # the FZ jitter of each tap: the paper's table on resnet18, its rule elsewhere (paper.py)
         for t, v in r["taps"].items():
-            v["jitter"] = jitter_of(model, canonical_tap(model, f"{r['block']}.{t}"))
+            v["jitter"] = jitter_of(model, canonical_tap(model, tap(r["block"], t)))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     p = preprocess_of(model)
-    print(f"{args.model} ({family_of(model).name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
+    print(f"{args.model} ({anatomy_of(model).family.name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
           f"{p.interpolation}, crop {p.crop} ({p.source})")
     print(f"{'block':6} {'kind':10} {'roles':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF jitter" for t in "IBO"))
     for r in rows:
@@ -74,10 +73,11 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
+    from rsi_core.model.anatomy import block_of, provenance_of, taps_of
     device = args.device
     model = _model(args)
-    if getattr(model, "rsi_head_note", None):  # a fine-tune's other classifier: said before any work
-        print(f"rsi fz: {model.rsi_head_note}")
+    if provenance_of(model).head:  # a fine-tune's other classifier: said before any work
+        print(f"rsi fz: {provenance_of(model).head}")
     if args.unit:
         return _fz_units(args, model)
     profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
@@ -99,7 +99,7 @@ def cmd_fz(args) -> int:
     if not chosen:  # a run's channels: the profile's, as pytest claims renders them
         studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])
         chosen = {b.name: studied.channels(b.name) for b in blocks}
-    requests = {f"{b.name}.{t}": chosen[b.name] for b in blocks for t in args.taps}
+    requests = {tap: chosen[block_of(tap)] for tap in taps_of([b.name for b in blocks], args.taps)}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -234,14 +234,14 @@ def cmd_expectations(args) -> int:
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
     from rsi_core.model.activations import save_tables, stream_centre, table_provenance
-    from rsi_core.model.families import preprocess_of
+    from rsi_core.model.anatomy import preprocess_of, taps_of
     from rsi_core.model.images import ImageSet
     model = _model(args)
     images = ImageSet.from_dir(args.images)
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
     images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
-    taps = [f"{b.name}.{t}" for b in _blocks(model, args.blocks) for t in ("I", "B", "O") if t in args.taps]
+    taps = taps_of([b.name for b in _blocks(model, args.blocks)], [t for t in "IBO" if t in args.taps])
     tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from rsi_core.fz.bank import FZBank, default_batch_size
 from rsi_core.fz.render import effective_target
-from rsi_core.model.anatomy import canonical_tap
+from rsi_core.model.anatomy import canonical_tap, provenance_of
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,10 @@ def build(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int
     from rsi_core.harness.controls import control_weights
     model = study.model
     batch = batch_size or default_batch_size(study.device)
-    tested = [(role, BankSpec(model.rsi_weights, "tested", bank.settings.target, bank.settings.seed), requests)
+    tested = [(role, BankSpec(provenance_of(model).weights, "tested", bank.settings.target, bank.settings.seed), requests)
               for role, bank, requests in _requests(study, fz_target, fz_seeds)]
     banks = list(tested)
-    for weights, kind in control_weights(model.rsi_weights, controls):  # a control's primary and second seed
+    for weights, kind in control_weights(provenance_of(model).weights, controls):  # a control's primary and second seed
         banks += [(f"control {kind}" if role == "primary" else f"control {kind} second seed",
                    BankSpec(weights, kind, spec.target, spec.seed), requests)
                   for role, spec, requests in tested if role in ("primary", "second seed")]
@@ -130,7 +130,7 @@ class Banks:
     claims run loads it) the first time one of its units asks."""
 
     def __init__(self, study, plan: WorkPlan):
-        self.study, self.plan, self.models, self.banks = study, plan, {study.model.rsi_weights: study.model}, {}
+        self.study, self.plan, self.models, self.banks = study, plan, {provenance_of(study.model).weights: study.model}, {}
 
     def __call__(self, spec: BankSpec) -> FZBank:
         if spec not in self.banks:

@@ -225,12 +225,13 @@ def _plan_totals(config) -> str:
     """The work plan's totals line from the model's architecture (listing loads no weights: a
     random initialization has the same blocks, taps and channels)."""
     from rsi_core.harness.plan import for_run
+    from rsi_core.model.anatomy import amend
     from rsi_core.model.load import load_model
     opts = _options(config)
     try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
         weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
         model = load_model(opts["model"], weights, "cpu")
-        model.rsi_weights = opts["weights"]  # the controls are named after the tested weights
+        amend(model, weights=opts["weights"])  # the controls are named after the tested weights
         return for_run(model, opts, progress=False)[1].totals()
     except Exception as exc:  # listing tests never fails for the plan
         return f"rsi: no plan ({type(exc).__name__}: {exc})"
@@ -315,7 +316,9 @@ def _header_lines(config) -> list[str]:
     note = natural_images_note(_profile(config), _option(config, "images"))
     if note:
         lines.append(note)
-    head = getattr(state(config).model, "rsi_head_note", None)  # a fine-tune's other classifier
+    from rsi_core.model.anatomy import provenance_of
+    loaded = state(config).model
+    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
     if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
@@ -342,8 +345,7 @@ def build_study(model, options: dict):
     return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
                  images=ImageSet.from_dir(options["images"]), device=options["device"],
                  antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
 
 
 class ClaimsProgress:

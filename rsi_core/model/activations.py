@@ -20,9 +20,8 @@ import torch
 
 from rsi_core.cache import Cache
 from rsi_core.model import progress as counters
-from rsi_core.model.anatomy import TAP_KINDS, TapCapture
+from rsi_core.model.anatomy import TapCapture, preprocess_of, provenance_of, taps_of
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
 
 #: glibc's mallopt parameter and the size from which a block is its own mapping, returned when freed
@@ -41,7 +40,7 @@ def _flat_malloc() -> bool:
 
 
 def block_taps(block_names) -> list[str]:
-    return [f"{b}.{k}" for b in block_names for k in TAP_KINDS]
+    return taps_of(block_names)
 
 
 @torch.no_grad()
@@ -83,7 +82,8 @@ def natural_activations(model, images: ImageSet, block_names, cache: Cache | Non
 
 def natural_key(model, images: ImageSet, block_names) -> str:
     """The cache key of ``natural_activations``' tables."""
-    return Cache.key("natural", weights_id=model.rsi_weights_id, model=model.rsi_model,
+    origin = provenance_of(model)
+    return Cache.key("natural", weights_id=origin.weights_id, model=origin.model,
                      images=images.identity, taps=block_taps(block_names))
 
 

@@ -205,8 +205,7 @@ def build(case: Case) -> nn.Module:
         if s == 4 and case.carrier41:
             rows[CARRIER] = (d_dot, case.carrier41)
         _branch(b1, rows)
-    finish(model, "planted-resnet18", f"planted:{case.name}")
-    model.rsi_lists = dict(case.lists) or None   # list claims read these instead of resnet18's
+    finish(model, "planted-resnet18", f"planted:{case.name}", lists=dict(case.lists))  # list claims read these
     return model
 
 

@@ -58,8 +58,9 @@ def natural_reason(study) -> str | None:
     """Why a part that reads natural images (top-k images, correlations over images) cannot
     decide on ``study``: the bundled sample, on every profile (``BUNDLED``); None with a real
     image set, and for planted networks (built on the bundled images: their verdict is known there)."""
+    from rsi_core.model.anatomy import provenance_of
     from rsi_core.model.sources import kind_of
-    if kind_of(getattr(study.model, "rsi_weights", "")) == "planted" or not study.image_set.is_bundled:
+    if kind_of(provenance_of(study.model).weights) == "planted" or not study.image_set.is_bundled:
         return None
     return BUNDLED
 

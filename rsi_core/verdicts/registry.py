@@ -45,7 +45,7 @@ register_claim("fig4-inhibition", figure="Figure 4 top, Section 3.2", reads=("b_
 register_claim("fig4-input-block-correlation", figure="Figure 4 bottom, Section 3.2", reads=("input_corr",),
                natural=True)
 register_claim("fig5-scale-counts", figure="Figure 5, Section 3.3", reads=("criteria", "criteria_without_mix"),
-               natural=True)
+               natural=True, applies_if=("scale-rf",))  # I sees less than B (model.anatomy.SCALE_PREMISE)
 register_claim("fig6-top-scale", figure="Figure 6, Section 3.3", reads=("found",), lists="fig6")
 register_claim("fig7-robust", figure="Figure 7, Appendix A.3", reads=("found",), natural=True, lists="fig7")
 register_claim("fig8-top-mixes", figure="Figure 8, Appendix A.4", reads=("found",), lists="fig8")

@@ -16,7 +16,7 @@ from rsi_core.fz.bench import lucent_render
 from rsi_core.fz.export import export_pngs
 from rsi_core.fz.render import CentreCone, FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import Draws, apply, cut, final_side, jitter_for
-from rsi_core.model.anatomy import canonical_tap, centre_crop_window, parse_tap, read_taps
+from rsi_core.model.anatomy import amend, canonical_tap, centre_crop_window, parse_tap, provenance_of, read_taps
 from rsi_core.model.images import MEAN, STD
 from rsi_core.model.load import load_model
 from rsi_core.paper import JITTER_TABLES
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def model64():
     m = load_model("resnet18", "random:0").double()
-    m.rsi_weights_id += "-float64"
+    amend(m, weights_id=provenance_of(m).weights_id + "-float64")
     return m
 
 

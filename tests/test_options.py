@@ -85,9 +85,10 @@ def test_rsi_run_forwards_the_table_and_loads_the_model_once(tmp_path, monkeypat
     """rsi run checks its options, loads the model once, and its in-process pytest reuses both."""
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / "test_seen.py").write_text(
+        "from rsi_core.model.anatomy import provenance_of\n\n\n"
         "def test_seen(rsi_model, rsi_options):\n"
         "    assert rsi_options['antialias'] is True and rsi_options['jitter-table'] == 'authors-script'\n"
-        "    assert rsi_options['fz-seeds'] == 2 and rsi_model.rsi_weights == 'random:0'\n")
+        "    assert rsi_options['fz-seeds'] == 2 and provenance_of(rsi_model).weights == 'random:0'\n")
     loads = []
     real = load.load_model
     monkeypatch.setattr(load, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))

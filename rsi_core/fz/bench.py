@@ -37,7 +37,8 @@ import torch
 from rsi_core.fz.bank import default_batch_size
 from rsi_core.fz.render import FZSettings, element_streams, one_thread, optimized_tap, render
 from rsi_core.fz.transform import ANGLES, SCALES, jitter_for
-from rsi_core.model.anatomy import TapCapture, canonical_tap, centre_crop_window, find_block
+from rsi_core.model.anatomy import TapCapture, block_of, canonical_tap, centre_crop_window, find_block
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.load import load_model
 from rsi_core.paper import PAPER_BLOCKS, PAPER_STEPS
 
@@ -151,7 +152,7 @@ def _timed(fn, device) -> float:
 def measure_tap(model, tap: str, steps: int, batch: int, device, repeats: int = 1) -> dict:
     """Seconds per FZ for one tap, lucent (1 neuron) and engine (``batch`` channels); with
     ``repeats`` > 1 the two sides alternate and each keeps its fastest time."""
-    channels = list(range(min(batch, find_block(model, tap.rsplit(".", 1)[0]).channels)))
+    channels = list(range(min(batch, find_block(model, block_of(tap)).channels)))
     settings, warm = FZSettings(steps=steps), FZSettings(steps=WARMUP_STEPS)
     lucent_render(model, tap, 0, WARMUP_STEPS, device=device)
     render(model, tap, channels, warm, device=device, progress=False)
@@ -185,7 +186,7 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
     rows = []
     for b in blocks:
         for k in kinds:
-            r = measure_tap(model, f"{b}.{k}", steps, batch, device, repeats)
+            r = measure_tap(model, tap_name(b, k), steps, batch, device, repeats)
             rows.append(r)
             say(f"{b:5} {k:3} {r['jitter']:>3} {r['crop_area']:>5.2f} {r['lucent_s_per_fz']:>12.3f} "
                 f"{r['engine_s_per_fz']:>12.4f} {r['ratio']:>6.1f}x")
@@ -202,11 +203,11 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
 
     # extrapolation: per-step cost x paper steps x channels of each tap (not measured)
     def bank_s(key):
-        return sum(r[key] / steps * PAPER_STEPS * find_block(model, r["tap"].rsplit(".", 1)[0]).channels
+        return sum(r[key] / steps * PAPER_STEPS * find_block(model, block_of(r["tap"])).channels
                    for r in rows)
 
     extrapolated = {"engine_s": bank_s("engine_s_per_fz"), "lucent_s": bank_s("lucent_s_per_fz"),
-                    "fzs": sum(find_block(model, r["tap"].rsplit(".", 1)[0]).channels for r in rows),
+                    "fzs": sum(find_block(model, block_of(r["tap"])).channels for r in rows),
                     "steps": PAPER_STEPS}
     full = set(blocks) == set(PAPER_BLOCKS) and kinds == "IB"
     say(f"EXTRAPOLATION (not measured): the {'full paper bank, ' + PAPER_FZS if full else 'bank of these taps'}"

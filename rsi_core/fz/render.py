@@ -46,9 +46,19 @@ from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
 from rsi_core.model import progress as counters
-from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
+from rsi_core.model.anatomy import (
+    TAP_KINDS,
+    TapCapture,
+    aligned_window,
+    anatomy_of,
+    canonical_tap,
+    map_size,
+    parse_tap,
+    preprocess_of,
+    taps_of,
+)
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.families import family_of, preprocess_of
 from rsi_core.model.images import PAPER_PREPROCESS, Preprocess, normalize
 from rsi_core.paper import IMAGE_SIZE, JITTER_TABLES, PAPER_STEPS, READINGS
 
@@ -88,11 +98,11 @@ def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, boo
     as they are."""
     if target not in READINGS:
         raise ValueError(f"unknown FZ target {target!r}: use one of {', '.join(READINGS)}")
-    tap = canonical_tap(model, tap)
-    name, kind = parse_tap(tap)
+    canonical = canonical_tap(model, tap)
+    name, kind = parse_tap(canonical)
     if target == "as-run" and kind in ("B", "O"):
-        return f"{name}.O", True
-    return tap, False
+        return tap_name(name, "O"), True
+    return canonical, False
 
 
 def effective_target(model, tap: str, target: str) -> str:
@@ -204,12 +214,13 @@ class CentreCone:
     B is read before the addition and O before the ReLU, as ``TapCapture`` reads them."""
 
     def __init__(self, model, tap: str):
+        record = anatomy_of(model)
         name, self.kind = parse_tap(tap)
-        self.model, self.blocks = model, blocks(model)
-        self.index = self.blocks.index(find_block(model, name))
-        self.path = tap_path(model, tap)
+        self.model, self.blocks = model, record.blocks
+        self.index = record.index(name)
+        self.path = record.path(tap)
         # a simple block's I is the previous block's O: the pass ends with that block
-        self.simple_input = self.kind == "I" and self.blocks[self.index].i_is_prev_o
+        self.simple_input = record.canonical(tap) != tap
         # length of the path from the image to block k's input (stem: conv1, max-pool)
         self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
         # each convolution with its BatchNorm folded in (the same function to float rounding)
@@ -398,7 +409,8 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
     read, relu = optimized_tap(model, tap, settings.target)
     objective = OBJECTIVES[settings.objective]
     # the cut forward runs torchvision's ResNet blocks; other families take their own forward (the same FZ)
-    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family_of(model).cone(model) else None
+    family = anatomy_of(model).family
+    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family.cone(model) else None
     channels = [int(c) for c in channels]
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
     init, rngs = element_streams(settings.seed, tap, channels, device)
@@ -447,7 +459,6 @@ def measure(model, images, block: str, device="cpu") -> dict[str, np.ndarray]:
     """Centre activations of I, B, O of ``block`` ([N, C] each) for uint8 images or a
     normalized batch: the paper re-measures every FZ on its saved PNG."""
     x = images if torch.is_tensor(images) else dequantize(images, device, preprocess_of(model))
-    taps = [f"{block}.{k}" for k in "IBO"]
-    with TapCapture(model, taps, centre=True) as capture, tf32_flags():  # measured in strict fp32
+    with TapCapture(model, taps_of([block]), centre=True) as capture, tf32_flags():  # measured in strict fp32
         acts = capture(x.to(device))
-    return {k: acts[f"{block}.{k}"].float().cpu().numpy() for k in "IBO"}
+    return {k: acts[tap_name(block, k)].float().cpu().numpy() for k in TAP_KINDS}

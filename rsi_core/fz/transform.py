@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import center_crop
 
-from rsi_core.model.anatomy import input_window, map_size, tap_path
+from rsi_core.model.anatomy import anatomy_of
 from rsi_core.paper import DEFAULT_JITTER, IMAGE_SIZE, JITTER_BY_RF, JITTER_TABLES, TABLE_MODELS
 
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]
@@ -49,13 +49,15 @@ def jitter_for(tap: str, table: str = "paper") -> int:
 def jitter_of(model, tap: str, table: str = "paper") -> int:
     """Jitter of canonical ``tap`` of ``model``: the table for resnet18 (and the planted
     networks), for any other model the rule of receptive field (``paper.JITTER_BY_RF``);
-    table "none" is no jitter for every model."""
-    if getattr(model, "rsi_model", "resnet18") in TABLE_MODELS or table == "none":
+    table "none" is no jitter for every model. A family that takes one image side only (a
+    ViT) has jitter 4 at least: below 4 the transforms change the image's side (SPEC, A.2)."""
+    record = anatomy_of(model)
+    if table == "none" or record.origin.model in TABLE_MODELS:
         return jitter_for(tap, table)
     jitter_for(tap, table)  # an unknown table is an error here too
-    path = tap_path(model, tap)
-    lo, hi = input_window(path, map_size(path, IMAGE_SIZE) // 2)
-    return next((j for rf, j in JITTER_BY_RF if hi - lo + 1 <= rf), DEFAULT_JITTER)
+    rf = record.receptive_field(tap, IMAGE_SIZE)
+    jitter = next((j for limit, j in JITTER_BY_RF if rf <= limit), DEFAULT_JITTER)
+    return max(jitter, 4) if record.family.input_side else jitter
 
 
 def _ranges(jitter: int) -> list[int]:

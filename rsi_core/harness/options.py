@@ -207,12 +207,20 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("expectations", "TOML file of expectations (holds/fails/observe per claim) adding to or overriding the "
            "shipped ones; repeatable; record one with `rsi expectations --from claims-report.json`",
            "--expectations blessed.toml", None, repeat=True, metavar="TOML"),
-    Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (the test's "
-           "outcome uses as-written)", "--fz-target both", "as-written", one_of(READINGS + ("both",))),
+    Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (each claim "
+           "decided under each; the outcome reads the paper's own reading of the claim); default: both on the "
+           "paper profile, else as-written", "--fz-target both", None, one_of(READINGS + ("both",))),
     Option("fz-seeds", "render every FZ with seeds 0..K-1; a claim whose verdict differs between seeds is "
            "inconclusive", "--fz-seeds 3", 1, at_least(1), metavar="K"),
     Option("controls", "K control models (random-init, weight-shuffled) every claim is also evaluated on "
            "(default: 2 on the paper profile, else 0)", "--controls 2", None, at_least(0), metavar="K"),
+    # issue 31: which device's FZs a run reads (a CPU job analysing a GPU-rendered bank)
+    Option("fz-device", "read the FZs rendered on this kind of device (cpu or cuda; default: the run's own); FZs of "
+           "another kind are only read, never rendered (a CPU job analysing a GPU-rendered bank)", "--fz-device cuda",
+           None, one_of(("cpu", "cuda", "mps"))),
+    # issue 31: a claims job that renders nothing (the bank was rendered by rsi fz --unit)
+    Option("require-cached", "render no FZ: check the bank against the plan (rsi plan) before any work and stop "
+           "in one line when an FZ is missing", "--require-cached", False, flag=True),
 )}
 
 #: the options of ``pytest claims`` and ``rsi run``, in help order
@@ -304,6 +312,13 @@ def load_weights(values: dict, device: str = "cpu"):
         raise OptionError("weights", values["weights"], one_line(exc)) from None
 
 
+def fz_target(value: str | None, profile: str | None) -> str:
+    """--fz-target as given, else the profile's (both on the paper profile: a census decides both
+    readings), else as-written."""
+    from rsi_core.measure.profiles import get_profile
+    return value or (get_profile(profile).fz_target if profile else "as-written")
+
+
 def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     """Validate ``values`` (parsed) before any work; returns them with ``device`` and ``profile``
     resolved, and the model (on CPU) when ``load`` (None when the weights are unavailable offline)."""
@@ -329,6 +344,8 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     if "profile" in v and v["profile"] is None and "device" in v:
         from rsi_core.measure.profiles import default_profile
         v["profile"] = default_profile(v["device"])
+    if "profile" in v and "fz-target" in v:
+        v["fz-target"] = fz_target(v["fz-target"], v["profile"])
     for name in ("cache-dir", "artifacts-dir"):
         if v.get(name):
             writable_dir(name, v[name])

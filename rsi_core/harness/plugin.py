@@ -157,6 +157,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    if state(config).claims_run:  # what the process does after an in-process run renders as usual
+        from rsi_core.fz.bank import FZBank
+        FZBank.key_device, FZBank.cached_only = None, False
     if state(config).attached:
         from rsi_core.model import progress
         progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
@@ -182,6 +185,10 @@ def _start_claims_run(config) -> None:
         except options.OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
     st.claims_run = True
+    from rsi_core.fz.bank import FZBank  # issue 31: another device's bank, read only; --require-cached renders none
+    FZBank.key_device, FZBank.cached_only = st.values.get("fz-device"), bool(st.values.get("require-cached"))
+    if FZBank.cached_only and not _is_worker(config) and not config.option.collectonly:
+        _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
@@ -195,6 +202,39 @@ def _start_claims_run(config) -> None:
         shutil.rmtree(progress_folder(artifacts), ignore_errors=True)
         config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
         _report_progress(config, "main")
+
+
+def _require_cached(config) -> None:
+    """--require-cached: the bank checked against the run's plan before any work; a missing FZ
+    is one usage-error line with the count and the ``rsi fz --unit`` command that renders them."""
+    from rsi_core.harness.plan import Banks, for_run, unit_command
+    opts = _options(config)
+    if state(config).model is None:
+        return  # weights unavailable offline: the run says so (every claim skipped)
+    study, plan = for_run(state(config).model.to(opts["device"]), opts, progress=False)
+    missing = Banks(study, plan).missing()
+    if missing:
+        (first, _), n = missing[0], sum(len(g) for _, g in missing)
+        raise pytest.UsageError(
+            f"--require-cached: {n} of the plan's {plan.total} FZs are not in the cache {study.cache.root} "
+            f"({len(missing)} of {len(plan.units)} units, e.g. unit {first.index}: {first.tap} of {first.bank.label()}); "
+            f"render them with: {unit_command(opts)}")
+
+
+def _plan_totals(config) -> str:
+    """The work plan's totals line from the model's architecture (listing loads no weights: a
+    random initialization has the same blocks, taps and channels)."""
+    from rsi_core.harness.plan import for_run
+    from rsi_core.model.anatomy import amend
+    from rsi_core.model.load import load_model
+    opts = _options(config)
+    try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
+        weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
+        model = load_model(opts["model"], weights, "cpu")
+        amend(model, weights=opts["weights"])  # the controls are named after the tested weights
+        return for_run(model, opts, progress=False)[1].totals()
+    except Exception as exc:  # listing tests never fails for the plan
+        return f"rsi: no plan ({type(exc).__name__}: {exc})"
 
 
 def _report_progress(config, name: str) -> None:
@@ -291,9 +331,17 @@ def _header_lines(config) -> list[str]:
     missing = weights_missing(_option(config, "model"), _option(config, "weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
-    head = getattr(state(config).model, "rsi_head_note", None)  # a fine-tune's other classifier
+    from rsi_core.harness.claims import natural_images_note  # issue 29: natural-image parts need natural images
+    note = natural_images_note(_profile(config), _option(config, "images"))
+    if note:
+        lines.append(note)
+    from rsi_core.model.anatomy import provenance_of
+    loaded = state(config).model
+    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
+    if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
+        lines.append(_plan_totals(config))
     live = config.pluginmanager.get_plugin("rsi-progress")
     if live is not None and not missing:
         lines.append(live.start())
@@ -302,7 +350,9 @@ def _header_lines(config) -> list[str]:
 
 def _options(config) -> dict:
     """The run's checked option values, the device and profile resolved."""
-    return {**_values(config), "device": _device(config), "profile": _profile(config)}
+    from rsi_core.harness.options import fz_target
+    values, profile = _values(config), _profile(config)
+    return {**values, "device": _device(config), "profile": profile, "fz-target": fz_target(values.get("fz-target"), profile)}
 
 
 def build_study(model, options: dict):
@@ -314,8 +364,7 @@ def build_study(model, options: dict):
     return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
                  images=ImageSet.from_dir(options["images"]), device=options["device"],
                  antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
 
 
 class ClaimsProgress:

@@ -29,6 +29,7 @@ from dataclasses import replace
 import torch
 
 from rsi_core.measure.study import Study
+from rsi_core.model.anatomy import amend, provenance_of
 from rsi_core.model.load import weights_identity
 from rsi_core.planted import resnet as PR
 from rsi_core.planted.validate_claims import census_profile
@@ -52,8 +53,7 @@ def jittered(model, scale: float = JITTER, seed: int = 0):
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1 + scale * torch.randn(p.shape, generator=g))
-    model.rsi_weights += f"+jitter{scale:g}"
-    model.rsi_weights_id = weights_identity(model)
+    amend(model, weights=f"{provenance_of(model).weights}+jitter{scale:g}", weights_id=weights_identity(model))
     return model
 
 
@@ -75,7 +75,7 @@ def evaluate(study, fns: dict) -> dict:
 
 def _study(model, cache, steps, seed=0, device="cpu"):
     return Study(model, replace(census_profile(steps), second_seed=False), cache, device=device, progress=False, fz_seed=seed,
-                 lists=getattr(model, "rsi_lists", None))
+                 lists=provenance_of(model).lists)
 
 
 def run(cache, fns: dict, draws: int = 5, steps: int | None = None, device="cpu", progress: bool = True) -> dict:

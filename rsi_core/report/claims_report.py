@@ -15,7 +15,7 @@ from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
 from rsi_core.report.environment import SCHEMA, environment, schema_of
-from rsi_core.report.html import blocks_text, write_html
+from rsi_core.report.html import blocks_text, reading_text, write_html
 
 #: the FZ settings a baseline must share (``FZSettings``' fields that change an FZ; lr and crop are fixed)
 FZ_KEYS = ("steps", "target", "jitter_table", "seed", "objective")
@@ -116,13 +116,16 @@ def write_report(entries: list[dict], folder, env: dict | None = None) -> tuple[
         cell = e["reason"].replace("|", "/").replace("\n", " ")
         flag = " **regressed: " + "; ".join(e["regressions"]) + "**" if e.get("regressions") else ""
         label = e.get("label") or e["verdict"]
+        label += f" ({reading_text(e)})" if reading_text(e) else ""
         lines.append(f"| {e['id']} | {blocks_text(e)} | {label} | {e.get('expectation', '')} | "
                      f"{e.get('outcome', '')}{flag} | {cell} | {e.get('paper', '').replace('|', '/')} |")
     if any("readings" in e for e in entries):
-        lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it):", "",
-                  "| claim | as-written | as-run |", "|---|---|---|"]
+        lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it; the decisive "
+                      "one is the paper's own reading of the claim, rsi_core.paper.PAPER_READING):", "",
+                  "| claim | as-written | as-run | decisive | reading-dependent |", "|---|---|---|---|---|"]
         lines += [f"| {e['id']} | " + " | ".join(f"{r['verdict']} ({_num(r['value'])})" for r in
-                                              (e["readings"][t] for t in ("as-written", "as-run"))) + " |"
+                                              (e["readings"][t] for t in ("as-written", "as-run")))
+                  + f" | {e.get('decisive_reading', '')} | {'yes' if e.get('reading_dependent') else 'no'} |"
                   for e in entries if "readings" in e]
     if any("seeds" in e for e in entries):
         lines += ["", "FZ seeds (verdict inconclusive when seeds disagree):", "", "| claim | per seed | range |",

@@ -255,6 +255,25 @@ def _is_claim(item) -> bool:
     return item.get_closest_marker("claim") is not None
 
 
+def _node_bases(config) -> list[Path]:
+    """Folders a node id's file may be relative to: the rootdir, and the folders of the command
+    line's arguments (with ``--pyargs`` a package's node ids are relative to its folder)."""
+    bases = [config.rootpath]
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        path = Path(target)
+        if config.option.pyargs and not path.exists():
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError):
+                continue
+            if spec is None or not spec.origin:
+                continue
+            path = Path(spec.origin)
+        bases += [path if path.is_dir() else path.parent, (path if path.is_dir() else path.parent).parent]
+    return bases
+
+
 def _claim_marked(config, nodeids) -> bool:
     """Whether any of the tests ``nodeids`` is marked ``claim``, read from their modules (the
     xdist controller collects nothing). Only a module whose text marks a claim is imported."""
@@ -263,7 +282,7 @@ def _claim_marked(config, nodeids) -> bool:
         file, _, rest = nodeid.partition("::")
         tests.setdefault(file, set()).add(rest.split("::")[-1].split("[")[0])
     for file, names in tests.items():
-        path = config.rootpath / file
+        path = next((b / file for b in _node_bases(config) if (b / file).is_file()), config.rootpath / file)
         try:
             if "mark.claim" not in path.read_text():
                 continue

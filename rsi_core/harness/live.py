@@ -74,7 +74,8 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + strict
     if plan.to_render:
         costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
-        plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())
+        plan.seconds = sum(costs[t] * n for t, n in todo.items()) + (  # own's taps are costed only with controls
+            controls * sum(costs[t] * n for t, n in own.items()) if controls else 0)
     return plan
 
 

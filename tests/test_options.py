@@ -42,7 +42,7 @@ def test_pytest_claims_and_rsi_run_have_the_same_options():
     plugin.pytest_addoption(rec)
     run = dict(_subparsers(cli.build_parser()))["run"]
     run_flags = [a.option_strings[0] for a in run._actions
-                 if a.option_strings and a.dest not in ("help", "claims", "log_level", "quiet")]
+                 if a.option_strings and a.dest not in ("help", "claims", "log_level", "quiet", "dry_run")]
     assert run_flags == [f"--{n}" for n in options.RUN_OPTIONS]
     assert rec.names == [f"--rsi-{n}" for n in options.RUN_OPTIONS]  # the short names only where claims run
     assert {"--antialias", "--jitter-table"} <= set(run_flags)

@@ -147,3 +147,21 @@ def test_settings_come_from_the_command_line_the_environment_a_config_file_then_
     assert cli.main(["config"]) == 2
     err = capsys.readouterr().err
     assert "unknown keys wieghts" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_xdist_controller_recognises_claims_from_the_workers_node_ids(tmp_path, monkeypatch):
+    """The controller collects nothing: it reads the workers' node ids, relative to the rootdir in a
+    clone and to the package's folder with ``--pyargs``."""
+    from types import SimpleNamespace
+
+    from rsi_core.harness.plugin import _claim_marked
+    claim, plain = "test_fig2_spectrum.py::test_final_block[fig2-final-block]", "test_package.py::test_x"
+
+    def config(rootpath, args, pyargs=False):
+        return SimpleNamespace(rootpath=rootpath, args=args, option=SimpleNamespace(pyargs=pyargs))
+    assert _claim_marked(config(ROOT, ["claims"]), [f"claims/{claim}"])
+    assert not _claim_marked(config(ROOT, ["tests"]), [f"tests/{plain}"])
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "rsi_claims").symlink_to(ROOT / "claims")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert _claim_marked(config(tmp_path, ["rsi_claims"], pyargs=True), [claim])

@@ -36,6 +36,10 @@ def default_batch_size(device) -> int:
     return 256 if torch.device(device).type == "cuda" else 16
 
 
+class NotCached(LookupError):
+    """An FZ a ``cached_only`` bank was asked for is not in the cache."""
+
+
 class _Unlocked:
     def acquire(self, timeout=None):
         return self
@@ -48,12 +52,22 @@ class FZBank:
     # realjob (issue 9): shards of one bank (rsi fz --shard) own disjoint channels, so each takes
     # its own tap locks instead of waiting on the other shards' (rsi_core/shard.py)
     lock_tag = ""
+    # issue 31: a claims job run with --require-cached renders nothing: a missing FZ is an error
+    # (``NotCached``), and a figure's FZ that is not cached is drawn blank (``get(..., figure=True)``)
+    cached_only = False
+    # issue 31: the device kind whose FZs every bank reads (None: each bank's own); set with --fz-device
+    key_device: str | None = None
 
     def __init__(self, model, cache: Cache, settings: FZSettings = FZSettings(), device="cpu",
                  batch_size: int | None = None, progress: bool = True):
         self.model, self.cache, self.settings, self.device = model, cache, settings, device
         self.batch_size = batch_size or default_batch_size(device)
         self.progress = progress
+
+    @property
+    def read_only(self) -> bool:
+        """Renders nothing: --require-cached, or another device's bank (--fz-device)."""
+        return self.cached_only or bool(self.key_device and self.key_device != torch.device(self.device).type)
 
     @property
     def anatomy(self):
@@ -63,7 +77,7 @@ class FZBank:
     def _key(self, tap: str, channel: int) -> str:
         tap = self.anatomy.canonical(tap)
         fields = {**self.settings.describe(), "target": effective_target(self.model, tap, self.settings.target)}
-        kind = torch.device(self.device).type
+        kind = self.key_device or torch.device(self.device).type
         if kind != "cpu":  # CUDA FZs are not CPU FZs bit for bit: their own entries (CPU keys as before)
             fields["device"] = kind
         origin = self.anatomy.origin
@@ -167,6 +181,9 @@ class FZBank:
         total = sum(len(c) for c in pending.values())
         if not total:
             return
+        if self.read_only:
+            raise NotCached(f"{total} FZs of {', '.join(pending)} are not in the cache {self.cache.root} and this "
+                            "run renders none (--require-cached): render them with rsi fz --unit (rsi plan lists them)")
         with progress.bar(total=total, desc="FZ bank", unit="FZ", disable=not self.progress,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} FZ [{elapsed}<{remaining}, "
                              "{rate_fmt}{postfix}]") as bar:
@@ -198,11 +215,14 @@ class FZBank:
                         lock.release()
         progress.flush()
 
-    def get(self, tap: str, channels) -> dict[str, np.ndarray]:
+    def get(self, tap: str, channels, figure: bool = False) -> dict[str, np.ndarray]:
         """``image`` [N, 224, 224, 3] uint8 and ``I``, ``B``, ``O`` [N, C] of ``tap``'s block for
-        ``channels`` in order."""
+        ``channels`` in order. ``figure``: for a figure, which reads the images only; with
+        ``cached_only`` a missing FZ is a blank image there instead of an error."""
         channels = [int(c) for c in channels]
         block = block_of(tap)
+        if figure and self.read_only and self._missing(tap, channels):
+            return self._figure_only(tap, channels)
         self.ensure({tap: channels})
         entries = []
         for c in channels:
@@ -213,3 +233,8 @@ class FZBank:
             entries.append(found)
         return {"image": np.stack([e["image"] for e in entries]),
                 **{k: np.stack([e[entry_field(block, k)] for e in entries]) for k in TAP_KINDS}}
+
+    def _figure_only(self, tap: str, channels: list[int]) -> dict[str, np.ndarray]:
+        """The images of ``channels``, blank where not cached (a figure under --require-cached)."""
+        found = [self.cache.load(self._key(tap, c)) for c in channels]
+        return {"image": np.stack([e["image"] if e is not None else np.zeros((224, 224, 3), np.uint8) for e in found])}

@@ -64,6 +64,7 @@ class Harness:
     def _variant(self, key, **fz):
         if key not in self._variants:
             self._variants[key] = self.study.variant(**fz)
+            self._variants[key].prepare()  # its whole bank, as planned (rsi_core.harness.plan)
         return self._variants[key]
 
     def controls(self) -> list:

@@ -78,6 +78,8 @@ def cmd_fz(args) -> int:
     model = _model(args)
     if provenance_of(model).head:  # a fine-tune's other classifier: said before any work
         print(f"rsi fz: {provenance_of(model).head}")
+    if args.unit:
+        return _fz_units(args, model)
     profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
@@ -117,10 +119,7 @@ def cmd_fz(args) -> int:
             for bank in banks:
                 bank.ensure(requests)
     except Interrupted as exc:
-        kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
-        print(f"rsi fz: stopped by {exc.signal_name}: finished FZs are in {bank.cache.root}, {kept}; "
-              f"run the same command again to resume", file=sys.stderr)
-        return exc.exit_code
+        return _stopped(exc, bank.cache)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
           f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
@@ -128,6 +127,88 @@ def cmd_fz(args) -> int:
             folder = Path(args.export) / bank.settings.target if len(banks) > 1 else args.export
             for tap, chans in requests.items():
                 print(export_pngs(bank, tap, chans, folder))
+    return 0
+
+
+def _values(args) -> dict:
+    from rsi_core.harness.plan import PLAN_OPTIONS
+    return {name: getattr(args, name.replace("-", "_"), None) for name in PLAN_OPTIONS}
+
+
+def _stopped(exc, cache) -> int:
+    """The one line of a render stopped by a signal (``resume.Interrupted``); its exit status."""
+    kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
+    print(f"rsi fz: stopped by {exc.signal_name}: finished FZs are in {cache.root}, {kept}; "
+          f"run the same command again to resume", file=sys.stderr)
+    return exc.exit_code
+
+
+def _fz_units(args, model) -> int:
+    """issue 31: ``rsi fz --unit K/N``: units K, K+N, ... of the run's plan (``rsi plan``), each
+    unit's missing FZs rendered without locks; SIGTERM / Ctrl-C checkpoint the batch in flight."""
+    from rsi_core.fz.resume import Interrupted, stop_on_signals
+    from rsi_core.harness.plan import Banks, for_run, parse_unit
+    for name, default in (("blocks", "paper"), ("taps", ["I", "B"]), ("channels", None), ("steps", None),
+                          ("objective", "neuron"), ("export", None), ("no_crop", False), ("precision", "fp32")):
+        if getattr(args, name) != default:
+            raise opts.OptionError("unit", args.unit, f"renders the run's plan: leave out --{name.replace('_', '-')} "
+                                   "(the plan's FZs are set by the run options, as in pytest claims)")
+    study, plan = for_run(model, _values(args), batch_size=args.batch_size)
+    k, n = parse_unit(args.unit, len(plan.units))
+    units = plan.shard(k, n)
+    banks = Banks(study, plan)
+    missing = banks.missing(units)
+    print(f"{plan.totals()}\nrsi fz: unit {k}/{n}: {len(units)} units, {sum(len(u.channels) for u in units)} FZs, "
+          f"{sum(len(g) for _, g in missing)} to render")
+    if args.dry_run:
+        return 0
+    try:
+        with stop_on_signals():
+            done = banks.render(units)
+    except Interrupted as exc:
+        return _stopped(exc, study.cache)
+    print(f"rsi fz: unit {k}/{n} done: rendered {done} FZs into {study.cache.root}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    """issue 31: ``rsi submit``: the plan's units as a job array, then the claims job."""
+    from rsi_core.harness.options import RUN_OPTIONS
+    from rsi_core.harness.plan import for_run
+    from rsi_core.harness.submit import submit
+    plan = for_run(_model(args), _values(args), batch_size=args.batch_size, progress=False)[1]
+    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
+    return submit(values, len(plan.units), args.tasks, args.executor, args.folder, args.parallel, args.gpus,
+                  args.timeout_min, args.partition, args.wait, args.batch_size)
+
+
+def cmd_plan(args) -> int:
+    """issue 31: ``rsi plan``: every FZ a claims run with these options reads, as work units."""
+    from rsi_core.fz.bank import FZBank
+    from rsi_core.harness.live import clock
+    from rsi_core.harness.plan import Banks, dumps, for_run, unit_command
+    FZBank.key_device = args.fz_device  # another device's bank is looked up
+    model = _model(args)
+    study, plan = for_run(model, _values(args), batch_size=args.batch_size, progress=False)
+    missing = {u.index: len(g) for u, g in Banks(study, plan).missing()}
+    plan.cached = {u.index for u in plan.units if u.index not in missing}
+    if not args.no_estimate:
+        plan.seconds = study.bank.costs({u.tap for u in plan.units})
+    if args.json:
+        print(dumps(plan))
+        return 0
+    print(plan.totals())
+    for u in plan.units:
+        est = plan.unit_seconds(u)
+        print(f"  unit {u.index:4}: {u.bank.label():40} {u.tap:6} {len(u.channels):4} FZs  "
+              f"{'cached' if u.index in plan.cached else f'{missing[u.index]} to render':14}"
+              f"{f'  ~{clock(est)} on {study.device}' if est is not None else ''}")
+    todo = sum(missing.values())
+    total = sum(filter(None, (plan.unit_seconds(u) for u in plan.units if u.index not in plan.cached)))
+    print(f"rsi plan: {todo} FZs to render in {len(missing)} units" +
+          (f", about {clock(total)} on one {study.device} (from a calibration)" if plan.seconds and todo else "") +
+          (f"; render them with: {unit_command({**_values(args), 'fz-device': args.fz_device}, 1)} "
+           "(or --unit K/N per array task)" if todo else ""))
     return 0
 
 
@@ -171,6 +252,10 @@ def cmd_activations(args) -> int:
 
 def cmd_run(args) -> int:
     from rsi_core.harness.runner import main as run_main
+    if args.dry_run:  # issue 31: the plan's totals, as pytest claims --collect-only prints them
+        from rsi_core.harness.plan import for_run
+        print(for_run(_model(args), _values(args), progress=False)[1].totals())
+        return 0
     return run_main(args)
 
 
@@ -242,6 +327,12 @@ def _add(p, *names: str, **override) -> None:
 def _local(p, name: str, help: str, example: str, default=None, parse=None, **kw) -> None:
     """An option of this subcommand alone, with the same help format as the table's."""
     opts.Option(name, help, example, default, parse, **kw).add_argparse(p)
+
+
+def _unit(text: str) -> str:
+    if text != "auto":
+        _shard(text)
+    return text
 
 
 def _shard(text: str) -> str:
@@ -330,6 +421,47 @@ def build_parser() -> Parser:
     _local(p, "dry-run", "print the plan (FZs, cached, estimated time) and stop", "--dry-run", flag=True)
     _local(p, "shard", "render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
            "(SLURM arrays, torchrun ranks)", "--shard 0/4", None, _shard, metavar="K/N")
+    # issue 31: the run's plan as work units, rendered by any scheduler's array index
+    _add(p, "images", "fz-seeds", "controls")
+    _local(p, "unit", "render units K, K+N, ... of the run's plan (rsi plan) into the shared --cache-dir; auto: "
+           "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX (Kubernetes) and N from the plan",
+           "--unit 0/8", None, _unit, metavar="K/N|auto")
+
+    p = _command(sub, "plan", "every FZ a claims run needs, as work units (counts, cached, estimated time)",
+                 "The FZs a claims run with these run options reads (primary and second seed, each FZ reading and "
+                 "seed asked for, every control model), dealt into work units of one tap and at most one batch of "
+                 "channels; per unit its FZs, whether cached, and an estimate from a short calibration. "
+                 "rsi fz --unit K/N renders units K, K+N, ...",
+                 ["rsi plan --weights random:0 --profile smoke --controls 1",
+                  "rsi plan --profile paper --batch-size 256 --no-estimate --json"], cmd_plan)
+    _add(p, "model", "weights", "images", "profile", "device", "cache-dir", "jitter-table", "fz-target", "fz-seeds",
+         "controls", "fz-device")
+    _local(p, "batch-size", "FZs per unit (default: a device's batch, 16 on a CPU, 256 on a GPU)", "--batch-size 256",
+           None, opts.at_least(1))
+    _local(p, "json", "print the plan as JSON", "--json", flag=True)
+    _local(p, "no-estimate", "skip the calibration that estimates each unit's time", "--no-estimate", flag=True)
+
+    p = _command(sub, "submit", "the run as a job array of work units and a claims job after it (submitit)",
+                 "Submit the run's plan (rsi plan) as one job array, task k rendering units k, k+N, ... (a GPU "
+                 "each; preempted tasks requeued and resumed), and the claims job (rsi run --require-cached) "
+                 "after it (SLURM: --dependency=afterok; local/debug executors: after waiting for the array). "
+                 "Needs the [slurm] extra (submitit).",
+                 ["rsi submit --profile paper --tasks 32 --parallel 8 --partition gpu --cache-dir /shared/rsi",
+                  "rsi submit --weights random:0 --profile smoke --executor local --wait"], cmd_submit,
+                 dirs=("folder",))
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "executor", "slurm, or local / debug (this machine)", "--executor local", "slurm",
+           opts.one_of(("slurm", "local", "debug")))
+    _local(p, "folder", "submitit's folder for the jobs' logs and pickles", "--folder rsi-jobs/", "rsi-jobs",
+           metavar="DIR")
+    _local(p, "tasks", "array tasks (default: one per unit)", "--tasks 32", None, opts.at_least(1))
+    _local(p, "parallel", "array tasks running at once", "--parallel 8", 8, opts.at_least(1))
+    _local(p, "gpus", "GPUs per task (SLURM)", "--gpus 1", 1, opts.at_least(0))
+    _local(p, "timeout-min", "minutes per task before SLURM stops (and submitit requeues) it", "--timeout-min 240",
+           240, opts.at_least(1))
+    _local(p, "partition", "SLURM partition", "--partition gpu")
+    _local(p, "batch-size", "FZs per unit (default: the device's batch)", "--batch-size 256", None, opts.at_least(1))
+    _local(p, "wait", "wait for the claims job and exit with its status", "--wait", flag=True)
 
     p = _command(sub, "activations", "centre-neuron activations of an image folder, per tap, to .npz",
                  "Stream an image folder through the model and write, per tap, the centre neuron of every channel "
@@ -354,6 +486,7 @@ def build_parser() -> Parser:
     _add(p, *opts.RUN_OPTIONS)
     _local(p, "claims", "folder of the claims tests (default: claims/ beside rsi_core)", "--claims my-claims/",
            metavar="DIR")
+    _local(p, "dry-run", "print the run's plan (rsi plan's totals) and stop", "--dry-run", flag=True)
 
     p = _command(sub, "compare", "the claims-by-models table of several claims reports (md, json, png)",
                  "One row per claim, one column per report (model / weights): verdict, headline value and beyond "

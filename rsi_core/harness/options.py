@@ -214,6 +214,13 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "inconclusive", "--fz-seeds 3", 1, at_least(1), metavar="K"),
     Option("controls", "K control models (random-init, weight-shuffled) every claim is also evaluated on "
            "(default: 2 on the paper profile, else 0)", "--controls 2", None, at_least(0), metavar="K"),
+    # issue 31: which device's FZs a run reads (a CPU job analysing a GPU-rendered bank)
+    Option("fz-device", "read the FZs rendered on this kind of device (cpu or cuda; default: the run's own); FZs of "
+           "another kind are only read, never rendered (a CPU job analysing a GPU-rendered bank)", "--fz-device cuda",
+           None, one_of(("cpu", "cuda", "mps"))),
+    # issue 31: a claims job that renders nothing (the bank was rendered by rsi fz --unit)
+    Option("require-cached", "render no FZ: check the bank against the plan (rsi plan) before any work and stop "
+           "in one line when an FZ is missing", "--require-cached", False, flag=True),
 )}
 
 #: the options of ``pytest claims`` and ``rsi run``, in help order

@@ -157,6 +157,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    if state(config).claims_run:  # what the process does after an in-process run renders as usual
+        from rsi_core.fz.bank import FZBank
+        FZBank.key_device, FZBank.cached_only = None, False
     if state(config).attached:
         from rsi_core.model import progress
         progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
@@ -182,6 +185,10 @@ def _start_claims_run(config) -> None:
         except options.OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
     st.claims_run = True
+    from rsi_core.fz.bank import FZBank  # issue 31: another device's bank, read only; --require-cached renders none
+    FZBank.key_device, FZBank.cached_only = st.values.get("fz-device"), bool(st.values.get("require-cached"))
+    if FZBank.cached_only and not _is_worker(config) and not config.option.collectonly:
+        _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
@@ -195,6 +202,39 @@ def _start_claims_run(config) -> None:
         shutil.rmtree(progress_folder(artifacts), ignore_errors=True)
         config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
         _report_progress(config, "main")
+
+
+def _require_cached(config) -> None:
+    """--require-cached: the bank checked against the run's plan before any work; a missing FZ
+    is one usage-error line with the count and the ``rsi fz --unit`` command that renders them."""
+    from rsi_core.harness.plan import Banks, for_run, unit_command
+    opts = _options(config)
+    if state(config).model is None:
+        return  # weights unavailable offline: the run says so (every claim skipped)
+    study, plan = for_run(state(config).model.to(opts["device"]), opts, progress=False)
+    missing = Banks(study, plan).missing()
+    if missing:
+        (first, _), n = missing[0], sum(len(g) for _, g in missing)
+        raise pytest.UsageError(
+            f"--require-cached: {n} of the plan's {plan.total} FZs are not in the cache {study.cache.root} "
+            f"({len(missing)} of {len(plan.units)} units, e.g. unit {first.index}: {first.tap} of {first.bank.label()}); "
+            f"render them with: {unit_command(opts)}")
+
+
+def _plan_totals(config) -> str:
+    """The work plan's totals line from the model's architecture (listing loads no weights: a
+    random initialization has the same blocks, taps and channels)."""
+    from rsi_core.harness.plan import for_run
+    from rsi_core.model.anatomy import amend
+    from rsi_core.model.load import load_model
+    opts = _options(config)
+    try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
+        weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
+        model = load_model(opts["model"], weights, "cpu")
+        amend(model, weights=opts["weights"])  # the controls are named after the tested weights
+        return for_run(model, opts, progress=False)[1].totals()
+    except Exception as exc:  # listing tests never fails for the plan
+        return f"rsi: no plan ({type(exc).__name__}: {exc})"
 
 
 def _report_progress(config, name: str) -> None:
@@ -215,6 +255,25 @@ def _is_claim(item) -> bool:
     return item.get_closest_marker("claim") is not None
 
 
+def _node_bases(config) -> list[Path]:
+    """Folders a node id's file may be relative to: the rootdir, and the folders of the command
+    line's arguments (with ``--pyargs`` a package's node ids are relative to its folder)."""
+    bases = [config.rootpath]
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        path = Path(target)
+        if config.option.pyargs and not path.exists():
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError):
+                continue
+            if spec is None or not spec.origin:
+                continue
+            path = Path(spec.origin)
+        bases += [path if path.is_dir() else path.parent, (path if path.is_dir() else path.parent).parent]
+    return bases
+
+
 def _claim_marked(config, nodeids) -> bool:
     """Whether any of the tests ``nodeids`` is marked ``claim``, read from their modules (the
     xdist controller collects nothing). Only a module whose text marks a claim is imported."""
@@ -223,7 +282,7 @@ def _claim_marked(config, nodeids) -> bool:
         file, _, rest = nodeid.partition("::")
         tests.setdefault(file, set()).add(rest.split("::")[-1].split("[")[0])
     for file, names in tests.items():
-        path = config.rootpath / file
+        path = next((b / file for b in _node_bases(config) if (b / file).is_file()), config.rootpath / file)
         try:
             if "mark.claim" not in path.read_text():
                 continue
@@ -281,6 +340,8 @@ def _header_lines(config) -> list[str]:
     head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
+    if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
+        lines.append(_plan_totals(config))
     live = config.pluginmanager.get_plugin("rsi-progress")
     if live is not None and not missing:
         lines.append(live.start())

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -67,10 +68,14 @@ def default_profile(device: str) -> str:
 
 
 def get_profile(name: str) -> Profile:
+    """The profile ``name``; ``RSI_PROFILE_STEPS`` (tests of the machinery, e.g. the fault test:
+    in every cache key and the run's provenance) sets its FZ steps."""
     try:
-        return PROFILES[name]
+        profile = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+    steps = os.environ.get("RSI_PROFILE_STEPS")
+    return replace(profile, steps=int(steps)) if steps else profile
 
 
 def evenly_spaced(n_channels: int, n: int | None) -> list[int]:

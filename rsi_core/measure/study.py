@@ -221,7 +221,7 @@ class Study(SampleReaders):
         """Channel-objective FZ images (whole-map mean) of ``channels`` per tap, for the grids."""
         bank = FZBank(self.model, self.cache, replace(self.settings, objective="channel"), device=self.device,
                       progress=self.bank.progress)
-        return {t: bank.get(tap_name(block, t), list(channels))["image"] for t in "OIB"}
+        return {t: bank.get(tap_name(block, t), list(channels), figure=True)["image"] for t in "OIB"}
 
     @property
     def reading(self) -> str:

@@ -51,14 +51,15 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
     for b in blocks:
         chans = spec.channels(b)
         fz = {t: bank.get(tap(b, t), chans) for t in "IB"}
-        r = block_from_fzs(model, b, chans, fz["I"], fz["B"], device=device)
+        r = block_from_fzs(model, b, chans, fz["I"], fz["B"], device=device, reading=target)  # the target's analysis
         still = {t: never_moved(model, tap(b, t), chans, settings, fz[t]["image"]) for t in "IB"}
         m, sm = r.m, r.sm
         paper, nomix = r.scale_invariant(True), r.scale_invariant(False)
         if strict:
             tr = scale_test.strict_scale(model, images, b, chans, cache, device, progress=progress)
-        c1, c2, c3 = metrics.scale_criteria_parts(m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb)
-        t2, t3 = metrics.scale_metric_terms(r.b_xi, r.b_s_xi, r.b_xb, r.i_xb, r.i_sinv_xb, r.i_xi)
+        c1, c2, c3 = metrics.scale_criteria_parts(m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb, reading=target,
+                                                  b_xb=r.b_xb, i_xi=r.i_xi)
+        t2, t3 = metrics.scale_metric_terms(r.b_xi, r.b_s_xi, r.b_xb, r.i_xb, r.i_sinv_xb, r.i_xi, target)
         for n, ch in enumerate(spec.roles(b)):
             rows.append({
                 "net": spec.name, "block": b, "channel": int(chans[n]), "role": ch.role, "kind": ch.kind,

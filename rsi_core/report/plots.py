@@ -300,7 +300,7 @@ def channel_grid_rows(study, block: str, channels, label_fn=None, channel_fzs: b
             n = studied.index(c)
             return f"M={result.m[n]:.2f} SM={result.sm[n]:.2g}"
 
-    fzs = {t: study.bank.get(tap(block, t), channels)["image"] for t, _ in TAPS}
+    fzs = {t: study.bank.get(tap(block, t), channels, figure=True)["image"] for t, _ in TAPS}
     if channel_fzs:
         chan = study.channel_fzs(block, channels)
     tops = {t: study.top_images(tap(block, t)) for t, _ in TAPS}

@@ -482,6 +482,14 @@ def percentiles(population, ordered) -> dict:
     return dict(zip(pop.tolist(), u.tolist()))
 
 
+def _draw(rng, n: int, m: int) -> np.ndarray:
+    """``NULL_DRAWS`` random sets of m of n channels: without replacement where n is small (<= 64:
+    exact, as a list names distinct channels), with replacement above (the same to within 1%, and cheap)."""
+    if n <= 64:
+        return rng.random((NULL_DRAWS, n)).argsort(axis=1)[:, :min(m, n)]
+    return rng.integers(0, n, (NULL_DRAWS, m))
+
+
 def reproducibility(pair, k: int) -> dict | None:
     """The run's own seed-to-seed reproducibility of an exact top-``k`` list: ``pair`` = the
     paired channels' scores (larger: more the list's kind) under both seeds; how many of the
@@ -523,8 +531,7 @@ def overlap(per_block: dict, pairs: dict | None = None, k: int | None = 3, natur
     stat = sum(sum(x) for _, x in listed.values())
     if any(x for _, x in listed.values()):
         rng = np.random.default_rng(0)
-        null = sum(pop[rng.integers(0, len(pop), (NULL_DRAWS, len(x)))].sum(axis=1)
-                   for pop, x in listed.values() if x)
+        null = sum(pop[_draw(rng, len(pop), len(x))].sum(axis=1) for pop, x in listed.values() if x)
         p_high = float((1 + (null >= stat - 1e-12).sum()) / (1 + NULL_DRAWS))
         p_low = float((1 + (null <= stat + 1e-12).sum()) / (1 + NULL_DRAWS))
     else:

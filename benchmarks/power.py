@@ -180,10 +180,9 @@ def regression_check(floor: int, need: dict, measured: dict) -> dict:
     from rsi_core.planted.regression import CONTINUED, oc
     sim = measured["simulated_at"]
     n = _at(floor, need)
-    sizes = {c: [n[b] for b in bs] for c, bs in sim["claim_part_blocks"].items()}
-    fixed = sim["continuous_parts_as_measured"][CONTINUED]
-    f = measured["f_pair"][CONTINUED]
-    null, moved = oc(sizes, fixed, f), oc(sizes, fixed, f, SHIFT / 100)
+    sizes = {c: [n[b] for b, _ in p["class"]] for c, p in sim["claim_parts"].items()}
+    fixed, rates = sim["continuous_parts"][CONTINUED], sim["part_rates"][CONTINUED]
+    null, moved = oc(sizes, fixed, rates), oc(sizes, fixed, rates, SHIFT / 100)
     return {"decided": null["changed"] + null["unchanged"], "false_alarms": null["changed"], "power": moved["changed"]}
 
 

@@ -149,3 +149,25 @@ def test_operating_characteristic_at_the_sizes_used(sizes):
             assert R.simulate(sizes, f, draws=200)["unchanged"] == 1.0
         moved = _exact(sizes[0], f, 0.15, alpha)[1] if sizes[0] < 100 else R.simulate(sizes, f, 0.15)["unchanged"]
         assert moved <= 0.05, (f, moved)
+
+
+def test_validate_report_carries_measured_f_pair_to_ci_sizes():
+    """``rsi validate --regression``'s report (``planted.regression.assemble``) on constructed
+    entries: F_pair per update, the null updates' decided share and power at ci's sizes."""
+    from rsi_core.planted import regression as PRg
+    rng = np.random.default_rng(0)
+    old = {b: list(rng.random(40) < 0.5) for b in ("2.0", "3.0", "4.0")}
+
+    def entry(flip):
+        rec = {b: {"channels": list(range(40)), "overwrite": [bool(v) != (rng.random() < flip) for v in vs]}
+               for b, vs in old.items()}
+        return {"fig2-downsample-overwrite": {"verdict": "holds", "value": 1.0, "paired": rec},
+                "fig4-input-block-correlation": {"verdict": "n/a", "value": None, "reason": "n/a: none", "paired": None}}
+    blessed = entry(0.0)
+    out = PRg.assemble(blessed, {name: entry(f) for name, f in zip(PRg.NULL, (0, 0, 0.02, 0.2))}, [], None, {})
+    assert out["f_pair"][PRg.NULL[0]] == 0 and out["unchanged_decided"][PRg.NULL[0]] == 1.0
+    assert 0 < out["f_pair"][PRg.CONTINUED] < 0.06 and out["f_pair"][PRg.NULL[3]] > 0.1
+    assert out["simulated_at"]["claim_part_sizes"] == {"fig2-downsample-overwrite": [37, 37, 37]}
+    assert out["false_alarm_rate"] <= 0.05 and out["unchanged_decided"][PRg.NULL[3]] < out["unchanged_decided"][PRg.CONTINUED]
+    power = [out["power"][str(p)] for p in PRg.SHIFTS]
+    assert power == sorted(power) and power[-1] > 0.5

@@ -54,12 +54,16 @@ FINAL = PR.Chan(1, 0, 16, -0.5)     # 4.1: M about 0.03 (lowest bin), 4.0: skip
 MOVED_41 = PR.Chan(1, 0, 0.5, -0.5)  # 4.1: M about 0.5 (out of the lowest bin), 4.0 as FINAL
 _LISTS = {"fig6": {"1.1": [1, 2, 3]}, "fig7": PR._FIG5_LISTS["fig7"], "fig8": {"1.1": [1, 2, 3]}}
 WIDTH4 = 60
-BASE = PR.Case("regression-base", "all", "n/a", {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [FINAL] * (WIDTH4 - 1)},
-               carrier41=64, lists=_LISTS, why="fig5's narrow scale network, 4.1 in the lowest bin")
-PLANTED = {pts: replace(BASE, name=f"regression-moved-{pts}",
-                        stages={**BASE.stages, 4: [MOVED_41] * k + [FINAL] * (WIDTH4 - 1 - k)},
-                        why=f"{k} of 4.1's {WIDTH4} channels out of the lowest bin: {pts} points")
-           for pts, k in ((15, 9), (25, 15))}
+
+
+def planted_case(moved: int, width: int = WIDTH4) -> PR.Case:
+    """fig5's narrow scale network with ``width`` - 1 channels in stage 4 and ``moved`` of them out of 4.1's lowest bin."""
+    return PR.Case(f"regression-{moved}-of-{width}", "all", "n/a",
+                   {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [MOVED_41] * moved + [FINAL] * (width - 1 - moved)},
+                   carrier41=64, lists=_LISTS, why=f"{moved} of 4.1's {width} channels out of the lowest bin")
+
+
+PLANTED = {15: planted_case(9), 25: planted_case(15)}   # points: 9 and 15 of 60
 PLANTED_CLAIM = "fig2-final-block"
 
 
@@ -107,28 +111,49 @@ def summary(name: str, base: dict, entries: dict, expect_changed: tuple = ()) ->
             "_parts": {c: g["parts"] for c, g in got.items() if g["verdict"] != "n/a"}}
 
 
-def claim_blocks(parts: dict) -> tuple[dict, dict]:
-    """{claim: [block of each deciding class part]} and {claim: verdict of its deciding continuous
-    parts} (weights, natural images: no FZ noise, carried as measured)."""
-    blocks, fixed = {}, {}
+def claim_parts(parts: dict) -> dict:
+    """{claim: {"class": [(block, class)], "continuous": [(block, quantity)]}}: its deciding parts."""
+    out = {}
     for cid, ps in parts.items():
-        blocks[cid] = [name.split(" ", 1)[0] for name, p in ps.items() if p["kind"] == "class"]
-        cont = [p["verdict"] for p in ps.values() if p["kind"] == "continuous" and p.get("decides")]
-        fixed[cid] = ("changed" if "changed" in cont else "unchanged" if all(v == "unchanged" for v in cont)
-                      else "inconclusive")
-    return blocks, fixed
+        out[cid] = {"class": [], "continuous": []}
+        for name, p in ps.items():
+            if p.get("decides", True):
+                out[cid][p["kind"]].append(tuple(name.split(" ", 1)))
+    return out
 
 
-def sizes_at(blocks: dict, model, profile: Profile) -> dict:
+def sizes_at(parts: dict, model, profile: Profile) -> dict:
     """{claim: [channels of each deciding class part]} at ``profile``'s sample (a census: the block's)."""
-    return {cid: [profile.sample_size(b) or find_block(model, b).channels for b in bs] for cid, bs in blocks.items()}
+    return {cid: [profile.sample_size(b) or find_block(model, b).channels for b, _ in p["class"]]
+            for cid, p in parts.items()}
 
 
-def oc(sizes: dict, fixed: dict, f: float, shift: float = 0.0, draws: int = 2000) -> dict:
-    """The claims' simulated verdict shares (mean over claims) at ``f`` and ``shift`` (first part)."""
+def continuous_verdicts(parts: dict) -> dict:
+    """{claim: verdict of its deciding continuous parts (weights, natural images: no FZ noise)} as
+    measured; at the measurement's few channels Wilcoxon decides less often than at ci's, so
+    carrying these to ci's sizes can only understate the decided share."""
+    out = {}
+    for cid, ps in parts.items():
+        vs = [p["verdict"] for p in ps.values() if p["kind"] == "continuous" and p.get("decides")]
+        out[cid] = "changed" if "changed" in vs else "unchanged" if all(v == "unchanged" for v in vs) else "inconclusive"
+    return out
+
+
+def part_rates(parts: dict, update: dict) -> dict:
+    """{claim: F_pair of each deciding class part}: the update's rate of that class (pooled over
+    its blocks), the update's pooled rate where the class was never compared."""
+    by = update["f_pair_by_class"]
+    return {cid: [by.get(q, update["f_pair"]) for _, q in p["class"]] for cid, p in parts.items()}
+
+
+def oc(sizes: dict, fixed: dict, f, shift: float = 0.0, draws: int = 2000) -> dict:
+    """The claims' simulated verdict shares (mean over claims) at pair discordance ``f`` (a number,
+    or {claim: one per part}) and ``shift`` (of the first part); ``fixed``: each claim's
+    continuous parts' verdict."""
     out = {"changed": [], "unchanged": []}
     for cid, s in sizes.items():
-        sim = regression.simulate(s, f, shift, draws) if s else {"changed": 0.0, "unchanged": 1.0}
+        rate = f[cid] if isinstance(f, dict) else f
+        sim = regression.simulate(s, rate, shift, draws) if s else {"changed": 0.0, "unchanged": 1.0}
         out["changed"].append(1.0 if fixed[cid] == "changed" else sim["changed"])
         out["unchanged"].append(sim["unchanged"] if fixed[cid] == "unchanged" else 0.0)
     return {k: float(np.mean(v)) for k, v in out.items()}
@@ -139,15 +164,18 @@ def _study(model, cache, profile, seed=0, device="cpu"):
                  lists=getattr(model, "rsi_lists", None))
 
 
-def planted_pairs(cache, fns: dict, steps: int, draws: int = 1, device="cpu", points=tuple(PLANTED),
+def planted_pairs(cache, fns: dict, steps: int, draws: int = 1, device="cpu", cases: dict | None = None,
                   say=lambda s: None) -> list[dict]:
-    """The planted network against its moved copies (``points``) and ``draws`` FZ-seed copies."""
+    """The planted network (``planted_case(0)`` of the cases' width) against its moved copies
+    (``cases``: {points: case}, default ``PLANTED``) and ``draws`` FZ-seed copies of itself."""
+    cases = cases or PLANTED
     census = replace(census_profile(steps), second_seed=False)
-    base = evaluate(_study(PR.build(BASE), cache, census, 0, device), fns)
-    out = [summary(f"planted {pts} points", base, evaluate(_study(PR.build(PLANTED[pts]), cache, census, 0, device), fns),
-                   (PLANTED_CLAIM,)) for pts in points]
-    out += [summary(f"planted network, FZ seed {k}", base, evaluate(_study(PR.build(BASE), cache, census, k, device), fns))
-            for k in range(1, draws + 1)]
+    base_case = planted_case(0, len(next(iter(cases.values())).stages[4]) + 1)
+    base = evaluate(_study(PR.build(base_case), cache, census, 0, device), fns)
+    out = [summary(f"planted {pts} points", base, evaluate(_study(PR.build(case), cache, census, 0, device), fns),
+                   (PLANTED_CLAIM,)) for pts, case in cases.items()]
+    out += [summary(f"planted network, FZ seed {k}", base, evaluate(_study(PR.build(base_case), cache, census, k, device),
+                                                                    fns)) for k in range(1, draws + 1)]
     for s in out:
         say(f"{s['name']}: F_pair {s['f_pair']}, {s['verdicts']}, as expected {s['as_expected']}")
     return out
@@ -165,35 +193,41 @@ def run(cache, fns: dict, draws: int = 1, steps: int | None = None, device="cpu"
     with tempfile.TemporaryDirectory() as tmp:
         head = U.head_update(r18, cache, Path(tmp) / "fine-tune.pt")
     cont = U.continued(r18, cache)
-    updates = []
-    for name, model, seed in zip(NULL, (r18, head, cont, r18), (0, 0, 0, 1)):
-        updates.append(summary(name, blessed, evaluate(_study(model, cache, measure, seed, device), fns)))
-        say(f"{name}: F_pair {updates[-1]['f_pair']}, {updates[-1]['verdicts']}")
-    updates += planted_pairs(cache, fns, steps, draws, device, say=say)
+    entries = {name: evaluate(_study(model, cache, measure, seed, device), fns)
+               for name, model, seed in zip(NULL, (r18, head, cont, r18), (0, 0, 0, 1))}
+    out = assemble(blessed, entries, planted_pairs(cache, fns, steps, draws, device, say=say), r18,
+                   {NULL[1]: U.relative_change(r18, head), NULL[2]: U.relative_change(r18, cont)}, ci)
+    out["measured"]["sizes"] = {"resnet18": measure.definition(), "planted_census_steps": steps}
+    return {**out, "seconds": round(time.time() - t, 1)}
+
+
+def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_change: dict, ci: str = "ci") -> dict:
+    """The report of ``run``: each null update (``entries``: {name: claim entries}) against the
+    blessed run, the planted pairs, and the OC at ``ci``'s sizes from the F_pair measured."""
+    updates = [summary(name, blessed, e) for name, e in entries.items()] + planted
     by = {u["name"]: u for u in updates}
-    profile = get_profile(ci)
-    measured = {u["name"]: claim_blocks(u.pop("_parts")) for u in updates}
-    blocks, fixed = measured[CONTINUED]
-    sizes = sizes_at(blocks, r18, profile)
-    sim = {name: oc(sizes_at(measured[name][0], r18, profile), measured[name][1], by[name]["f_pair"]) for name in NULL}
-    f_cont = by[CONTINUED]["f_pair"]
+    parts = claim_parts(by[CONTINUED]["_parts"])
+    fixed = {name: continuous_verdicts(by[name]["_parts"]) for name in NULL}
+    for u in updates:
+        u.pop("_parts", None)
+    sizes = sizes_at(parts, r18, get_profile(ci))
+    rates = {name: part_rates(parts, by[name]) for name in NULL}
+    sim = {name: oc(sizes, fixed[name], rates[name]) for name in NULL}
     nulls = [u for u in updates if u["name"] in NULL or "FZ seed" in u["name"]]
     alarms = sum(u["verdicts"]["changed"] for u in nulls)
     compared = sum(u["compared"] for u in nulls)
     return {"f_pair": {u["name"]: u["f_pair"] for u in updates},
             "false_alarm_rate": max(s["changed"] for s in sim.values()),
             "unchanged_decided": {name: s["unchanged"] for name, s in sim.items()},
-            "power": {str(p): oc(sizes, fixed, f_cont, p / 100)["changed"] for p in SHIFTS},
-            "simulated_at": {"profile": ci, "claim_part_blocks": blocks, "claim_part_sizes": sizes, "f_pair_of_power": f_cont,
-                             "continuous_parts_as_measured": {n: measured[n][1] for n in NULL}},
+            "power": {str(p): oc(sizes, fixed[CONTINUED], rates[CONTINUED], p / 100)["changed"] for p in SHIFTS},
+            "simulated_at": {"profile": ci, "claim_parts": parts, "claim_part_sizes": sizes, "part_rates": rates,
+                             "continuous_parts": fixed},
             "measured": {"false_alarms": alarms, "compared": compared,
                          "false_alarm_rate": alarms / compared if compared else None,
                          "unchanged_decided": {u["name"]: u["unchanged"] for u in updates},
                          "as_expected": {u["name"]: u["as_expected"] for u in updates},
-                         "relative_weight_change": {NULL[1]: U.relative_change(r18, head),
-                                                    NULL[2]: U.relative_change(r18, cont)},
-                         "sizes": {"resnet18": measure.definition(), "planted_census_steps": steps}},
-            "updates": updates, "seconds": round(time.time() - t, 1)}
+                         "relative_weight_change": weight_change},
+            "updates": updates}
 
 
 def main(args, claim_functions) -> int:

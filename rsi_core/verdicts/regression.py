@@ -131,16 +131,18 @@ def _decide(gained, lost, n: int, alpha: float):
     return v, delta, se, p
 
 
-def simulate(sizes: list[int], f: float, shift: float = 0.0, draws: int = 4000, seed: int = 0,
+def simulate(sizes: list[int], f, shift: float = 0.0, draws: int = 4000, seed: int = 0,
              alpha: float = ALPHA) -> dict:
     """The claim verdict's shares over ``draws`` simulated comparisons of a claim whose deciding
     parts have ``sizes`` channels: in every part each channel is discordant with probability ``f``
-    (half of them each way: symmetric churn), and the first part's share also moves by ``shift``
-    (a channel gained with probability f / 2 + shift). {"changed", "unchanged", "inconclusive"}."""
+    (one number, or one per part; half of them each way: symmetric churn), and the first part's
+    share also moves by ``shift`` (a channel gained with probability f / 2 + shift).
+    {"changed", "unchanged", "inconclusive"}."""
     rng = np.random.default_rng(seed)
     each = alpha / len(sizes)
+    rates = np.broadcast_to(np.asarray(f, float), (len(sizes),))
     verdicts = []
-    for i, n in enumerate(sizes):
+    for i, (n, f) in enumerate(zip(sizes, rates)):
         s = shift if i == 0 else 0.0
         counts = rng.multinomial(n, [f / 2, f / 2 + s, 1 - f - s], size=draws)
         verdicts.append(_decide(counts[:, 1], counts[:, 0], n, each)[0])

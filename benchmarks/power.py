@@ -186,22 +186,22 @@ def regression_check(floor: int, need: dict, measured: dict) -> dict:
     return {"decided": null["changed"] + null["unchanged"], "false_alarms": null["changed"], "power": moved["changed"]}
 
 
-def regression_floor(need: dict, measured: dict) -> int:
+def regression_floor(need: dict, measured: dict) -> int | None:
     """The fewest channels per block (a floor under the verdicts' needs) at which the paired check
-    meets ``DECIDED``, ``ALPHA`` and ``POWER`` on the measured continued-training update; the
-    largest block's width where none does."""
-    for floor in range(0, max(BLOCKS.values()) + 1, 4):
+    meets ``DECIDED``, ``ALPHA`` and ``POWER`` on the measured continued-training update; None
+    where not even every block's census does (then ``ci`` stays at the verdicts' needs)."""
+    for floor in range(0, max(BLOCKS.values()) + 1, 8):
         got = regression_check(floor, need, measured)
         if got["decided"] >= DECIDED and got["false_alarms"] <= ALPHA and got["power"] >= POWER:
             return floor
-    return max(BLOCKS.values())
+    return None
 
 
 def profile(table: list[dict], measured: dict | None = None) -> dict:
     """Per block the ``ci`` profile's sizes: the verdicts' needs, raised to the paired check's floor."""
     need = verdict_needs(table)
-    measured = measured or json.loads(MEASURED.read_text())
-    return _at(regression_floor(need, measured), need)
+    floor = regression_floor(need, measured or json.loads(MEASURED.read_text()))
+    return need if floor is None else _at(floor, need)
 
 
 def main():

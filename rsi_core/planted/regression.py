@@ -207,15 +207,16 @@ def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_chan
     updates = [summary(name, blessed, e) for name, e in entries.items()] + planted
     by = {u["name"]: u for u in updates}
     parts = claim_parts(by[CONTINUED]["_parts"])
-    fixed = {name: continuous_verdicts(by[name]["_parts"]) for name in NULL}
+    nulls = [name for name in NULL if name in by]
+    fixed = {name: continuous_verdicts(by[name]["_parts"]) for name in nulls}
     for u in updates:
         u.pop("_parts", None)
     sizes = sizes_at(parts, r18, get_profile(ci))
-    rates = {name: part_rates(parts, by[name]) for name in NULL}
-    sim = {name: oc(sizes, fixed[name], rates[name]) for name in NULL}
-    nulls = [u for u in updates if u["name"] in NULL or "FZ seed" in u["name"]]
-    alarms = sum(u["verdicts"]["changed"] for u in nulls)
-    compared = sum(u["compared"] for u in nulls)
+    rates = {name: part_rates(parts, by[name]) for name in nulls}
+    sim = {name: oc(sizes, fixed[name], rates[name]) for name in nulls}
+    null_updates = [u for u in updates if u["name"] in NULL or "FZ seed" in u["name"]]
+    alarms = sum(u["verdicts"]["changed"] for u in null_updates)
+    compared = sum(u["compared"] for u in null_updates)
     return {"f_pair": {u["name"]: u["f_pair"] for u in updates},
             "false_alarm_rate": max(s["changed"] for s in sim.values()),
             "unchanged_decided": {name: s["unchanged"] for name, s in sim.items()},

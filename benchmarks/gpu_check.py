@@ -47,7 +47,8 @@ from rsi_core.fz.render import FZSettings, measure, render
 from rsi_core.harness.controls import default_controls
 from rsi_core.measure.metrics import mix_ratio
 from rsi_core.model.activations import block_taps, stream_centre
-from rsi_core.model.anatomy import find_block
+from rsi_core.model.anatomy import find_block, taps_of
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model
 from rsi_core.paper import PAPER_BLOCKS, PAPER_STEPS
@@ -108,7 +109,7 @@ def m_agreement(model, device, blocks, channels, steps, precisions) -> dict:
     def m_of(block, p):
         o = {}
         for kind in "IB":
-            out = device_render(model, f"{block}.{kind}", channels, FZSettings(steps=steps, precision=p), device)
+            out = device_render(model, tap_name(block, kind), channels, FZSettings(steps=steps, precision=p), device)
             acts = measure(model, out["images"], block, device=device)  # fp32 re-measure of the PNGs
             o[kind] = acts["O"][np.arange(len(channels)), channels]
         return mix_ratio(o["I"], o["B"])
@@ -192,7 +193,7 @@ def _m_and_images(render_fn, cpu_model, block, channels, steps):
     re-measured on the CPU in fp32."""
     o, images, reached = {}, {}, {}
     for kind in "IB":
-        r = render_fn(f"{block}.{kind}", FZSettings(steps=steps))
+        r = render_fn(tap_name(block, kind), FZSettings(steps=steps))
         images[kind], reached[kind] = r["images"], r["reached"]
         o[kind] = measure(cpu_model, images[kind], block, device="cpu")["O"][np.arange(len(channels)), channels]
     return mix_ratio(o["I"], o["B"]), images, reached
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
         cfg = dict(taps=["1.1.B", "2.1.B", "3.1.B", "4.0.I"], correct_channels=[0, 1, 2, 3], correct_steps=256,
                    batch=256, speed_steps=16, host_batch=256, host_steps=20, m_blocks=["1.1", "2.1", "3.1", "4.0"],
                    m_channels=32, m_steps=256, det_steps=64, images=2000, image_batch=256, proc_batch=128, proc_steps=64)
-    speed_taps = [f"{b}.{k}" for b in (PAPER_BLOCKS[:1] if args.tiny else PAPER_BLOCKS) for k in "IB"]
+    speed_taps = taps_of(PAPER_BLOCKS[:1] if args.tiny else PAPER_BLOCKS, "IB")
     model = load_model("resnet18", "random:0", device)
     found = ImageSet.from_dir(None)
     few = ImageSet(found.root, found.files[:cfg["image_batch"]])

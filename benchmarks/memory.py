@@ -2,6 +2,7 @@
 
     python benchmarks/memory.py --images DIR                 # 100 and 1,000 images of DIR, 50,000 synthetic
     python benchmarks/memory.py --sizes 100 --synthetic 0    # quick look, bundled sample
+    python benchmarks/memory.py --slope 10000                # growth per 1,000 images over a long stream
 
 Each measurement runs in its own process (a fresh peak): it loads resnet18 (random:0; the
 weights do not change memory), streams the centre activations of the I, B and O taps of the
@@ -11,6 +12,11 @@ synthetic stream is a FakeData-like dataset of 50,000 seeded random 224x224 imag
 the fly; ``--time-limit`` stops it after that many seconds (on a CPU it cannot finish quickly)
 and the images done so far are reported. ``growth - tables`` is what the pass costs beyond its
 output: it must not grow with the number of images. The last line printed is JSON.
+
+``--slope N`` streams N synthetic images once and samples the current resident memory beyond the
+tables filled so far every 1,000 images: ``slope_mb_per_1000`` is its least-squares growth per
+1,000 images after the first 2,000 (``--glibc-default`` leaves malloc's dynamic mmap threshold on,
+as before issue 31).
 """
 import argparse
 import json
@@ -31,10 +37,21 @@ class TimeUp(Exception):
     pass
 
 
-def child(source: str, count: int, time_limit: float, batch_size: int) -> dict:
+def rss_now_mb() -> float:
+    import os
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+
+
+def child(source: str, count: int, time_limit: float, batch_size: int, slope: bool = False,
+          glibc_default: bool = False) -> dict:
+    import numpy as np
     import torch
 
+    from rsi_core.model import activations
     from rsi_core.model.activations import block_taps, stream_centre
+    if glibc_default:
+        activations._flat_malloc = lambda: False
     from rsi_core.model.images import ImageSet
     from rsi_core.model.load import load_model
     from rsi_core.paper import PAPER_BLOCKS
@@ -58,8 +75,14 @@ def child(source: str, count: int, time_limit: float, batch_size: int) -> dict:
     stream_centre(model, torch.utils.data.Subset(images, range(batch_size)), taps,
                   batch_size=batch_size, progress=False)  # warm-up: one batch's working set
     before = rss_peak_mb()
-    done = [0]
-    model.register_forward_pre_hook(lambda _m, args: done.__setitem__(0, done[0] + len(args[0])))
+    done, samples = [0], []
+    per_image = sum(find_channels(model, t) for t in taps) * 4 / MB
+
+    def counted(_m, args):
+        if slope and done[0] // 1000 != (done[0] + len(args[0])) // 1000:
+            samples.append((done[0], rss_now_mb() - done[0] * per_image))  # beyond the tables filled so far
+        done[0] += len(args[0])
+    model.register_forward_pre_hook(counted)
 
     def stop(*_):
         raise TimeUp
@@ -75,14 +98,22 @@ def child(source: str, count: int, time_limit: float, batch_size: int) -> dict:
         table_mb = None
     seconds = time.perf_counter() - t0
     signal.setitimer(signal.ITIMER_REAL, 0)
-    per_image = sum(find_channels(model, t) for t in taps) * 4 / MB
     filled = done[0] * per_image if table_mb is None else table_mb
     after = rss_peak_mb()
     return {"source": kind, "images_asked": count, "images_done": done[0], "stopped_by_time_limit": table_mb is None,
             "seconds": round(seconds, 1), "images_per_second": round(done[0] / seconds, 1),
             "peak_rss_before_mb": round(before, 1), "peak_rss_after_mb": round(after, 1),
             "growth_mb": round(after - before, 1), "tables_mb": round(filled, 1),
-            "growth_minus_tables_mb": round(after - before - filled, 1)}
+            "growth_minus_tables_mb": round(after - before - filled, 1),
+            **({"samples": [(n, round(m, 1)) for n, m in samples], "glibc_default": glibc_default,
+                "slope_mb_per_1000": _slope([(n, m) for n, m in samples if n >= 2000], np)} if slope else {})}
+
+
+def _slope(points, np) -> float | None:
+    if len(points) < 3:
+        return None
+    n, m = np.array(points, dtype=float).T
+    return round(float(np.polyfit(n / 1000, m, 1)[0]), 2)
 
 
 def find_channels(model, tap: str) -> int:
@@ -97,10 +128,23 @@ def main(argv=None) -> int:
     p.add_argument("--synthetic", type=int, default=50000, help="synthetic stream length (0: skip)")
     p.add_argument("--time-limit", type=float, default=300, help="seconds before a run is stopped (0: none)")
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--slope", type=int, default=0, help="instead: N synthetic images, memory growth per 1,000")
+    p.add_argument("--glibc-default", action="store_true", help="with --slope: malloc's own mmap threshold")
     p.add_argument("--child", nargs=2, metavar=("SOURCE", "COUNT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.time_limit, args.batch_size)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.time_limit, args.batch_size, args.slope > 0,
+                               args.glibc_default)))
+        return 0
+    if args.slope:
+        cmd = [sys.executable, __file__, "--child", "synthetic", str(args.slope), "--slope", str(args.slope),
+               "--time-limit", str(args.time_limit), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(cmd + (["--glibc-default"] if args.glibc_default else []), capture_output=True,
+                             text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{r['images_done']} synthetic images: beyond the tables {r['samples']} (images, MB); "
+              f"slope {r['slope_mb_per_1000']} MB per 1,000 images", file=sys.stderr)
+        print(json.dumps({"batch_size": args.batch_size, "slope": r}))
         return 0
     runs = [(args.images or "", int(n)) for n in args.sizes.split(",") if n]
     if args.synthetic:

@@ -51,10 +51,11 @@ def block_results(model, blocks: dict, steps: int, seed: int, cache, progress: b
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.study import block_from_fzs
+    from rsi_core.model.anatomy import block_of, taps_of
 
     bank = FZBank(model, cache, FZSettings(steps=steps, seed=seed), progress=progress)
-    bank.ensure({f"{b}.{t}": ch for b, ch in blocks.items() for t in "IB"})
-    return {b: block_from_fzs(model, b, ch, bank.get(f"{b}.I", ch), bank.get(f"{b}.B", ch))
+    bank.ensure({t: blocks[block_of(t)] for t in taps_of(blocks, "IB")})
+    return {b: block_from_fzs(model, b, ch, *(bank.get(t, ch) for t in taps_of([b], "IB")))
             for b, ch in blocks.items()}
 
 

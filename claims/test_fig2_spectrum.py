@@ -5,8 +5,8 @@ import pytest
 
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.regression import reads
-from rsi_core.verdicts.verdict import Verdict, applies_if
+from rsi_core.verdicts.regression import claim
+from rsi_core.verdicts.verdict import Verdict
 
 M = attrgetter("m")
 
@@ -18,8 +18,7 @@ def mix_histograms(study, path, measured, controls):
                                       controls=controls or None)]
 
 
-@reads("overwrite", "m")
-@applies_if("downsample")
+@claim("fig2-downsample-overwrite")
 def downsample_overwrite(study) -> Verdict:
     """In every downsample block (2.0, 3.0, 4.0) overwrite channels (M < 1) dominate."""
     blocks = study.roles["downsample"]
@@ -32,13 +31,13 @@ def test_downsample_overwrite(rsi_claims):
     rsi_claims.check(downsample_overwrite, figure=mix_histograms)
 
 
-@reads("m")
-@applies_if("downsample")
+@claim("fig2-simple-less-skewed")
 def simple_less_skewed(study) -> Verdict:
     """Simple blocks 1.1, 2.1, 3.1 are less overwrite-skewed than the downsample blocks."""
     simple, down = study.roles["simple"], study.roles["downsample"]
     return C.simple_less_skewed({b: study.sample_m(b) for b in simple}, {b: study.sample_m(b) for b in down},
-                                study.census_map(simple + down), {b: study.fz_health(b) for b in simple + down})
+                                study.census_map(simple + down), {b: study.fz_health(b) for b in simple + down},
+                                {b: study.pair_values(b, M) for b in simple + down})
 
 
 def fig1_examples(study, path, measured, controls):
@@ -59,7 +58,7 @@ def test_simple_less_skewed(rsi_claims):
     rsi_claims.check(simple_less_skewed, figure=fig1_examples)
 
 
-@reads("lowest_bin", "nonzero")
+@claim("fig2-final-block")
 def final_block(study) -> Verdict:
     """In the final block (4.1) all channels fall in the lowest bin [0, 0.25), and nearly all M
     are non-zero."""

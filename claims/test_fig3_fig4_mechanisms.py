@@ -1,12 +1,17 @@
 """Figures 3 and 4: mechanisms of the spectrum (weight magnitudes, inhibition)."""
+from operator import attrgetter
+
+import numpy as np
 import pytest
 
 from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.report import plots
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.regression import reads
-from rsi_core.verdicts.verdict import Verdict, applies_if
+from rsi_core.verdicts.regression import claim
+from rsi_core.verdicts.verdict import Verdict
+
+M = attrgetter("m")
 
 
 def _weights(study, b) -> tuple:
@@ -17,13 +22,13 @@ def _weights(study, b) -> tuple:
     return r.m[k], bn[r.channels][k], conv[r.channels][k]
 
 
-@reads("m", "bn_weight", "conv_weight")
-@applies_if("bn-branch")
+@claim("fig3-weight-magnitude")
 def weight_magnitude(study) -> Verdict:
     """In 1.1, 2.1, 3.1 Spearman(M, |BN2 weight|) and Spearman(M, mean |conv2 weight|) are
     negative, p < 0.05."""
     blocks = study.roles["simple"]
-    return C.weight_magnitude({b: _weights(study, b) for b in blocks}, study.census_map(blocks))
+    return C.weight_magnitude({b: _weights(study, b) for b in blocks}, study.census_map(blocks),
+                              {b: study.pair_values(b, M) for b in blocks})
 
 
 def weight_scatter(study, path, measured, controls):
@@ -41,14 +46,21 @@ def test_weight_magnitude(rsi_claims):
     rsi_claims.check(weight_magnitude, figure=weight_scatter)
 
 
-@reads("b_xi", "inhibit")
+@claim("fig4-inhibition")
 def inhibition(study) -> Verdict:
     """B_c(X_I) < 0 for many overwrite channels; the overwrite mean is below the skip mean,
     significantly in 2.1 and 3.1."""
     blocks = study.roles["simple"]
     return C.inhibition({b: study.sample_groups(b, study.block(b).b_xi) for b in blocks},
                         study.census_map(blocks), significant_in=tuple(blocks[1:]),
-                        pairs={b: study.pair_values(b, lambda r: r.b_xi, among=lambda r: r.m < 1) for b in blocks})
+                        pairs={b: _pairs(study, b, lambda r: r.b_xi) for b in blocks})
+
+
+def _pairs(study, b, values):
+    """(M seed a, M seed b, values seed a, values seed b) of the block's paired channels (channels
+    that move between the overwrite and skip groups included), or None without a second seed."""
+    m, v = study.pair_values(b, M), study.pair_values(b, values)
+    return None if m is None else (*m, *v)
 
 
 def inhibition_figure(study, path, measured, controls):
@@ -70,14 +82,22 @@ def test_inhibition(rsi_claims):
     rsi_claims.check(inhibition, figure=inhibition_figure)
 
 
-@reads("input_corr")
+@claim("fig4-input-block-correlation")
 def input_block_correlation(study) -> Verdict:
     """Overwrite channels have more negative input-block correlations than skip channels in 3.1
     (significant), not in 1.1 or 2.1."""
     blocks = study.roles["simple"]
     return C.input_block_correlation({b: study.sample_groups(b, study.input_block_correlation(b)) for b in blocks},
                                      study.census_map(blocks), significant_in=(blocks[-1],),
-                                     absent_in=tuple(blocks[:-1]))
+                                     absent_in=tuple(blocks[:-1]), pairs={b: _corr_pairs(study, b) for b in blocks},
+                                     natural=C.natural_reason(study))
+
+
+def _corr_pairs(study, b):
+    """(M seed a, M seed b, corr, corr) of the paired channels: the correlations are the natural
+    images', the same under both seeds; the groups move with M."""
+    corr = dict(zip(study.channels(b), study.input_block_correlation(b)))
+    return _pairs(study, b, lambda r: np.array([corr.get(int(c), np.nan) for c in r.channels]))
 
 
 @pytest.mark.claim("fig4-input-block-correlation")

@@ -27,6 +27,7 @@ from rsi_core.model.anatomy import (
     find_block,
     last_bn,
     parse_tap,
+    provenance_of,
     read_taps,
 )
 from rsi_core.model.load import load_model
@@ -139,7 +140,7 @@ def test_first_block_taps(taps_and_reference):
     first = blocks(model)[0]
     assert first.name == "1.0"
     _close(ref["1.0.in"], ref["stem"], atol=0)
-    if model.rsi_model == "resnet18":
+    if provenance_of(model).model == "resnet18":
         assert first.kind == "simple"
         _close(acts["1.0.I"], ref["stem"], atol=0)
     else:
@@ -226,3 +227,46 @@ def test_cli_blocks_json(capsys):
 def test_cli_blocks_bad_model_is_a_clear_error(capsys):
     assert cli.main(["blocks", "--model", "resnet19", "--weights", "random:0"]) == 2
     assert "unknown model 'resnet19'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the record built once at load
+def test_the_anatomy_is_built_once_and_holds_the_provenance(resnet18):
+    from rsi_core.model.anatomy import anatomy_of, provenance_of
+    record = anatomy_of(resnet18)
+    assert anatomy_of(resnet18) is record and blocks(resnet18)[0] is record.blocks[0]  # found once, at load
+    p = provenance_of(resnet18)
+    assert (p.model, p.weights, len(p.weights_id), p.lists["fig8"]["4.1"], p.control) == \
+        ("resnet18", "random:0", 16, [154, 68, 496], None)
+    assert not [k for k in vars(resnet18) if k.startswith("rsi_")]  # nothing set on the module
+
+
+def test_tap_names_and_the_canonical_rule(resnet18):
+    from rsi_core.model.anatomy import anatomy_of, entry_field, tap, taps_of
+    record = anatomy_of(resnet18)
+    assert tap("3.1", "B") == "3.1.B" and parse_tap(tap("3.1", "B")) == ("3.1", "B")
+    assert taps_of(["1.1", "2.0"], "IB") == ["1.1.I", "1.1.B", "2.0.I", "2.0.B"]
+    assert entry_field("2.0", "O") == "2.0:O"
+    with pytest.raises(ValueError, match="bad tap kind"):
+        tap("3.1", "X")
+    # a simple block's I is the previous block's O; a downsample block's I and every B, O are themselves
+    assert [record.canonical(t) for t in ("1.1.I", "2.1.I", "2.0.I", "2.0.B", "4.1.O")] == \
+        ["1.0.O", "2.0.O", "2.0.I", "2.0.B", "4.1.O"]
+    assert record.aliases("2.1.I") == record.aliases("2.0.O") == ["2.0.O", "2.1.I"]
+    assert record.aliases("1.1.O") == ["1.1.O"]  # 2.0's I is its downsample's output
+    assert record.receptive_field("4.1.O") == 435 and record.receptive_field("4.1.O", clip=True) == 224
+
+
+def test_a_model_rsi_did_not_load_has_no_provenance_and_says_so(tmp_path):
+    """Never a silent resnet18: an FZ cache key needs the provenance a load registers."""
+    from torchvision.models import resnet18 as bare
+
+    from rsi_core.cache import Cache
+    from rsi_core.fz.bank import FZBank
+    from rsi_core.fz.transform import jitter_of
+    from rsi_core.model.anatomy import block_roles, preprocess_of
+    model = bare()
+    assert block_roles(model)["downsample"] == ["2.0", "3.0", "4.0"]  # the anatomy needs no provenance
+    assert preprocess_of(model).crop == 224  # the family's
+    for read in (lambda: FZBank(model, Cache(tmp_path))._key("1.1.B", 0), lambda: jitter_of(model, "1.1.B")):
+        with pytest.raises(ValueError, match="was not loaded by rsi"):
+            read()

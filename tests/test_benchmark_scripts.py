@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["environment", "smoke", "correctness", "speed", "host_overhead", "precision_flips", "determinism", "natural",
             "processes"]
 
 
+@pytest.mark.reference  # its correctness section compares with lucent's render_vis
 def test_gpu_check_runs_every_section_tiny_on_cpu_from_a_plain_checkout(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"], cwd=tmp_path,

@@ -6,6 +6,7 @@ are separate interpreters): their entry points are module-level functions of thi
 import json
 import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from rsi_core import cache as cache_mod
-from rsi_core.cache import Cache, CorruptEntryWarning
+from rsi_core.cache import Cache, CorruptEntryWarning, EntryLock, LockBusy
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -272,3 +273,73 @@ def test_concurrent_fz_banks_compute_each_fz_once(tmp_path):
 def test_numpy_scalars_key_like_python_numbers():
     assert Cache.key("fz", channel=np.int64(3), w=np.float64(0.5)) == Cache.key("fz", channel=3, w=0.5)
     assert Cache.key("fz", channel=3) != Cache.key("fz", channel="3")
+
+
+# ---------------------------------------------------------------- locks that never hang (issue 31)
+
+HOLD = """
+import sys, time
+from rsi_core.cache import EntryLock
+EntryLock(sys.argv[1], soft=True).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_holders_soft_lock_is_broken(tmp_path):
+    """The soft lock (no flock on the filesystem) of a process killed with SIGKILL on this host."""
+    import signal
+    path = tmp_path / "entry.lock"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(LockBusy, match=f"pid {proc.pid}"):  # alive: a bounded wait names it
+        EntryLock(path, soft=True).acquire(timeout=0.3, poll=0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    soft = tmp_path / "entry.lock.soft"
+    assert soft.exists()  # left behind
+    lock = EntryLock(path, soft=True).acquire(timeout=5, poll=0.1)
+    assert json.loads(soft.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not soft.exists()
+
+
+def test_another_hosts_lock_is_broken_when_its_heartbeat_stops(tmp_path, monkeypatch):
+    path = tmp_path / "entry.lock"
+    (tmp_path / "entry.lock.soft").write_text(json.dumps({"host": "node-17", "pid": 4242, "since": time.time() - 900}))
+    with pytest.raises(LockBusy, match="host node-17, pid 4242, held for 9.. s"):
+        EntryLock(path, soft=True).acquire(timeout=0.2, poll=0.1)  # its heartbeat is fresh: alive
+    old = time.time() - cache_mod.STALE_SECONDS - 1
+    os.utime(tmp_path / "entry.lock.soft", (old, old))
+    EntryLock(path, soft=True).acquire(timeout=1, poll=0.1).release()
+
+
+def test_a_filesystem_without_flock_falls_back_to_the_soft_lock(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(*_a):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.setattr(cache_mod, "HEARTBEAT_SECONDS", 0.05)
+    a = EntryLock(tmp_path / "entry.lock").acquire(timeout=0)
+    assert a.soft
+    stamp = (tmp_path / "entry.lock.soft").stat().st_mtime
+    time.sleep(0.3)
+    assert (tmp_path / "entry.lock.soft").stat().st_mtime > stamp  # the holder's heartbeat
+    with pytest.raises(LockBusy, match=f"pid {os.getpid()}"):
+        EntryLock(tmp_path / "entry.lock").acquire(timeout=0.2, poll=0.05)
+    a.release()
+    EntryLock(tmp_path / "entry.lock").acquire(timeout=0).release()
+
+
+def test_a_flock_wait_is_bounded_and_names_the_holder(tmp_path):
+    a = EntryLock(tmp_path / "entry.lock").acquire(timeout=0)
+    assert not a.soft
+    t0 = time.monotonic()
+    with pytest.raises(LockBusy, match=f"host {socket.gethostname()}, pid {os.getpid()}"):
+        EntryLock(tmp_path / "entry.lock").acquire(timeout=0.5, poll=0.1)
+    assert time.monotonic() - t0 < 5
+    a.release()
+    EntryLock(tmp_path / "entry.lock").acquire(timeout=0).release()

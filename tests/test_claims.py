@@ -2,6 +2,7 @@
 results whose verdicts are known by construction."""
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from rsi_core.measure.profiles import Profile, evenly_spaced, second_seed_channe
 from rsi_core.measure.study import BlockResult, SampleReaders
 from rsi_core.model.anatomy import block_roles, find_block
 from rsi_core.model.load import load_model
-from rsi_core.paper import PAPER_BLOCKS, PAPER_FIG8, PAPER_LISTS
+from rsi_core.paper import PAPER_BLOCKS, PAPER_FIG8, PAPER_LISTS, PAPER_READING, READINGS
 from rsi_core.report import claims_report as report
 
 CLAIM = claims.claim_functions()
@@ -44,6 +45,7 @@ class FakeStudy(SampleReaders):
         self.profile = Profile("test", 1, None, False, None, second_seed=second_seed)
         self.settings = FZSettings(steps=1)
         self.weights, self.lists, self.variants = weights, lists, variants or {}
+        self.image_set = SimpleNamespace(is_bundled=False)   # natural images able to decide
 
     def channels(self, b):
         return self.results[b].channels.tolist()
@@ -191,10 +193,13 @@ def test_top_mixes_overlap_with_the_papers_channels(model):
         out[PAPER_FIG8[b]] = 1.0
         return out
     v = CLAIM["fig8-top-mixes"](full_study(model, m))
-    assert v.verdict == "holds" and v.measured["combined_p"] < 1e-6
+    assert v.verdict == "holds" and v.measured["p_high"] < 0.001
     assert v.measured["blocks"]["4.1"]["overlap"] == sorted(PAPER_FIG8["4.1"])
-    far = CLAIM["fig8-top-mixes"](full_study(model, lambda b, n: np.abs(np.arange(n) - 300.0) / 100 + 1))
-    assert far.verdict == "fails"
+    def far(b, n):   # the paper's channels the farthest from 1 of all: they rank last
+        out = 1 + np.arange(n) / n
+        out[PAPER_FIG8[b]] = 5.0
+        return out
+    assert CLAIM["fig8-top-mixes"](full_study(model, far)).verdict == "fails"
 
 
 def test_list_claims_are_not_applicable_without_the_lists(model):
@@ -294,14 +299,60 @@ def test_fz_readings_and_seeds(model, tmp_path):
     fn = CLAIM["fig2-downsample-overwrite"]
     both = over(model, variants={(("target", "as-run"),): skip(model)})
     e = claims.Harness(both, tmp_path, fz_target="both").run("fig2-downsample-overwrite", fn)
-    assert e["verdict"] == "holds" and e["readings"]["as-run"]["verdict"] == "fails"
+    # Figure 2's shares are the authors' code's numbers: the as-run verdict decides
+    assert PAPER_READING["fig2-downsample-overwrite"] == e["decisive_reading"] == "as-run"
+    assert e["verdict"] == "fails" and e["readings"]["as-written"]["verdict"] == "holds" and e["reading_dependent"]
     assert e["readings"]["as-written"]["value"] == 1.0 and e["readings"]["as-run"]["value"] == 0.0
+    assert e["outcome"] == "fail" and e["readings"]["as-written"]["expectation"] == "observe"  # expected: holds
     seeds = over(model, variants={(("seed", 1), ("target", "as-written")): skip(model)})
     e = claims.Harness(seeds, tmp_path, fz_seeds=2).run("fig2-downsample-overwrite", fn)
     assert [s["verdict"] for s in e["seeds"]] == ["holds", "fails"] and e["seed_range"] == [0.0, 1.0]
     assert e["verdict"] == "inconclusive" and "seeds disagree" in e["reason"]
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     assert "FZ seeds" in md.read_text()
+
+
+def test_both_readings_decide_each_claim_and_expectations_can_name_a_reading(model, tmp_path):
+    """With both readings each claim's outcome reads its paper reading (PAPER_READING); a
+    disagreement is "reading-dependent" in the Markdown, JSON and HTML reports; an expectation
+    named for one reading holds that reading to it, a plain one the decisive reading."""
+    both = over(model, variants={(("target", "as-run"),): skip(model)})
+    mine = tmp_path / "mine.toml"
+    mine.write_text('model = "resnet18"\n[claims]\nfig2-downsample-overwrite = "fails"\nfig3-weight-magnitude = "holds"\n'
+                    '[claims.as-written]\nfig2-downsample-overwrite = "fails"\n')
+    expect = expectations.for_run("resnet18", "IMAGENET1K_V1", [mine])
+    assert expect["fig2-downsample-overwrite@as-written"] == "fails"
+    h = claims.Harness(both, tmp_path, expect, fz_target="both")
+    e = h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"])
+    assert e["verdict"] == "fails" and e["readings"]["as-run"]["outcome"] == "fails as expected"
+    assert e["readings"]["as-written"]["outcome"] == "fail (expected to fail, holds)"
+    assert e["outcome"] == "fail (expected to fail, holds) (as-written)"   # the named reading's miss fails the test
+    w = h.run("fig2-final-block", CLAIM["fig2-final-block"])
+    assert w["decisive_reading"] == "as-run" and not w["reading_dependent"]
+    md, js = report.write_report(report.collect(tmp_path), tmp_path)
+    text = md.read_text()
+    assert "fails (reading-dependent: as-written holds, as-run fails; decided as-run)" in text
+    assert "| fig2-downsample-overwrite | holds (1) | fails (0) | as-run | yes |" in text
+    html_text = (tmp_path / "claims-report.html").read_text()
+    assert "reading-dependent: as-written holds, as-run fails; decided as-run" in html_text
+    saved = {c["id"]: c for c in json.loads(js.read_text())["claims"]}
+    assert saved["fig2-downsample-overwrite"]["reading_dependent"] is True
+    blessed = tmp_path / "blessed.toml"
+    blessed.write_text(expectations.from_report(js))
+    assert "[claims.as-written]" in blessed.read_text()
+    again = expectations.for_run("resnet18", "IMAGENET1K_V1", [blessed])
+    assert again["fig2-downsample-overwrite"] == "fails" and again["fig2-downsample-overwrite@as-written"] == "holds"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[claims.as-run]\nfig9 = "holds"\n')
+    with pytest.raises(ValueError, match=r"unknown claim ids \['fig9'\] in \[claims.as-run\]"):
+        expectations.read(bad)
+
+
+def test_paper_profile_decides_both_readings_by_default():
+    from rsi_core.harness.options import fz_target
+    assert fz_target(None, "paper") == "both" and fz_target(None, "quick") == "as-written"
+    assert fz_target("as-run", "paper") == "as-run" and set(PAPER_READING) == set(expectations.CLAIM_IDS)
+    assert set(PAPER_READING.values()) <= set(READINGS)
 
 
 def test_report_appends_sections_and_is_removed_when_nothing_ran(model, tmp_path):
@@ -335,14 +386,17 @@ def test_other_resnets_reach_a_verdict_by_role(name):
     net = load_model(name, "random:0")
     roles = block_roles(net)
     rng = np.random.default_rng(0)
-    results = {b: block_result(b, np.linspace(0.05, 1.3, find_block(net, b).channels), net,
-                               b_xi=rng.normal(0, 1, find_block(net, b).channels)) for b in roles["studied"]}
-    corr = {b: rng.normal(0, 0.1, find_block(net, b).channels) for b in roles["simple"]}
+    m = {b: np.linspace(0.05, 1.3, find_block(net, b).channels) for b in roles["studied"]}
+    results = {b: block_result(b, m[b], net, b_xi=rng.normal(0, 1, len(m[b])) - 2 * (m[b] < 1))
+               for b in roles["studied"]}   # inhibition plain where it is read: decided, not a coin toss
+    corr = {b: rng.normal(0, 0.1, len(m[b])) - 0.3 * (m[b] < 1) * (b == roles["simple"][-1]) for b in roles["simple"]}
     study = FakeStudy(net, results, corr, lists=None)
     for cid, fn in CLAIM.items():
         v = fn(study)
         if cid in ("fig6-top-scale", "fig7-robust", "fig8-top-mixes"):
             assert v.reason == "n/a: lists are resnet18's"
+        elif cid == "fig2-simple-less-skewed":   # every block the same shares: neither less nor more skewed
+            assert v.verdict == "inconclusive", v.reason
         else:
             assert v.verdict in ("holds", "fails"), (cid, v.reason)
             assert set(sum(v.blocks.values(), [])) <= set(roles["studied"])
@@ -395,7 +449,7 @@ def _pytest_claims(tmp_path, *extra, claims_py=FAKE_CLAIMS):
     (tmp_path / "claims").mkdir(exist_ok=True)
     (tmp_path / "claims" / "test_fake.py").write_text(claims_py)
     out = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "-rsx",
-                          "--artifacts-dir", str(tmp_path / "art"), "--rootdir", str(tmp_path), *extra],
+                          "--rsi-artifacts-dir", str(tmp_path / "art"), "--rootdir", str(tmp_path), *extra],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     return out.returncode, out.stdout + out.stderr
 
@@ -405,7 +459,7 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
     error fails the run and is in the report; a blessed file turns a changed verdict into a failure."""
     mine = tmp_path / "mine.toml"
     mine.write_text('[claims]\nfig2-downsample-overwrite = "holds"\nfig2-final-block = "fails"\n')
-    code, text = _pytest_claims(tmp_path, "--expectations", str(mine))
+    code, text = _pytest_claims(tmp_path, "--rsi-expectations", str(mine))  # a claims folder of one's own: --rsi-*
     assert code == 1, text
     assert "1 passed" in text and "1 xfailed" in text and "1 skipped" in text and "1 failed" in text, text
     assert "rewritten: 4 claims" in text
@@ -414,10 +468,13 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
     assert by_id["fig7-robust"]["verdict"] == "error" and "RuntimeError: boom" in by_id["fig7-robust"]["error"]
     assert by_id["fig2-final-block"]["outcome"] == "fails as expected"
     mine.write_text('[claims]\nfig2-downsample-overwrite = "fails"\n')  # blessed as failing; now it holds
-    code, text = _pytest_claims(tmp_path, "--expectations", str(mine), "-k", "holds")
+    code, text = _pytest_claims(tmp_path, "--rsi-expectations", str(mine), "-k", "holds")
     assert code == 1 and "expected to fail, holds" in text, text
-    code, text = _pytest_claims(tmp_path, claims_py="def test_nothing():\n    pass\n")
-    assert code == 0 and "removed the previous report" in text and not (tmp_path / "art" / "claims-report.md").exists()
+    code, text = _pytest_claims(tmp_path, "-k", "no_such_claim")  # claims collected, none selected: none ran
+    assert "removed the previous report" in text and not (tmp_path / "art" / "claims-report.md").exists(), text
+    (tmp_path / "art" / "claims-report.md").write_text("a report")
+    code, text = _pytest_claims(tmp_path, claims_py="def test_nothing():\n    pass\n")  # no claim: not a claims run
+    assert code == 0 and "rsi:" not in text and (tmp_path / "art" / "claims-report.md").exists(), text
 
 
 def test_rsi_run_passes_its_options_to_pytest(tmp_path):
@@ -429,10 +486,10 @@ def test_rsi_run_passes_its_options_to_pytest(tmp_path):
                      expectations=["a.toml"], claims=str(tmp_path))
     argv = pytest_args(args)
     assert argv[0] == str(tmp_path)
-    for pair in (["--model", "resnet34"], ["--fz-target", "both"], ["--fz-seeds", "2"], ["--controls", "1"],
-                 ["--expectations", "a.toml"]):
+    for pair in (["--rsi-model", "resnet34"], ["--rsi-fz-target", "both"], ["--rsi-fz-seeds", "2"], ["--rsi-controls", "1"],
+                 ["--rsi-expectations", "a.toml"]):
         assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
-    assert "--images" not in argv
+    assert "--rsi-images" not in argv
     args.claims = None
     assert pytest_args(args)[0] == str(claims.claims_dir())
 
@@ -469,7 +526,7 @@ def test_named_channels_never_lower_a_list_claims_p(model):
         s.profile = quick
         return s
     with_named, sample_only = CLAIM["fig8-top-mixes"](study(True)), CLAIM["fig8-top-mixes"](study(False))
-    assert with_named.measured["combined_p"] == sample_only.measured["combined_p"]
+    assert with_named.measured["p_high"] == sample_only.measured["p_high"]
     assert with_named.verdict == sample_only.verdict
     named = {c for b in PAPER_BLOCKS for c in PAPER_FIG8[b]}
     assert not any(set(v["found"]) & (named - set(sample_channels(quick, b, find_block(model, b).channels)))
@@ -484,9 +541,10 @@ def test_a_convnext_gets_n_a_where_a_role_or_premise_is_missing():
     roles = block_roles(net)
     assert roles["downsample"] == [] and roles["studied"] == ["1.1", "2.1", "3.1", "4.2"]
     rng = np.random.default_rng(0)
-    results = {b: block_result(b, np.linspace(0.05, 1.3, find_block(net, b).channels), net,
-                               b_xi=rng.normal(0, 1, find_block(net, b).channels)) for b in roles["studied"]}
-    corr = {b: rng.normal(0, 0.1, find_block(net, b).channels) for b in roles["simple"]}
+    m = {b: np.linspace(0.05, 1.3, find_block(net, b).channels) for b in roles["studied"]}
+    results = {b: block_result(b, m[b], net, b_xi=rng.normal(0, 1, len(m[b])) - 2 * (m[b] < 1))
+               for b in roles["studied"]}   # inhibition plain where it is read: decided, not a coin toss
+    corr = {b: rng.normal(0, 0.1, len(m[b])) - 0.3 * (m[b] < 1) * (b == roles["simple"][-1]) for b in roles["simple"]}
     study = FakeStudy(net, results, corr, lists=None)
     n_a = {"fig2-downsample-overwrite": "no downsample block", "fig2-simple-less-skewed": "no downsample block",
            "fig3-weight-magnitude": "not a BatchNorm", "fig6-top-scale": "lists are resnet18's",

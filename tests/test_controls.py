@@ -10,6 +10,7 @@ import torch
 from rsi_core.harness import controls
 from rsi_core.harness.controls import control_weights, default_controls
 from rsi_core.model import shuffle
+from rsi_core.model.anatomy import provenance_of
 from rsi_core.model.load import load_model
 from rsi_core.model.shuffle import shuffle_weights
 from rsi_core.model.sources import is_control
@@ -91,15 +92,15 @@ def test_bn_statistics_are_recomputed(base, shuffled):
     assert not shuffled.training and not bn.training
     assert bn.momentum == base.layer2[0].bn1.momentum  # momentum restored after the pass
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
-    assert shuffled.rsi_control == {"kind": "shuffle", "seed": 1, "base": "random:0", "bn_images": 6}
+    assert provenance_of(shuffled).control == {"kind": "shuffle", "seed": 1, "base": "random:0", "bn_images": 6}
 
 
 def test_shuffle_is_deterministic_and_keyed_apart(base, shuffled):
     again = shuffle.shuffled_model("resnet18", "shuffle:1:random:0", images=FewImages())
     other = shuffle.shuffled_model("resnet18", "shuffle:2:random:0", images=FewImages())
-    assert again.rsi_weights == shuffled.rsi_weights == "shuffle:1:random:0"
-    assert again.rsi_weights_id == shuffled.rsi_weights_id
-    assert len({base.rsi_weights_id, shuffled.rsi_weights_id, other.rsi_weights_id}) == 3
+    assert provenance_of(again).weights == provenance_of(shuffled).weights == "shuffle:1:random:0"
+    assert provenance_of(again).weights_id == provenance_of(shuffled).weights_id
+    assert len({provenance_of(base).weights_id, provenance_of(shuffled).weights_id, provenance_of(other).weights_id}) == 3
     x = FewImages(2)
     with torch.no_grad():
         assert torch.equal(again(torch.stack([x[0], x[1]])), shuffled(torch.stack([x[0], x[1]])))
@@ -109,9 +110,9 @@ def test_load_model_dispatches_both_spellings(monkeypatch):
     monkeypatch.setattr(shuffle, "BN_IMAGES", 4)
     a = load_model("resnet18", "shuffle:3", base="random:0")
     b = load_model("resnet18", "shuffle:3:random:0")
-    assert a.rsi_weights == b.rsi_weights == "shuffle:3:random:0"
-    assert a.rsi_weights_id == b.rsi_weights_id
-    assert a.rsi_control["bn_images"] == 4
+    assert provenance_of(a).weights == provenance_of(b).weights == "shuffle:3:random:0"
+    assert provenance_of(a).weights_id == provenance_of(b).weights_id
+    assert provenance_of(a).control["bn_images"] == 4
 
 
 @pytest.mark.parametrize("weights, base, message", [
@@ -238,7 +239,7 @@ def test_control_study_keeps_everything_but_the_model(tmp_path):
         assert ctl.describe()["weights_id"] != study.describe()["weights_id"]
         assert ctl.block("1.1").o_xi.tolist() != study.block("1.1").o_xi.tolist()
         assert ctl.natural["1.1.O"].tolist() != study.natural["1.1.O"].tolist()
-    assert study.model.rsi_weights == "random:0"  # the tested study is untouched
+    assert provenance_of(study.model).weights == "random:0"  # the tested study is untouched
     assert shuffled.describe()["weights"] == "shuffle:1:random:0"
 
 
@@ -247,9 +248,20 @@ def _entry(verdict, value, direction="greater", reason="r"):
     return {"id": "c", "verdict": verdict, "value": value, "direction": direction, "reason": reason}
 
 
+def _model_with_id(weights_id):
+    """A small torchvision ResNet registered with the provenance ``weights_id`` (no loading)."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    from rsi_core.model.anatomy import Provenance, register
+    from rsi_core.model.images import PAPER_PREPROCESS
+    model = ResNet(BasicBlock, [1, 1, 1, 1])
+    register(model, Provenance("resnet18", "w", weights_id, PAPER_PREPROCESS))
+    return model
+
+
 class FakeStudy:
     def __init__(self, weights_id, value=None, verdict="holds"):
-        self.model = type("M", (), {"rsi_weights_id": weights_id})()
+        self.model = _model_with_id(weights_id)
         self.value, self.verdict = value, verdict
 
 
@@ -330,7 +342,7 @@ class ControlStudy:
 
     def __init__(self, weights, value):
         self.value, self.weights = value, weights
-        self.model = type("M", (), {"rsi_weights_id": f"id-{weights}"})()
+        self.model = _model_with_id(f"id-{weights}")
 
     def describe(self):
         return {"model": "resnet18", "weights": self.weights, "weights_id": f"id-{self.weights}", "profile": "test"}

@@ -35,4 +35,5 @@ def test_share_parts_are_ordered_and_tighter_on_larger_blocks(table):
     width = {p: r["inconclusive"][0][1] - r["inconclusive"][0][0] for p, r in down.items()}
     assert width["2.0"] > width["3.0"] > width["4.0"]
     zero = next(r for r in table if r["part"] == "3.0 none")
-    assert zero["holds"][0][0] == 0.0 and zero["holds"][0][1] < 0.05 < zero["fails"][0][0]
+    # "zero" is stricter than "a few" (5%): it holds only below 2% and fails before "a few" ends
+    assert zero["holds"][0][0] == 0.0 and zero["holds"][0][1] < 0.02 < zero["fails"][0][0] < 0.05

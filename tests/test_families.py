@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rsi_core.harness import cli
-from rsi_core.model.anatomy import TapCapture, block_roles, blocks, describe_blocks
-from rsi_core.model.families import FAMILIES, TV_CONVNEXTS, TV_RESNETS, family_for, family_of, known_model, premise_missing
+from rsi_core.model.anatomy import TapCapture, block_roles, blocks, describe_blocks, premise_missing
+from rsi_core.model.families import FAMILIES, TV_CONVNEXTS, TV_RESNETS, family_for, family_of, known_model
 from rsi_core.model.load import load_model
 
 pytest.importorskip("timm")
@@ -123,11 +123,11 @@ def test_d_variants_read_the_avgpool_shortcut():
 def test_known_models_and_unknown_ones():
     for name in ARCHITECTURES:
         assert known_model(name) and family_for(name).name == ARCHITECTURES[name]
-    for bad in ("resnet19", "timm:vit_base_patch16_224", "timm:nope", "convnext_huge"):
+    for bad in ("resnet19", "timm:swin_tiny_patch4_window7_224", "timm:nope", "convnext_huge"):
         assert not known_model(bad)
         with pytest.raises(ValueError, match=f"unknown model '{bad}'"):
             load_model(bad, "random:0")
-    assert set(FAMILIES) == set(ARCHITECTURES.values())
+    assert set(FAMILIES) == set(ARCHITECTURES.values()) | {"torchvision-vit", "timm-vit"}  # ViTs: tests/test_vit.py
 
 
 def test_rsi_blocks_prints_roles_and_taps(capsys):

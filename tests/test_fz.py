@@ -16,7 +16,7 @@ from rsi_core.fz.bench import lucent_render
 from rsi_core.fz.export import export_pngs
 from rsi_core.fz.render import CentreCone, FZSettings, effective_target, measure, render
 from rsi_core.fz.transform import Draws, apply, cut, final_side, jitter_for
-from rsi_core.model.anatomy import canonical_tap, centre_crop_window, parse_tap, read_taps
+from rsi_core.model.anatomy import amend, canonical_tap, centre_crop_window, parse_tap, provenance_of, read_taps
 from rsi_core.model.images import MEAN, STD
 from rsi_core.model.load import load_model
 from rsi_core.paper import JITTER_TABLES
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def model64():
     m = load_model("resnet18", "random:0").double()
-    m.rsi_weights_id += "-float64"
+    amend(m, weights_id=provenance_of(m).weights_id + "-float64")
     return m
 
 
@@ -300,6 +300,7 @@ def _same_image(a, b, tap=""):
     assert diff.max() <= 1 and np.mean(diff == 0) >= 0.999, f"{tap}: max {diff.max()}, equal {np.mean(diff == 0):.5f}"
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("tap", ["2.1.B", "2.1.I", "3.1.B"])  # jitter 4, 0 (= 2.0.O), 16
 def test_engine_reproduces_lucent_exactly_for_one_channel(model, tap):
     """No crop: every element of a batch is lucent's render_vis run for its channel, step for
@@ -391,6 +392,7 @@ def test_cache_key_holds_target_and_jitter(model, tmp_path):
 
 # ---------------------------------------------------------------- (i) the authors' code as it ran
 
+@pytest.mark.reference
 def test_lucent_hook_reads_the_post_relu_block_output(model):
     """The fact the as-run reading rests on: on stock torchvision resnet18, lucent's own hook for
     ``layer1_1_bn2`` holds the block's post-ReLU output after a forward pass, while the true bn2
@@ -412,6 +414,7 @@ def test_lucent_hook_reads_the_post_relu_block_output(model):
         module._forward_hooks.clear()
 
 
+@pytest.mark.reference
 def test_as_run_equals_lucent_literal_objective(model):
     """rsi's as-run B FZ is the authors' literal ``render_vis(model, objectives.neuron(
     "layer2_1_bn2", c), ...)``, step for step (same streams, no cone)."""
@@ -449,6 +452,7 @@ PARITY_FZS = [("1.1.B", [3, 17]), ("2.1.B", [5, 120]), ("3.1.B", [100, 150])]
 PARITY_MARGIN = 0.25
 
 
+@pytest.mark.reference
 @pytest.mark.slow
 def test_parity_with_lucent(model):
     """The paper's tool and the engine on the same objectives (centre neuron of 2 channels of
@@ -474,6 +478,7 @@ def test_parity_with_lucent(model):
 
 # ---------------------------------------------------------------- the benchmark runs
 
+@pytest.mark.reference
 def test_bench_reports_one_json_line(capsys):
     import json
 

@@ -31,6 +31,7 @@ def cuda_looks_available(monkeypatch):
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *_, **__: None)
 
 
+@pytest.mark.reference
 @pytest.mark.usefixtures("cuda_looks_available")
 def test_the_fake_catches_lucents_own_colour_step():
     from lucent.optvis.param import color
@@ -46,12 +47,17 @@ def test_cpu_renders_never_touch_cuda(model, tmp_path):
     assert out["images"].shape == (1, 224, 224, 3)
     for settings in (FZSettings(steps=2), FZSettings(steps=2, crop=False)):  # CUDA's batched path, on the CPU
         assert render(model, "2.1.B", [0, 1], settings, device="cpu", progress=False, batched=True)["images"].shape == (2, 224, 224, 3)
-    assert lucent_render(model, "1.1.B", 0, steps=2).shape == (1, 224, 224, 3)
     bank = FZBank(model, Cache(tmp_path), FZSettings(steps=2), device="cpu", progress=False)
     bank.ensure({"1.1.I": [0]})
     assert bank.get("1.1.I", [0])["image"].shape == (1, 224, 224, 3)
     images = [torch.zeros(3, 224, 224)] * 3
     assert stream_centre(model, images, ["1.1.B"], progress=False)["1.1.B"].shape == (3, 64)
+
+
+@pytest.mark.reference
+@pytest.mark.usefixtures("cuda_looks_available")
+def test_the_reference_render_never_touches_cuda_on_the_cpu(model):
+    assert lucent_render(model, "1.1.B", 0, steps=2).shape == (1, 224, 224, 3)
 
 
 def test_tf32_is_set_inside_a_render_only(model, monkeypatch):

@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from rsi_core.harness import cli
+from rsi_core.model.anatomy import provenance_of
 from rsi_core.model.families import TV_RESNETS
 from rsi_core.model.load import (
     WeightsError,
@@ -116,12 +117,12 @@ def test_fine_tune_with_another_head_loads_its_backbone(tmp_path):
         if not k.startswith("fc."):
             assert torch.equal(got.state_dict()[k], v), k
     assert not got.fc.weight.any() and not got.fc.bias.any()
-    assert got.rsi_head_note.startswith("classifier head fc not loaded (fc.weight [10, 512] (here [1000, 512])")
-    assert "no claim reads it" in got.rsi_head_note and describe(got)["head"] == got.rsi_head_note
-    assert load_model("resnet18", str(path)).rsi_weights_id == got.rsi_weights_id   # deterministic: cacheable
+    assert provenance_of(got).head.startswith("classifier head fc not loaded (fc.weight [10, 512] (here [1000, 512])")
+    assert "no claim reads it" in provenance_of(got).head and describe(got)["head"] == provenance_of(got).head
+    assert provenance_of(load_model("resnet18", str(path))).weights_id == provenance_of(got).weights_id   # deterministic: cacheable
     headless = tmp_path / "headless.pth"
     torch.save({k: v for k, v in ten.state_dict().items() if not k.startswith("fc.")}, headless)
-    assert "absent or renamed" in load_model("resnet18", str(headless)).rsi_head_note
+    assert "absent or renamed" in provenance_of(load_model("resnet18", str(headless))).head
     assert "head" not in describe(load_model("resnet18", "random:0"))
 
 
@@ -168,7 +169,7 @@ def test_local_file_round_trips(tmp_path, r18):
     path = tmp_path / "r18.pth"
     torch.save(r18.state_dict(), path)
     loaded = load_model("resnet18", str(path))
-    assert loaded.rsi_weights_id == r18.rsi_weights_id == weights_identity(loaded)
+    assert provenance_of(loaded).weights_id == provenance_of(r18).weights_id == weights_identity(loaded)
     for (k, a), (k2, b) in zip(r18.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
     assert describe(loaded)["weights"] == str(path)
@@ -177,15 +178,15 @@ def test_local_file_round_trips(tmp_path, r18):
     # a checkpoint wrapped as {"state_dict": ...} is accepted too
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": r18.state_dict(), "epoch": 3}, wrapped)
-    assert load_model("resnet18", str(wrapped)).rsi_weights_id == r18.rsi_weights_id
+    assert provenance_of(load_model("resnet18", str(wrapped))).weights_id == provenance_of(r18).weights_id
 
 
 def test_random_identities(r18):
     again = load_model("resnet18", "random:0")
     other = load_model("resnet18", "random:1")
-    assert again.rsi_weights_id == r18.rsi_weights_id
-    assert other.rsi_weights_id != r18.rsi_weights_id
-    assert len(r18.rsi_weights_id) == 16
+    assert provenance_of(again).weights_id == provenance_of(r18).weights_id
+    assert provenance_of(other).weights_id != provenance_of(r18).weights_id
+    assert len(provenance_of(r18).weights_id) == 16
     # seeding does not leak into the global RNG
     torch.manual_seed(123)
     a = torch.rand(3)
@@ -198,7 +199,7 @@ def test_identity_changes_with_one_weight(r18):
     model = load_model("resnet18", "random:0")
     with torch.no_grad():
         model.layer3[1].bn2.weight[7] += 1e-3
-    assert weights_identity(model) != r18.rsi_weights_id
+    assert weights_identity(model) != provenance_of(r18).weights_id
 
 
 def test_cached_weights_with_wrong_hash_stop_the_run(monkeypatch, tmp_path, r18):
@@ -238,7 +239,7 @@ def _hash_named(tmp_path, state):
 
 def test_weights_file_named_with_a_hash_is_verified(tmp_path, r18):
     good = _hash_named(tmp_path, r18.state_dict())
-    assert load_model("resnet18", str(good)).rsi_weights_id == r18.rsi_weights_id
+    assert provenance_of(load_model("resnet18", str(good))).weights_id == provenance_of(r18).weights_id
     bad = tmp_path / "resnet18-0123abcd.pth"
     bad.write_bytes(good.read_bytes())
     with pytest.raises(WeightsError, match="its name says 0123abcd"):
@@ -270,7 +271,7 @@ def test_common_checkpoint_layouts_are_accepted(tmp_path, r18, layout):
     else:
         path = tmp_path / "ckpt.pth"
         torch.save(LAYOUTS[layout](state), path)
-    assert load_model("resnet18", str(path)).rsi_weights_id == r18.rsi_weights_id
+    assert provenance_of(load_model("resnet18", str(path))).weights_id == provenance_of(r18).weights_id
 
 
 def test_a_checkpoint_without_a_state_dict_is_refused_naming_its_keys(tmp_path, r18):

@@ -41,8 +41,10 @@ def test_pytest_claims_and_rsi_run_have_the_same_options():
     rec = _Recorder()
     plugin.pytest_addoption(rec)
     run = dict(_subparsers(cli.build_parser()))["run"]
-    run_flags = [a.option_strings[0] for a in run._actions if a.option_strings and a.dest not in ("help", "claims")]
-    assert rec.names == run_flags == [f"--{n}" for n in options.RUN_OPTIONS]
+    run_flags = [a.option_strings[0] for a in run._actions
+                 if a.option_strings and a.dest not in ("help", "claims", "log_level", "quiet", "dry_run")]
+    assert run_flags == [f"--{n}" for n in options.RUN_OPTIONS]
+    assert rec.names == [f"--rsi-{n}" for n in options.RUN_OPTIONS]  # the short names only where claims run
     assert {"--antialias", "--jitter-table"} <= set(run_flags)
 
 
@@ -83,9 +85,10 @@ def test_rsi_run_forwards_the_table_and_loads_the_model_once(tmp_path, monkeypat
     """rsi run checks its options, loads the model once, and its in-process pytest reuses both."""
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / "test_seen.py").write_text(
+        "from rsi_core.model.anatomy import provenance_of\n\n\n"
         "def test_seen(rsi_model, rsi_options):\n"
         "    assert rsi_options['antialias'] is True and rsi_options['jitter-table'] == 'authors-script'\n"
-        "    assert rsi_options['fz-seeds'] == 2 and rsi_model.rsi_weights == 'random:0'\n")
+        "    assert rsi_options['fz-seeds'] == 2 and provenance_of(rsi_model).weights == 'random:0'\n")
     loads = []
     real = load.load_model
     monkeypatch.setattr(load, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
@@ -94,7 +97,7 @@ def test_rsi_run_forwards_the_table_and_loads_the_model_once(tmp_path, monkeypat
                      "--cache-dir", str(tmp_path / "cache"), "--artifacts-dir", str(tmp_path / "art")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "--antialias --jitter-table authors-script" in out and "1 passed" in out
+    assert "--rsi-antialias --rsi-jitter-table authors-script" in out and "1 passed" in out
     assert len(loads) == 1, loads
     # the same process goes on working after the in-process run (its progress file is gone)
     assert cli.main(["activations", "--weights", "random:0", "--limit", "1", "--blocks", "1.1", "--cache-dir",

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from rsi_core.cache import Cache
 from rsi_core.measure.metrics import scale_down, scale_up, weight_magnitudes
-from rsi_core.model.anatomy import TapCapture, blocks, describe_blocks
+from rsi_core.model.anatomy import TapCapture, blocks, describe_blocks, provenance_of
 from rsi_core.model.images import normalize
 from rsi_core.planted import networks as P
 from rsi_core.planted.bench import analyse
@@ -121,15 +121,15 @@ def test_planted_network_has_resnet_anatomy():
     spec = P.benchmark_spec(0)
     model = P.build(spec)
     assert [(b.name, b.kind) for b in blocks(model)] == [("1.0", "simple"), ("1.1", "simple"), ("2.0", "downsample")]
-    assert model.rsi_model == "planted" and len(model.rsi_weights_id) == 16
+    assert provenance_of(model).model == "planted" and len(provenance_of(model).weights_id) == 16
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     rows = {r["block"]: r for r in describe_blocks(model)}
     for name in P.STUDIED_BLOCKS:
         for t in "IBO":  # every centre neuron sits on the image centre, where S / S_inv zoom
             lo, hi = rows[name]["taps"][t]["window"]
             assert (lo + hi) / 2 == pytest.approx(111.5)
-    assert P.build(spec).rsi_weights_id == model.rsi_weights_id  # deterministic
-    assert P.build(P.benchmark_spec(1)).rsi_weights_id != model.rsi_weights_id
+    assert provenance_of(P.build(spec)).weights_id == provenance_of(model).weights_id  # deterministic
+    assert provenance_of(P.build(P.benchmark_spec(1))).weights_id != provenance_of(model).weights_id
 
 
 def centre_luminance_response(kernel: np.ndarray, images: torch.Tensor) -> np.ndarray:

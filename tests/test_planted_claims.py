@@ -1,15 +1,17 @@
 """Planted ResNet18-shaped networks (rsi_core.planted.resnet) and ``rsi validate --claims``."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from rsi_core.cache import Cache
 from rsi_core.harness.claims import claim_functions
-from rsi_core.model.anatomy import block_roles, read_taps
+from rsi_core.model.anatomy import block_roles, provenance_of, read_taps
 from rsi_core.model.images import normalize
 from rsi_core.model.load import load_model
 from rsi_core.planted import resnet as PR
-from rsi_core.planted.validate_claims import mutation_check, run_case
+from rsi_core.planted.validate_claims import SEED_SPREAD, convergence, mutation_check, run_case
 
 TAPS = [f"{b}.{t}" for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IBO"]
 
@@ -26,6 +28,18 @@ def test_resnet18_anatomy():
     model = PR.build(PR.get_case("top-mixes-holds"))
     assert block_roles(model)["studied"] == ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
     assert [len(getattr(model, f"layer{s}")) for s in PR.STAGES] == [2, 2, 2, 2]
+
+
+def test_planted_resnet_takes_the_paper_jitter_table():
+    """The cases were built for the paper's jitter (none in 1.1 and 2.0, 4 in 2.1.B and 3.0):
+    the planted resnet18 must not take the receptive-field rule of other models (its 17x17
+    kernels would give 16 everywhere, and the 2.0 dot's FZ never reaches its feature)."""
+    from rsi_core.fz.transform import jitter_for, jitter_of
+    from rsi_core.model.anatomy import canonical_tap
+    model = PR.build(PR.CASES[0])
+    for tap in (canonical_tap(model, f"{b}.{t}") for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IB"):
+        assert jitter_of(model, tap) == jitter_for(tap), tap
+    assert jitter_of(model, "2.0.B") == 0 and jitter_of(model, "3.0.B") == 4
 
 
 @pytest.mark.parametrize("value", [0.0, 0.8, 1.0])
@@ -50,9 +64,9 @@ def test_taps_are_the_planted_linear_functions_of_luminance(value):
 
 def test_weights_string_builds_the_case_with_its_own_lists():
     model = load_model("resnet18", "planted:top-mixes-holds")
-    assert model.rsi_weights == "planted:top-mixes-holds"
-    assert model.rsi_lists["fig8"]["2.0"] == [1, 2, 3]
-    assert load_model("resnet18", "planted:final-block-holds").rsi_lists is None
+    assert provenance_of(model).weights == "planted:top-mixes-holds"
+    assert provenance_of(model).lists["fig8"]["2.0"] == [1, 2, 3]
+    assert provenance_of(load_model("resnet18", "planted:final-block-holds")).lists is None
     with pytest.raises(ValueError, match="unknown planted case"):
         load_model("resnet18", "planted:nope")
 
@@ -66,16 +80,26 @@ def test_every_case_builds_and_claim_functions_are_found():
 
 
 def test_final_block_fails_end_to_end_with_its_own_second_seed(tmp_path):
-    """The real pipeline on the cheapest case (one block, 10 channels, 16 FZ steps): half of
+    """The real pipeline on the cheapest case (one block, 10 channels, 32 FZ steps): half of
     4.1's channels skip, so 'all channels in the lowest bin' fails; the census noise is the
     network's own second FZ seed (every channel of 4.1 paired), as on resnet18; the mutation
     (the lowest bin moved) is applied to the same study."""
     fns = claim_functions()
-    row = run_case(PR.get_case("final-block-fails"), Cache(tmp_path), fns, steps=16)
+    row = run_case(PR.get_case("final-block-fails"), Cache(tmp_path), fns)   # validate's steps (16: not converged)
     assert row["obtained"] == "fails", row
     assert row["correct"] and row["noise_sources"] == ["in-run second seed"]
     check = mutation_check([row], fns)["fig2-final-block"]
     assert check["mutation"] == "the lowest bin moved to [0.25, 0.5)" and len(check["cases"]) == 1
+    # its FZs converged: every moved FZ's objective positive, the second seed within SEED_SPREAD
+    assert row["converged"] and row["convergence"]["4.1"]["wrong_sign"] == 0, row["convergence"]
+    study = row["study"]
+    r = study._results["4.1"]
+    study._results["4.1"] = replace(r, b_xb=-r.b_xb)   # FZs that went the wrong way (the 0.70 cold run's 2.0.B)
+    assert convergence(study)["4.1"]["wrong_sign"] == int((r.b_xb > 0).sum()) > 0
+    study._results["4.1"] = r
+    first, second = study._results["pairs:4.1"]
+    study._results["pairs:4.1"] = (first, replace(second, b_xb=second.b_xb * (1 - SEED_SPREAD - 0.1)))
+    assert not convergence(study)["4.1"]["converged"]   # a second seed far below the first: not converged
 
 
 def test_every_claim_has_a_mutation_that_patches_and_restores():

@@ -14,8 +14,7 @@ from rsi_core.fz.render import dequantize
 from rsi_core.measure.profiles import Profile
 from rsi_core.measure.study import Study
 from rsi_core.model.activations import natural_activations
-from rsi_core.model.anatomy import read_taps
-from rsi_core.model.families import preprocess_of
+from rsi_core.model.anatomy import preprocess_of, provenance_of, read_taps
 from rsi_core.model.images import PAPER_PREPROCESS, ImageSet, normalize
 from rsi_core.model.load import WeightsError, describe, load_model
 
@@ -49,7 +48,7 @@ def test_robust_checkpoints_load_as_they_are(tmp_path, model, fmt):
     path = tmp_path / "robust.pt"
     torch.save(fmt(model), path)
     robust = load_model("resnet18", str(path))
-    assert robust.rsi_weights_id == model.rsi_weights_id  # the network itself, not the attacker's copy
+    assert provenance_of(robust).weights_id == provenance_of(model).weights_id  # the network itself, not the attacker's copy
     p = preprocess_of(robust)
     assert p.mean == MEAN and p.std == STD and "checkpoint's own" in p.source
     assert describe(robust)["preprocess"]["mean"] == MEAN

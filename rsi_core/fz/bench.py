@@ -12,30 +12,94 @@ the I and B taps of the seven studied blocks, the same number of steps, each war
 The last line printed is one JSON object; ``speedup`` = total lucent time / total engine time,
 per FZ, summed over the taps.
 
+The paper's way needs torch-lucent 0.1.8 and kornia 0.4.1 (``pip install 'rsi[reference]'``); the
+engine needs neither. ``lucent_render`` is also the reference of ``tests/test_reference.py``.
+
 On the CPU both sides run on one thread (``fz.render.one_thread``: torch's CPU kernels round by
 thread count, so an FZ is only reproducible on one). Timings on a busy machine vary by about
 +-30 %; ``--repeats`` keeps the best of several alternating runs.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib
 import json
 import platform
 import sys
 import time
+import types
+import warnings
 
 import numpy as np
 import torch
 
 from rsi_core.fz.bank import default_batch_size
-from rsi_core.fz.render import FZSettings, element_streams, image_parameter, one_thread, optimized_tap, render
-from rsi_core.fz.transform import jitter_for, lucent_draws, transforms_for
-from rsi_core.model.anatomy import TapCapture, canonical_tap, centre_crop_window, find_block
+from rsi_core.fz.render import FZSettings, element_streams, one_thread, optimized_tap, render
+from rsi_core.fz.transform import ANGLES, SCALES, jitter_for
+from rsi_core.model.anatomy import TapCapture, block_of, canonical_tap, centre_crop_window, find_block
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.load import load_model
 from rsi_core.paper import PAPER_BLOCKS, PAPER_STEPS
 
 PAPER_FZS = "I and B of every channel of the seven studied blocks"
 WARMUP_STEPS = 2
+
+
+REFERENCE_HINT = "the paper's lucent loop needs torch-lucent 0.1.8 and kornia 0.4.1: pip install 'rsi[reference]'"
+
+
+def lucent(module: str = "lucent.optvis.transform"):
+    """A torch-lucent module (the ``[reference]`` extra); without it, one line that says how to get it."""
+    with warnings.catch_warnings():  # kornia 0.4.1 calls torch.jit.script at import: torch's FutureWarning
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            raise SystemExit(f"rsi: {REFERENCE_HINT} ({e})") from None
+
+
+def lucent_image_parameter(device, init: torch.Tensor, size: int = 224):
+    """lucent's own decorrelated Fourier image parameter (``fft_image`` + its colour matrix), with
+    the spectrum ``init``: the reference of ``rsi_core.fz.image``. lucent's colour step moves its
+    matrix to cuda:0 whenever CUDA is available and its Fourier parameter reads a module-level
+    device, so the matrix is applied here and lucent's device is set only while it builds."""
+    spatial, color = lucent("lucent.optvis.param.spatial"), lucent("lucent.optvis.param.color")
+    device = torch.device(device)
+    saved, spatial.device = spatial.device, device
+    try:
+        params, fourier = spatial.fft_image([len(init), 3, size, size])
+    finally:
+        spatial.device = saved
+    with torch.no_grad():
+        params[0].copy_(init)
+    colour = torch.tensor(color.color_correlation_normalized.T).to(device)
+    return params, lambda: torch.sigmoid(torch.matmul(fourier().permute(0, 2, 3, 1), colour).permute(0, 3, 1, 2))
+
+
+def transforms_for(jitter: int, device: torch.device | str = "cpu", size: int = 224) -> list:
+    """SPEC's transform list for a jitter value, as lucent's own transforms (for ``render_vis``;
+    normalization is applied after these)."""
+    from torchvision.transforms.functional import center_crop
+    lt = lucent()
+    lt.device = torch.device(device)  # lucent builds its warp matrices there
+    scale_rotate = [lt.random_scale(SCALES), lt.random_rotate(ANGLES)]
+    if jitter < 4:
+        return scale_rotate
+    return [lt.pad(jitter), lt.jitter(jitter), *scale_rotate, lt.jitter(jitter // 2), lambda x: center_crop(x, [size, size])]
+
+
+@contextlib.contextmanager
+def lucent_draws(rng: np.random.Generator):
+    """lucent's transforms draw from ``rng`` (instead of numpy's global RNG) inside this block."""
+    lt = lucent()
+    shim = types.SimpleNamespace(**{k: getattr(np, k) for k in ("ceil", "pi")},
+                                 random=types.SimpleNamespace(choice=rng.choice))
+    saved, lt.np = lt.np, shim
+    try:
+        yield
+    finally:
+        lt.np = saved
 
 
 def default_steps(device) -> int:
@@ -51,9 +115,7 @@ def lucent_render(model, tap: str, channel: int, steps: int, seed: int = 0, devi
     literal ``objectives.neuron("layer2_1_bn2", c)``); by default the centre neuron of what
     ``target`` optimizes, read with ``TapCapture``. Returns lucent's final image
     [1, 224, 224, 3] as floats in [0, 1] (quantize with ``(x * 255).astype(uint8)``)."""
-    from lucent.optvis import objectives as lucent_objectives
-    from lucent.optvis.render import render_vis
-
+    lucent_objectives, render_vis = lucent("lucent.optvis.objectives"), lucent("lucent.optvis.render").render_vis
     device = torch.device(device)
     lmodel = copy.deepcopy(model)  # render_vis leaves its hooks (and their tensors) on the model
     tap = canonical_tap(model, tap)
@@ -67,7 +129,7 @@ def lucent_render(model, tap: str, channel: int, steps: int, seed: int = 0, devi
 
         with lucent_draws(rng), one_thread(device):  # as the engine: CPU kernels round by thread count
             images = render_vis(lmodel, objective or lucent_objectives.Objective(centre),
-                                lambda: image_parameter(device, init),
+                                lambda: lucent_image_parameter(device, init),
                                 optimizer=lambda params: torch.optim.Adam(params, lr=lr),
                                 transforms=transforms, thresholds=(steps,), show_image=False,
                                 progress=False)
@@ -90,7 +152,7 @@ def _timed(fn, device) -> float:
 def measure_tap(model, tap: str, steps: int, batch: int, device, repeats: int = 1) -> dict:
     """Seconds per FZ for one tap, lucent (1 neuron) and engine (``batch`` channels); with
     ``repeats`` > 1 the two sides alternate and each keeps its fastest time."""
-    channels = list(range(min(batch, find_block(model, tap.rsplit(".", 1)[0]).channels)))
+    channels = list(range(min(batch, find_block(model, block_of(tap)).channels)))
     settings, warm = FZSettings(steps=steps), FZSettings(steps=WARMUP_STEPS)
     lucent_render(model, tap, 0, WARMUP_STEPS, device=device)
     render(model, tap, channels, warm, device=device, progress=False)
@@ -109,6 +171,7 @@ def measure_tap(model, tap: str, steps: int, batch: int, device, repeats: int = 
 def run(steps: int | None = None, device: str | None = None, batch: int | None = None,
         blocks=PAPER_BLOCKS, kinds="IB", repeats: int = 1,
         out=sys.stdout) -> dict:
+    lucent()  # the [reference] extra, before any work
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     steps = steps or default_steps(device)
     batch = batch or default_batch_size(device)
@@ -123,7 +186,7 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
     rows = []
     for b in blocks:
         for k in kinds:
-            r = measure_tap(model, f"{b}.{k}", steps, batch, device, repeats)
+            r = measure_tap(model, tap_name(b, k), steps, batch, device, repeats)
             rows.append(r)
             say(f"{b:5} {k:3} {r['jitter']:>3} {r['crop_area']:>5.2f} {r['lucent_s_per_fz']:>12.3f} "
                 f"{r['engine_s_per_fz']:>12.4f} {r['ratio']:>6.1f}x")
@@ -140,11 +203,11 @@ def run(steps: int | None = None, device: str | None = None, batch: int | None =
 
     # extrapolation: per-step cost x paper steps x channels of each tap (not measured)
     def bank_s(key):
-        return sum(r[key] / steps * PAPER_STEPS * find_block(model, r["tap"].rsplit(".", 1)[0]).channels
+        return sum(r[key] / steps * PAPER_STEPS * find_block(model, block_of(r["tap"])).channels
                    for r in rows)
 
     extrapolated = {"engine_s": bank_s("engine_s_per_fz"), "lucent_s": bank_s("lucent_s_per_fz"),
-                    "fzs": sum(find_block(model, r["tap"].rsplit(".", 1)[0]).channels for r in rows),
+                    "fzs": sum(find_block(model, block_of(r["tap"])).channels for r in rows),
                     "steps": PAPER_STEPS}
     full = set(blocks) == set(PAPER_BLOCKS) and kinds == "IB"
     say(f"EXTRAPOLATION (not measured): the {'full paper bank, ' + PAPER_FZS if full else 'bank of these taps'}"

@@ -1,7 +1,7 @@
 """The FZ optimization loop: the paper's lucent recipe, batched across channels and truncated.
 
 One optimization carries many channels of one tap; element n of the batch has its own image
-parameter (lucent's ``param.image(224, decorrelate=True)``) and its own objective. For
+parameter (lucent's ``param.image(224, decorrelate=True)``, ``fz.image``) and its own objective. For
 centre-neuron objectives the forward (``CentreCone``) stops at the tap and sees only the
 stride-aligned cone the centre neuron depends on: the image is cut to its receptive field and
 each block's input to what the neuron needs. The activation and the input gradient are those of
@@ -39,16 +39,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from lucent.optvis.param import color as lucent_color
-from lucent.optvis.param import spatial as lucent_spatial
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from tqdm.auto import tqdm
 
+from rsi_core.fz import resume
+from rsi_core.fz.image import image_parameter
 from rsi_core.fz.objectives import OBJECTIVES
 from rsi_core.fz.transform import SCALES, BatchedChain, Draws, apply, cut, final_side, jitter_of
-from rsi_core.model.anatomy import TapCapture, aligned_window, blocks, canonical_tap, find_block, map_size, parse_tap, tap_path
+from rsi_core.model import progress as counters
+from rsi_core.model.anatomy import (
+    TAP_KINDS,
+    TapCapture,
+    aligned_window,
+    anatomy_of,
+    canonical_tap,
+    map_size,
+    parse_tap,
+    preprocess_of,
+    taps_of,
+)
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.families import family_of, preprocess_of
 from rsi_core.model.images import PAPER_PREPROCESS, Preprocess, normalize
 from rsi_core.paper import IMAGE_SIZE, JITTER_TABLES, PAPER_STEPS, READINGS
 
@@ -88,11 +98,11 @@ def optimized_tap(model, tap: str, target: str = "as-written") -> tuple[str, boo
     as they are."""
     if target not in READINGS:
         raise ValueError(f"unknown FZ target {target!r}: use one of {', '.join(READINGS)}")
-    tap = canonical_tap(model, tap)
-    name, kind = parse_tap(tap)
+    canonical = canonical_tap(model, tap)
+    name, kind = parse_tap(canonical)
     if target == "as-run" and kind in ("B", "O"):
-        return f"{name}.O", True
-    return tap, False
+        return tap_name(name, "O"), True
+    return canonical, False
 
 
 def effective_target(model, tap: str, target: str) -> str:
@@ -112,33 +122,6 @@ def element_streams(seed: int, tap: str, channels, device="cpu", size: int = IMA
         inits.append(torch.randn(1, 3, size, size // 2 + 1, 2, generator=g) * 0.01)
         rngs.append(np.random.default_rng(np_seed))
     return torch.cat(inits).to(device), rngs
-
-
-def image_parameter(device: torch.device, init: torch.Tensor | None = None, size: int = IMAGE_SIZE):
-    """lucent's decorrelated Fourier image parameter (``param.image(size, decorrelate=True)``),
-    one image or, with ``init`` [B, ...], a batch of B with that spectrum. Returns (params,
-    image_f) as lucent does. One image per parameter never depends on its neighbours; a batch
-    rounds by its size (lucent's batched colour matmul).
-
-    Every tensor lives on ``device``: lucent's own colour step moves its matrix to cuda:0
-    whenever CUDA is available, and its Fourier parameter reads a module-level device, so rsi
-    applies the same matrix itself and sets lucent's device only while it builds the parameter."""
-    device = torch.device(device)
-    saved = lucent_spatial.device
-    lucent_spatial.device = device
-    try:
-        params, fourier = lucent_spatial.fft_image([1 if init is None else len(init), 3, size, size])
-    finally:
-        lucent_spatial.device = saved
-    if init is not None:
-        with torch.no_grad():
-            params[0].copy_(init)
-    colour = torch.tensor(lucent_color.color_correlation_normalized.T).to(device)
-
-    def image_f():  # lucent's to_valid_rgb(decorrelate=True), the matrix on the image's device
-        x = torch.matmul(fourier().permute(0, 2, 3, 1), colour).permute(0, 3, 1, 2)
-        return torch.sigmoid(x)
-    return params, image_f
 
 
 def quantize(images: torch.Tensor) -> np.ndarray:
@@ -231,12 +214,13 @@ class CentreCone:
     B is read before the addition and O before the ReLU, as ``TapCapture`` reads them."""
 
     def __init__(self, model, tap: str):
+        record = anatomy_of(model)
         name, self.kind = parse_tap(tap)
-        self.model, self.blocks = model, blocks(model)
-        self.index = self.blocks.index(find_block(model, name))
-        self.path = tap_path(model, tap)
+        self.model, self.blocks = model, record.blocks
+        self.index = record.index(name)
+        self.path = record.path(tap)
         # a simple block's I is the previous block's O: the pass ends with that block
-        self.simple_input = self.kind == "I" and self.blocks[self.index].i_is_prev_o
+        self.simple_input = record.canonical(tap) != tap
         # length of the path from the image to block k's input (stem: conv1, max-pool)
         self.prefix = [len(self.blocks[k - 1].convs) if k else 2 for k in range(len(self.blocks))]
         # each convolution with its BatchNorm folded in (the same function to float rounding)
@@ -391,35 +375,62 @@ class BatchedImages:
         return self.image_f()
 
 
+class Adam(torch.optim.Adam):
+    """torch's Adam, without its graph-capture check when every parameter is on the CPU: that
+    check asks CUDA for its current stream whenever CUDA is available, which creates a CUDA
+    context on the GPU for a CPU render (held memory; refused on busy exclusive-process GPUs)."""
+
+    def _off_cpu(self) -> bool:
+        return any(p.device.type != "cpu" for g in self.param_groups for p in g["params"])
+
+    def _accelerator_graph_capture_health_check(self):  # torch >= 2.6
+        if self._off_cpu():
+            super()._accelerator_graph_capture_health_check()
+
+    def _cuda_graph_capture_health_check(self):  # torch < 2.6
+        if self._off_cpu():
+            super()._cuda_graph_capture_health_check()
+
+
 def render(model, tap: str, channels, settings: FZSettings = FZSettings(), device="cpu",
-           progress: bool = True, batched: bool | None = None, on_step=None) -> dict[str, np.ndarray]:
+           progress: bool = True, batched: bool | None = None, on_step=None,
+           checkpoint=None) -> dict[str, np.ndarray]:
     """Optimize one image per channel of ``tap`` (each element independent of the others);
     return ``images`` ([N, 224, 224, 3] uint8) and ``reached`` (each element's objective at the
     last step, on its transformed image). ``batched``: the batch's transforms as batched tensor
     operations (``BatchedImages``, the default on CUDA) or each element's alone
     (``ElementImages``, the default on the CPU: bit for bit independent of the batch).
     ``on_step(s, params)``, if given, sees each step's gradients (after the backward, before the
-    update): the GPU check compares them across devices."""
+    update): the GPU check compares them across devices. ``checkpoint`` (``resume.Checkpoint``):
+    the batch starts from its saved state, saves it periodically, and on a stop request
+    (``resume.stop_on_signals``) saves it and raises ``resume.Interrupted``."""
     device = torch.device(device)
     tap = canonical_tap(model, tap)
     read, relu = optimized_tap(model, tap, settings.target)
     objective = OBJECTIVES[settings.objective]
     # the cut forward runs torchvision's ResNet blocks; other families take their own forward (the same FZ)
-    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family_of(model).cone(model) else None
+    family = anatomy_of(model).family
+    cone = CentreCone(model, read) if settings.crop and settings.objective == "neuron" and family.cone(model) else None
     channels = [int(c) for c in channels]
     chans = torch.as_tensor(channels, dtype=torch.long, device=device)
     init, rngs = element_streams(settings.seed, tap, channels, device)
     draws = Draws.run(rngs, jitter_of(model, tap, settings.jitter_table), settings.steps)
     batched = device.type != "cpu" if batched is None else batched
     source = (BatchedImages if batched else ElementImages)(init, draws, cone, preprocess=preprocess_of(model))
-    optimizer = torch.optim.Adam(source.params, lr=settings.lr)
+    optimizer = Adam(source.params, lr=settings.lr)
     reached = torch.empty(len(chans), device=device)
+    state = checkpoint.load() if checkpoint is not None else None
+    start = checkpoint.restore(state, source.params, optimizer, reached, draws) if state else 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(one_thread(device))
         stack.enter_context(tf32_flags(*tf32(settings)))  # restored after: no TF32 leaks into the process
         capture = None if cone else stack.enter_context(TapCapture(model, [read]))
-        for s in tqdm(range(settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
+        for s in counters.bar(range(start, settings.steps), desc=f"FZ {tap} x{len(chans)}", unit="step",
                       disable=not progress, leave=False):
+            if checkpoint is not None and (resume.stop_requested() or (s > start and checkpoint.due())):
+                checkpoint.save(s, source.params, optimizer, reached, draws)
+                if resume.stop_requested():
+                    raise resume.Interrupted(resume.stop_requested(), checkpoint.path)
             optimizer.zero_grad()
             loss = 0
             for idx, x, position in source.batches(s):
@@ -448,7 +459,6 @@ def measure(model, images, block: str, device="cpu") -> dict[str, np.ndarray]:
     """Centre activations of I, B, O of ``block`` ([N, C] each) for uint8 images or a
     normalized batch: the paper re-measures every FZ on its saved PNG."""
     x = images if torch.is_tensor(images) else dequantize(images, device, preprocess_of(model))
-    taps = [f"{block}.{k}" for k in "IBO"]
-    with TapCapture(model, taps, centre=True) as capture, tf32_flags():  # measured in strict fp32
+    with TapCapture(model, taps_of([block]), centre=True) as capture, tf32_flags():  # measured in strict fp32
         acts = capture(x.to(device))
-    return {k: acts[f"{block}.{k}"].float().cpu().numpy() for k in "IBO"}
+    return {k: acts[tap_name(block, k)].float().cpu().numpy() for k in TAP_KINDS}

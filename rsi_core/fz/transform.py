@@ -3,11 +3,15 @@
 lucent draws every transform parameter with numpy's global RNG, once per step for the whole
 batch. Here each element has its own ``numpy.random.Generator`` and draws its own parameters in
 lucent's order (jitter dx, dy; scale; angle; second jitter dx, dy) with lucent's calls
-(``choice``); the operations are lucent's own (reflect pad, kornia ``translate`` and
-``warp_affine`` with per-element matrices, ``Upsample`` + lucent's padding for the scale, centre
-crop). Element n is then exactly what a lucent ``render_vis`` run of its own computes with the
-same draws (``lucent_draws`` drives lucent with such a generator). Scale changes the image size,
-so elements are grouped by drawn scale: ``apply`` returns groups of (indices, images).
+(``choice``); the operations are those lucent 0.1.8 runs (reflect pad, kornia 0.4.1's
+``translate`` and ``warp_affine`` with per-element matrices, ``Upsample`` + lucent's padding for
+the scale, centre crop), re-implemented here with kornia 0.4.1's conventions (``_warp_theta``:
+pixel matrices normalized with align_corners=True corners, sampled with align_corners=False), so
+neither package is needed to render. Element n is then exactly what a lucent ``render_vis`` run
+of its own computes with the same draws (``rsi_core.fz.bench.lucent_draws`` drives lucent with
+such a generator; ``tests/test_reference.py`` checks it bit for bit where the ``[reference]``
+extra is installed). Scale changes the image size, so elements are grouped by drawn scale:
+``apply`` returns groups of (indices, images).
 
 ``cut`` computes the same chain for one element over a window of its output only (the centre
 neuron's receptive field): from the scale on, each step is evaluated only where the next one
@@ -16,24 +20,16 @@ for bit, and the backward runs over the window's reach only.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
-import types
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.geometry.conversions import convert_affinematrix_to_homography
-from kornia.geometry.transform import translate
-from kornia.geometry.transform.affwarp import _compute_translation_matrix
-from kornia.geometry.warp import normalize_homography
-from lucent.optvis import transform as lucent_transform
 from torchvision.transforms.functional import center_crop
 
-from rsi_core.model.anatomy import input_window, map_size, tap_path
+from rsi_core.model.anatomy import anatomy_of
 from rsi_core.paper import DEFAULT_JITTER, IMAGE_SIZE, JITTER_BY_RF, JITTER_TABLES, TABLE_MODELS
 
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]
@@ -53,13 +49,15 @@ def jitter_for(tap: str, table: str = "paper") -> int:
 def jitter_of(model, tap: str, table: str = "paper") -> int:
     """Jitter of canonical ``tap`` of ``model``: the table for resnet18 (and the planted
     networks), for any other model the rule of receptive field (``paper.JITTER_BY_RF``);
-    table "none" is no jitter for every model."""
-    if getattr(model, "rsi_model", "resnet18") in TABLE_MODELS or table == "none":
+    table "none" is no jitter for every model. A family that takes one image side only (a
+    ViT) has jitter 4 at least: below 4 the transforms change the image's side (SPEC, A.2)."""
+    record = anatomy_of(model)
+    if table == "none" or record.origin.model in TABLE_MODELS:
         return jitter_for(tap, table)
     jitter_for(tap, table)  # an unknown table is an error here too
-    path = tap_path(model, tap)
-    lo, hi = input_window(path, map_size(path, IMAGE_SIZE) // 2)
-    return next((j for rf, j in JITTER_BY_RF if hi - lo + 1 <= rf), DEFAULT_JITTER)
+    rf = record.receptive_field(tap, IMAGE_SIZE)
+    jitter = next((j for limit, j in JITTER_BY_RF if rf <= limit), DEFAULT_JITTER)
+    return max(jitter, 4) if record.family.input_side else jitter
 
 
 def _ranges(jitter: int) -> list[int]:
@@ -127,8 +125,53 @@ class Draws:
         return out
 
 
+# ------------------------------------------------------------ affine warps (kornia 0.4.1's conventions)
+_PI = torch.tensor(3.14159265358979323846)  # float32 pi: degrees -> radians as kornia 0.4.1 converts them
+
+
+def _rotation(angles, n: int) -> torch.Tensor:
+    """[B, 3, 3] pixel matrices of rotations by ``angles`` degrees (counter-clockwise on screen)
+    about the centre ((n - 1) / 2, (n - 1) / 2) of a side-``n`` image; float32, with kornia
+    0.4.1's ``get_rotation_matrix2d`` arithmetic (unit scale): [[a, b, (1 - a) x - b y],
+    [-b, a, b x + (1 - a) y]] with a = cos, b = sin, so rotated pixels round as lucent's."""
+    rad = torch.ones(len(angles)) * torch.tensor([float(a) for a in angles]) * _PI / 180.0
+    a, b = torch.cos(rad), torch.sin(rad)
+    centre = torch.full((len(angles),), (n - 1) / 2)
+    one = torch.tensor(1.0)
+    m = torch.zeros(len(angles), 3, 3)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1], m[:, 2, 2] = a, b, -b, a, 1.0
+    m[:, 0, 2] = (one - a) * centre - b * centre
+    m[:, 1, 2] = b * centre + (one - a) * centre
+    return m
+
+
+def _translation(shifts) -> torch.Tensor:
+    """[B, 3, 3] pixel matrices of translations by (dx, dy) per element."""
+    m = torch.eye(3).repeat(len(shifts), 1, 1)
+    m[:, :2, 2] += torch.tensor([[float(v) for v in s] for s in shifts])
+    return m
+
+
+def _pixels_to_unit(n: int) -> torch.Tensor:
+    """[1, 3, 3]: pixel coordinates of a side-``n`` image to [-1, 1], pixel centres 0 and n - 1 at
+    the ends (kornia 0.4.1's normalization, whatever the sampling's align_corners)."""
+    m = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]])
+    m[0, 0] = m[0, 0] * 2.0 / (n - 1.0)
+    m[1, 1] = m[1, 1] * 2.0 / (n - 1.0)
+    return m[None]
+
+
+def _warp_theta(m: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, 2, 3] sampling matrices (output -> input, in [-1, 1]) of the pixel matrices ``m``
+    [B, 3, 3] (input -> output) on a side-``n`` image: kornia 0.4.1's ``warp_affine`` chain
+    (normalize, then invert; the same products and inversions in the same order)."""
+    unit = _pixels_to_unit(n)
+    return torch.inverse(unit @ (m @ torch.inverse(unit)))[:, :2, :]
+
+
 def _translate(x: torch.Tensor, shifts) -> torch.Tensor:
-    return translate(x, torch.tensor(shifts, dtype=torch.float32, device=x.device))
+    """kornia 0.4.1's ``translate`` of each element of ``x`` by its (dx, dy) in pixels."""
+    return _sample(x, _warp_theta(_translation(shifts), x.shape[-1]).to(x.device))
 
 
 def _scaled(n: int, scale) -> tuple[int, int]:
@@ -147,13 +190,7 @@ def _scale(x: torch.Tensor, scale) -> torch.Tensor:
 
 def _rotate(x: torch.Tensor, angles) -> torch.Tensor:
     """lucent's ``random_rotate`` body with one angle per element."""
-    b, _, h, w = x.shape
-    angle = torch.ones(b) * torch.tensor([float(a) for a in angles])
-    center = torch.ones(b, 2)
-    center[..., 0] = (w - 1) / 2
-    center[..., 1] = (h - 1) / 2
-    m = kornia.get_rotation_matrix2d(center, angle, torch.ones(b, 2)).to(x.device)
-    return kornia.warp_affine(x.float(), m, dsize=(h, w))
+    return _sample(x.float(), _warp_theta(_rotation(angles, x.shape[-1]), x.shape[-1]).to(x.device))
 
 
 def apply(x: torch.Tensor, params: list[dict], jitter: int, size: int = 224) -> list:
@@ -173,7 +210,9 @@ def apply(x: torch.Tensor, params: list[dict], jitter: int, size: int = 224) -> 
 
 
 def _sample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """kornia's ``warp_affine`` of ``x`` with its normalized, inverted matrices ``theta`` [B, 2, 3]."""
+    """kornia 0.4.1's ``warp_affine`` of ``x`` with its sampling matrices ``theta`` [B, 2, 3]
+    (``_warp_theta``): bilinear, zeros outside, align_corners=False (kornia >= 0.5 changed
+    that default, which would move every rotated pixel)."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -251,7 +290,7 @@ class BatchedChain:
 # on a part of the image.
 
 class _Warp:
-    """kornia's ``warp_affine`` (as ``translate`` and lucent's ``random_rotate`` call it) of a
+    """kornia 0.4.1's ``warp_affine`` (as ``translate`` and lucent's ``random_rotate`` call it) of a
     side-``n`` image (``matrix``: ``_warp_matrix``'s kind and value), its sampling grid computed
     over the window only (``F.affine_grid``'s own steps: the same base coordinates and matrix)."""
 
@@ -278,16 +317,9 @@ class _Warp:
 
 @lru_cache(maxsize=4096)
 def _warp_matrix(kind: str, value: tuple, n: int) -> torch.Tensor:
-    """kornia's [1, 2, 3] matrix of a translation by ``value`` or a rotation by ``value[0]``
-    degrees about the centre of a side-``n`` image, normalized and inverted as ``warp_affine``
-    does (few distinct draws: cached)."""
-    if kind == "translate":
-        m = _compute_translation_matrix(torch.tensor([value], dtype=torch.float32))[:, :2]
-    else:
-        m = kornia.get_rotation_matrix2d(torch.tensor([[(n - 1) / 2, (n - 1) / 2]]), torch.tensor([float(value[0])]),
-                                         torch.ones(1, 2))
-    norm = normalize_homography(convert_affinematrix_to_homography(m), (n, n), (n, n))
-    return torch.inverse(norm)[:, :2, :]
+    """[1, 2, 3] sampling matrix of a translation by ``value`` or a rotation by ``value[0]``
+    degrees about the centre of a side-``n`` image (``_warp_theta``; few distinct draws: cached)."""
+    return _warp_theta(_translation([value]) if kind == "translate" else _rotation([value[0]], n), n)
 
 
 @cache
@@ -371,27 +403,3 @@ def cut(x: torch.Tensor, p: dict, jitter: int, window, size: int = 224) -> torch
     for stage, w_in, w in zip(stages, windows, windows[1:]):
         region = stage.run(region, w_in, w)
     return region
-
-
-def transforms_for(jitter: int, device: torch.device | str = "cpu", size: int = 224) -> list:
-    """SPEC's transform list for a jitter value, as lucent's own transforms (for ``render_vis``;
-    normalization is applied after these)."""
-    lucent_transform.device = torch.device(device)  # lucent builds its warp matrices there
-    scale_rotate = [lucent_transform.random_scale(SCALES), lucent_transform.random_rotate(ANGLES)]
-    if jitter < 4:
-        return scale_rotate
-    return [lucent_transform.pad(jitter), lucent_transform.jitter(jitter), *scale_rotate,
-            lucent_transform.jitter(jitter // 2), lambda x: center_crop(x, [size, size])]
-
-
-@contextlib.contextmanager
-def lucent_draws(rng: np.random.Generator):
-    """lucent's transforms draw from ``rng`` (instead of numpy's global RNG) inside this block."""
-    shim = types.SimpleNamespace(**{k: getattr(np, k) for k in ("ceil", "pi")},
-                                 random=types.SimpleNamespace(choice=rng.choice))
-    saved = lucent_transform.np
-    lucent_transform.np = shim
-    try:
-        yield
-    finally:
-        lucent_transform.np = saved

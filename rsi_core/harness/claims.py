@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from rsi_core.harness import expectations as expect_mod
-from rsi_core.paper import READINGS
+from rsi_core.harness.expectations import claims_dir
+from rsi_core.paper import PAPER_READING, READINGS
 from rsi_core.report import claims_report as report
 from rsi_core.verdicts import regression
 from rsi_core.verdicts.verdict import Verdict, seed_verdict
@@ -37,23 +38,33 @@ class Harness:
             raise ValueError(refused)
 
     # studies --------------------------------------------------------------------------------
+    @property
+    def primary_reading(self) -> str:
+        """The one reading asked (as-written when both are): the controls' reading."""
+        return "as-run" if self.fz_target == "as-run" else "as-written"
+
     def primary(self):
-        """The study whose verdict is the test's outcome: as-written unless only as-run is asked."""
+        """The study of ``primary_reading``."""
         return self.reading("as-run") if self.fz_target == "as-run" else self.study
+
+    def decisive(self, claim_id: str) -> str:
+        """The reading whose verdict is the claim's outcome: the one asked, or with both the
+        paper's own reading of the claim (``paper.PAPER_READING``)."""
+        return PAPER_READING.get(claim_id, "as-written") if self.fz_target == "both" else self.primary_reading
 
     def reading(self, target: str):
         if target == self.study.settings.target:
             return self.study
         return self._variant(("target", target), target=target)
 
-    def seed(self, s: int):
-        base = self.primary()
-        return base if s == base.settings.seed else self._variant(("seed", base.settings.target, s), seed=s,
-                                                                  target=base.settings.target)
+    def seed(self, s: int, target: str):
+        base = self.reading(target)
+        return base if s == base.settings.seed else self._variant(("seed", target, s), seed=s, target=target)
 
     def _variant(self, key, **fz):
         if key not in self._variants:
             self._variants[key] = self.study.variant(**fz)
+            self._variants[key].prepare()  # its whole bank, as planned (rsi_core.harness.plan)
         return self._variants[key]
 
     def controls(self) -> list:
@@ -69,10 +80,17 @@ class Harness:
         quantities recorded for a later paired check (default: the claim's ``@reads``)."""
         paper = " ".join((fn.__doc__ or "").split())
         try:
-            v = replace(fn(self.primary()), claim_id=claim_id)
-            entry = self._entry(claim_id, paper, v, getattr(fn, "paired", ()) if paired is None else paired)
+            target = self.primary_reading
+            known = {target: fn(self.primary())}  # a claim that does not apply is n/a under every reading
+            if known[target].verdict != "n/a":
+                known.setdefault(self.decisive(claim_id), None)
+                known = {t: v or fn(self.reading(t)) for t, v in known.items()}
+            decided = self.decisive(claim_id) if self.decisive(claim_id) in known else target
+            v = replace(known[decided], claim_id=claim_id)
+            entry = self._entry(claim_id, paper, v, getattr(fn, "paired", ()) if paired is None else paired,
+                                self.primary() if decided == target else self.reading(decided))
             if v.verdict != "n/a":  # nothing to read under other readings, seeds or controls
-                self._extras(entry, fn, figure)
+                self._extras(entry, fn, figure, known)
         except Exception as exc:
             write_entry(self.folder, error_entry(claim_id, paper, exc, self.study.describe(),
                                                  self.expectations.get(claim_id, "observe")))
@@ -80,14 +98,19 @@ class Harness:
         write_entry(self.folder, entry)
         return entry
 
-    def _entry(self, claim_id, paper, v: Verdict, paired=()) -> dict:
+    def _entry(self, claim_id, paper, v: Verdict, paired=(), decided=None) -> dict:
+        """The claim's entry from its verdict ``v`` on study ``decided`` (default: the primary; the
+        provenance is the run's, the primary's: ``decisive_reading`` says which reading decided)."""
+        decided = decided or self.primary()
         prov = self.primary().describe()
         expect = self.expectations.get(claim_id, "observe")
         entry = {"id": claim_id, "paper": paper, **v.to_json(), "expectation": expect,
                  "outcome": expect_mod.outcome(v.verdict, expect), "provenance": prov, "regressions": []}
+        if self.fz_target == "both":
+            entry["decisive_reading"] = self.decisive(claim_id)
         if paired and v.verdict != "n/a" and not v.reason.startswith("n/a"):
             blocks = [b for role in (v.blocks.values() if isinstance(v.blocks, dict) else [v.blocks]) for b in role]
-            entry["paired"] = regression.record(self.primary(), list(dict.fromkeys(blocks)), paired,
+            entry["paired"] = regression.record(decided, list(dict.fromkeys(blocks)), paired,
                                                 v.measured.get("found"))
         if self.baseline:
             entry["regression"] = regression.compare(self.baseline["claims"].get(claim_id), entry)
@@ -95,14 +118,10 @@ class Harness:
                 entry["regressions"] = regression.changed_parts(entry["regression"])
         return entry
 
-    def _extras(self, entry: dict, fn, figure) -> None:
-        if self.fz_target == "both":
-            entry["readings"] = {}
-            for t in READINGS:
-                rv = fn(self.reading(t))
-                entry["readings"][t] = {"verdict": rv.verdict, "value": rv.value, "measured": rv.measured}
+    def _extras(self, entry: dict, fn, figure, known: dict) -> None:
+        decisive = self.decisive(entry["id"])
         if self.fz_seeds > 1:
-            per = [fn(self.seed(s)) for s in range(self.fz_seeds)]
+            per = [fn(self.seed(s, decisive)) for s in range(self.fz_seeds)]
             agreed, rng = seed_verdict(per)
             entry["seeds"] = [{"seed": s, "verdict": p.verdict, "value": p.value} for s, p in enumerate(per)]
             entry["seed_range"] = rng
@@ -110,6 +129,17 @@ class Harness:
                 entry["reason"] = f"FZ seeds disagree ({', '.join(p.verdict for p in per)}); " + entry["reason"]
                 entry["verdict"] = agreed
                 entry["outcome"] = expect_mod.outcome(agreed, entry["expectation"])
+        if self.fz_target == "both":  # each reading decided; the decisive one is the entry's own verdict
+            entry["readings"] = {}
+            for t in READINGS:
+                rv = (known.get(t) or fn(self.reading(t))) if t != decisive else None
+                verdict = rv.verdict if rv else entry["verdict"]
+                expect = self.expectations.get(f"{entry['id']}@{t}", entry["expectation"] if t == decisive else "observe")
+                entry["readings"][t] = {"verdict": verdict, "value": rv.value if rv else entry["value"],
+                                        "measured": rv.measured if rv else entry["measured"], "expectation": expect,
+                                        "outcome": expect_mod.outcome(verdict, expect)}
+            entry["reading_dependent"] = len({r["verdict"] for r in entry["readings"].values()}) > 1
+            entry["outcome"] = expect_mod.combined({t: r["outcome"] for t, r in entry["readings"].items()}, decisive)
         runs = self.controls()
         if runs:
             from rsi_core.harness.controls import add_controls
@@ -156,13 +186,21 @@ def claim_functions(folder=None) -> dict:
         for name, obj in vars(mod).items():
             marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "claim"]
             if name.startswith("test_") and marks:
-                out[marks[0].args[0]] = getattr(mod, name[len("test_"):])
+                fn = getattr(mod, name[len("test_"):])
+                if getattr(fn, "claim_id", marks[0].args[0]) != marks[0].args[0]:
+                    raise ValueError(f"{path.name}: {name} is marked {marks[0].args[0]!r} but checks {fn.claim_id!r}")
+                out[marks[0].args[0]] = fn
     return out
 
 
-def claims_dir() -> Path:
-    """The ``claims/`` folder beside the package (a clone or an editable install)."""
-    d = Path(__file__).resolve().parents[2] / "claims"
-    if not d.is_dir():
-        raise FileNotFoundError(f"no claims folder at {d}: pass the folder of the claims tests (--claims PATH)")
-    return d
+def natural_images_note(profile: str, images) -> str | None:
+    """The header line of a ``paper`` run whose natural images are the bundled sample (no
+    ``--images``, no ``$RSI_IMAGES``): which parts will be inconclusive, and what decides them."""
+    from rsi_core.model.images import bundled_dir, resolve_image_dir
+    from rsi_core.verdicts.registry import CLAIMS
+    if profile != "paper" or resolve_image_dir(images).resolve() != bundled_dir().resolve():
+        return None
+    parts = ", ".join(c.id for c in CLAIMS.values() if c.natural)
+    return (f"rsi: NATURAL IMAGES: the bundled 250-image sample, not the 50,000-image validation set: the parts "
+            f"that read natural images ({parts}) will be inconclusive; pass --images DIR to decide them")
+

@@ -1,4 +1,4 @@
-"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, validate.
+"""``rsi``: the command line. Subcommands: blocks, fz, activations, run, compare, expectations, bench, config, validate.
 
 Every option comes from ``rsi_core.harness.options`` (``rsi run``'s are the table ``pytest claims``
 uses) and is checked there before any work: a bad value is one line on stderr and exit 2.
@@ -7,31 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import textwrap
 from importlib import metadata
 from pathlib import Path
 
 from rsi_core.harness import options as opts
-from rsi_core.harness.claims import claim_functions
-from rsi_core.model.load import WeightsError
 
 
 def cmd_blocks(args) -> int:
     from rsi_core.fz.transform import jitter_of
-    from rsi_core.model.anatomy import canonical_tap, describe_blocks
-    from rsi_core.model.families import family_of, preprocess_of
+    from rsi_core.model.anatomy import anatomy_of, canonical_tap, describe_blocks, preprocess_of, tap
     from rsi_core.model.load import load_model
     model = load_model(args.model, args.weights)
     rows = describe_blocks(model)
     for r in rows:  # the FZ jitter of each tap: the paper's table on resnet18, its rule elsewhere (paper.py)
         for t, v in r["taps"].items():
-            v["jitter"] = jitter_of(model, canonical_tap(model, f"{r['block']}.{t}"))
+            v["jitter"] = jitter_of(model, canonical_tap(model, tap(r["block"], t)))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     p = preprocess_of(model)
-    print(f"{args.model} ({family_of(model).name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
+    print(f"{args.model} ({anatomy_of(model).family.name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
           f"{p.interpolation}, crop {p.crop} ({p.source})")
     print(f"{'block':6} {'kind':10} {'roles':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF jitter" for t in "IBO"))
     for r in rows:
@@ -75,10 +73,13 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.render import FZSettings
     from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
+    from rsi_core.model.anatomy import block_of, provenance_of, taps_of
     device = args.device
     model = _model(args)
-    if getattr(model, "rsi_head_note", None):  # a fine-tune's other classifier: said before any work
-        print(f"rsi fz: {model.rsi_head_note}")
+    if provenance_of(model).head:  # a fine-tune's other classifier: said before any work
+        print(f"rsi fz: {provenance_of(model).head}")
+    if args.unit:
+        return _fz_units(args, model)
     profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
     steps = args.steps or profile.steps
     # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
@@ -98,7 +99,7 @@ def cmd_fz(args) -> int:
     if not chosen:  # a run's channels: the profile's, as pytest claims renders them
         studied = Study(model, profile, bank.cache, device=device, blocks=[b.name for b in blocks])
         chosen = {b.name: studied.channels(b.name) for b in blocks}
-    requests = {f"{b.name}.{t}": chosen[b.name] for b in blocks for t in args.taps}
+    requests = {tap: chosen[block_of(tap)] for tap in taps_of([b.name for b in blocks], args.taps)}
     if args.shard:  # realjob (issue 9): this process renders 1/N of the bank into the shared cache
         from rsi_core.fz.shard import parse_shard, shard_requests
         k, n = parse_shard(args.shard)
@@ -112,8 +113,13 @@ def cmd_fz(args) -> int:
     print(fz_plan(banks, requests, profile.name, device))
     if args.dry_run:
         return 0
-    for bank in banks:
-        bank.ensure(requests)
+    from rsi_core.fz.resume import Interrupted, stop_on_signals
+    try:  # issue 31: SIGTERM / Ctrl-C checkpoint the batch in flight and stop in one line
+        with stop_on_signals():
+            for bank in banks:
+                bank.ensure(requests)
+    except Interrupted as exc:
+        return _stopped(exc, bank.cache)
     print(f"FZ bank ready: {sum(map(len, requests.values()))} FZs"
           f"{f' (shard {args.shard})' if args.shard else ''}, {steps} steps, cache {bank.cache.root}")
     if args.export:
@@ -121,6 +127,88 @@ def cmd_fz(args) -> int:
             folder = Path(args.export) / bank.settings.target if len(banks) > 1 else args.export
             for tap, chans in requests.items():
                 print(export_pngs(bank, tap, chans, folder))
+    return 0
+
+
+def _values(args) -> dict:
+    from rsi_core.harness.plan import PLAN_OPTIONS
+    return {name: getattr(args, name.replace("-", "_"), None) for name in PLAN_OPTIONS}
+
+
+def _stopped(exc, cache) -> int:
+    """The one line of a render stopped by a signal (``resume.Interrupted``); its exit status."""
+    kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
+    print(f"rsi fz: stopped by {exc.signal_name}: finished FZs are in {cache.root}, {kept}; "
+          f"run the same command again to resume", file=sys.stderr)
+    return exc.exit_code
+
+
+def _fz_units(args, model) -> int:
+    """issue 31: ``rsi fz --unit K/N``: units K, K+N, ... of the run's plan (``rsi plan``), each
+    unit's missing FZs rendered without locks; SIGTERM / Ctrl-C checkpoint the batch in flight."""
+    from rsi_core.fz.resume import Interrupted, stop_on_signals
+    from rsi_core.harness.plan import Banks, for_run, parse_unit
+    for name, default in (("blocks", "paper"), ("taps", ["I", "B"]), ("channels", None), ("steps", None),
+                          ("objective", "neuron"), ("export", None), ("no_crop", False), ("precision", "fp32")):
+        if getattr(args, name) != default:
+            raise opts.OptionError("unit", args.unit, f"renders the run's plan: leave out --{name.replace('_', '-')} "
+                                   "(the plan's FZs are set by the run options, as in pytest claims)")
+    study, plan = for_run(model, _values(args), batch_size=args.batch_size)
+    k, n = parse_unit(args.unit, len(plan.units))
+    units = plan.shard(k, n)
+    banks = Banks(study, plan)
+    missing = banks.missing(units)
+    print(f"{plan.totals()}\nrsi fz: unit {k}/{n}: {len(units)} units, {sum(len(u.channels) for u in units)} FZs, "
+          f"{sum(len(g) for _, g in missing)} to render")
+    if args.dry_run:
+        return 0
+    try:
+        with stop_on_signals():
+            done = banks.render(units)
+    except Interrupted as exc:
+        return _stopped(exc, study.cache)
+    print(f"rsi fz: unit {k}/{n} done: rendered {done} FZs into {study.cache.root}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    """issue 31: ``rsi submit``: the plan's units as a job array, then the claims job."""
+    from rsi_core.harness.options import RUN_OPTIONS
+    from rsi_core.harness.plan import for_run
+    from rsi_core.harness.submit import submit
+    plan = for_run(_model(args), _values(args), batch_size=args.batch_size, progress=False)[1]
+    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
+    return submit(values, len(plan.units), args.tasks, args.executor, args.folder, args.parallel, args.gpus,
+                  args.timeout_min, args.partition, args.wait, args.batch_size)
+
+
+def cmd_plan(args) -> int:
+    """issue 31: ``rsi plan``: every FZ a claims run with these options reads, as work units."""
+    from rsi_core.fz.bank import FZBank
+    from rsi_core.harness.live import clock
+    from rsi_core.harness.plan import Banks, dumps, for_run, unit_command
+    FZBank.key_device = args.fz_device  # another device's bank is looked up
+    model = _model(args)
+    study, plan = for_run(model, _values(args), batch_size=args.batch_size, progress=False)
+    missing = {u.index: len(g) for u, g in Banks(study, plan).missing()}
+    plan.cached = {u.index for u in plan.units if u.index not in missing}
+    if not args.no_estimate:
+        plan.seconds = study.bank.costs({u.tap for u in plan.units})
+    if args.json:
+        print(dumps(plan))
+        return 0
+    print(plan.totals())
+    for u in plan.units:
+        est = plan.unit_seconds(u)
+        print(f"  unit {u.index:4}: {u.bank.label():40} {u.tap:6} {len(u.channels):4} FZs  "
+              f"{'cached' if u.index in plan.cached else f'{missing[u.index]} to render':14}"
+              f"{f'  ~{clock(est)} on {study.device}' if est is not None else ''}")
+    todo = sum(missing.values())
+    total = sum(filter(None, (plan.unit_seconds(u) for u in plan.units if u.index not in plan.cached)))
+    print(f"rsi plan: {todo} FZs to render in {len(missing)} units" +
+          (f", about {clock(total)} on one {study.device} (from a calibration)" if plan.seconds and todo else "") +
+          (f"; render them with: {unit_command({**_values(args), 'fz-device': args.fz_device}, 1)} "
+           "(or --unit K/N per array task)" if todo else ""))
     return 0
 
 
@@ -146,14 +234,14 @@ def cmd_expectations(args) -> int:
 def cmd_activations(args) -> int:
     """realjob (issue 9): the centre tables a researcher takes into their own analysis."""
     from rsi_core.model.activations import save_tables, stream_centre, table_provenance
-    from rsi_core.model.families import preprocess_of
+    from rsi_core.model.anatomy import preprocess_of, taps_of
     from rsi_core.model.images import ImageSet
     model = _model(args)
     images = ImageSet.from_dir(args.images)
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
     images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
-    taps = [f"{b.name}.{t}" for b in _blocks(model, args.blocks) for t in ("I", "B", "O") if t in args.taps]
+    taps = taps_of([b.name for b in _blocks(model, args.blocks)], [t for t in "IBO" if t in args.taps])
     tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
@@ -164,6 +252,10 @@ def cmd_activations(args) -> int:
 
 def cmd_run(args) -> int:
     from rsi_core.harness.runner import main as run_main
+    if args.dry_run:  # issue 31: the plan's totals, as pytest claims --collect-only prints them
+        from rsi_core.harness.plan import for_run
+        print(for_run(_model(args), _values(args), progress=False)[1].totals())
+        return 0
     return run_main(args)
 
 
@@ -172,7 +264,27 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def cmd_config(args) -> int:
+    """``rsi config``: every run option's resolved value and where it came from."""
+    from rsi_core.harness.config import find_file, resolved
+    given = {n for n in opts.RUN_OPTIONS if any(a == f"--{n}" or a.startswith(f"--{n}=") for a in args.argv)}
+    rows = resolved({k.replace("_", "-"): v for k, v in vars(args).items()}, given)
+    if args.json:
+        print(json.dumps({"config_file": str(find_file() or ""), "options": {n: {"value": v, "source": s}
+                                                                            for n, v, s in rows}}, default=str))
+        return 0
+    print(f"config file: {find_file() or 'none (rsi.toml, or [tool.rsi] in pyproject.toml, from here upward)'}")
+    for name, value, source in rows:
+        print(f"  --{name:14} {value!s:40} {source}")
+    return 0
+
+
 def cmd_validate(args) -> int:
+    if args.calibration:  # the decision rules' operating characteristic, by simulation (no FZ)
+        from rsi_core.harness.calibrate import main as calibration_main
+        return calibration_main(args)
+    args.draws = args.draws or 5
+    from rsi_core.harness.claims import claim_functions
     if args.regression:  # the paired regression check on a planted pair, and its false-alarm rate
         from rsi_core.planted.regression import main as regression_main
         return regression_main(args, claim_functions)
@@ -199,6 +311,10 @@ def _command(sub, name: str, summary: str, description: str, examples: list[str]
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
     p.set_defaults(func=func, load=load, dirs=dirs, files=files)
+    _local(p, "log-level", "what rsi says on stderr: debug, info (progress bars, every 60 s into a file), warning, error",
+           "--log-level warning", None, opts.one_of(LOG_LEVELS))
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="warnings and errors only, no progress bars (e.g. -q: the same as --log-level warning)")
     return p
 
 
@@ -213,6 +329,12 @@ def _local(p, name: str, help: str, example: str, default=None, parse=None, **kw
     opts.Option(name, help, example, default, parse, **kw).add_argparse(p)
 
 
+def _unit(text: str) -> str:
+    if text != "auto":
+        _shard(text)
+    return text
+
+
 def _shard(text: str) -> str:
     from rsi_core.fz.shard import parse_shard
     parse_shard(text)
@@ -221,6 +343,33 @@ def _shard(text: str) -> str:
 
 BLOCKS_HELP = ("comma list of blocks such as 1.1,3.1, or paper (the studied blocks by role; resnet18's seven: "
                "1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1)")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is at each line (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+def configure_logging(args) -> None:
+    """The ``rsi_core`` loggers' level from ``--log-level`` / ``-q`` (default info), their lines on
+    stderr; progress bars follow it (``rsi_core.model.progress.bar``)."""
+    level = "warning" if getattr(args, "quiet", False) else (getattr(args, "log_level", None) or "info")
+    log = logging.getLogger("rsi_core")
+    log.setLevel(level.upper())
+    if not log.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("rsi: %(message)s"))
+        log.addHandler(handler)
 
 
 def build_parser() -> Parser:
@@ -272,6 +421,47 @@ def build_parser() -> Parser:
     _local(p, "dry-run", "print the plan (FZs, cached, estimated time) and stop", "--dry-run", flag=True)
     _local(p, "shard", "render only shard K (0..N-1) of N of the requested FZs into the shared --cache-dir "
            "(SLURM arrays, torchrun ranks)", "--shard 0/4", None, _shard, metavar="K/N")
+    # issue 31: the run's plan as work units, rendered by any scheduler's array index
+    _add(p, "images", "fz-seeds", "controls")
+    _local(p, "unit", "render units K, K+N, ... of the run's plan (rsi plan) into the shared --cache-dir; auto: "
+           "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX (Kubernetes) and N from the plan",
+           "--unit 0/8", None, _unit, metavar="K/N|auto")
+
+    p = _command(sub, "plan", "every FZ a claims run needs, as work units (counts, cached, estimated time)",
+                 "The FZs a claims run with these run options reads (primary and second seed, each FZ reading and "
+                 "seed asked for, every control model), dealt into work units of one tap and at most one batch of "
+                 "channels; per unit its FZs, whether cached, and an estimate from a short calibration. "
+                 "rsi fz --unit K/N renders units K, K+N, ...",
+                 ["rsi plan --weights random:0 --profile smoke --controls 1",
+                  "rsi plan --profile paper --batch-size 256 --no-estimate --json"], cmd_plan)
+    _add(p, "model", "weights", "images", "profile", "device", "cache-dir", "jitter-table", "fz-target", "fz-seeds",
+         "controls", "fz-device")
+    _local(p, "batch-size", "FZs per unit (default: a device's batch, 16 on a CPU, 256 on a GPU)", "--batch-size 256",
+           None, opts.at_least(1))
+    _local(p, "json", "print the plan as JSON", "--json", flag=True)
+    _local(p, "no-estimate", "skip the calibration that estimates each unit's time", "--no-estimate", flag=True)
+
+    p = _command(sub, "submit", "the run as a job array of work units and a claims job after it (submitit)",
+                 "Submit the run's plan (rsi plan) as one job array, task k rendering units k, k+N, ... (a GPU "
+                 "each; preempted tasks requeued and resumed), and the claims job (rsi run --require-cached) "
+                 "after it (SLURM: --dependency=afterok; local/debug executors: after waiting for the array). "
+                 "Needs the [slurm] extra (submitit).",
+                 ["rsi submit --profile paper --tasks 32 --parallel 8 --partition gpu --cache-dir /shared/rsi",
+                  "rsi submit --weights random:0 --profile smoke --executor local --wait"], cmd_submit,
+                 dirs=("folder",))
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "executor", "slurm, or local / debug (this machine)", "--executor local", "slurm",
+           opts.one_of(("slurm", "local", "debug")))
+    _local(p, "folder", "submitit's folder for the jobs' logs and pickles", "--folder rsi-jobs/", "rsi-jobs",
+           metavar="DIR")
+    _local(p, "tasks", "array tasks (default: one per unit)", "--tasks 32", None, opts.at_least(1))
+    _local(p, "parallel", "array tasks running at once", "--parallel 8", 8, opts.at_least(1))
+    _local(p, "gpus", "GPUs per task (SLURM)", "--gpus 1", 1, opts.at_least(0))
+    _local(p, "timeout-min", "minutes per task before SLURM stops (and submitit requeues) it", "--timeout-min 240",
+           240, opts.at_least(1))
+    _local(p, "partition", "SLURM partition", "--partition gpu")
+    _local(p, "batch-size", "FZs per unit (default: the device's batch)", "--batch-size 256", None, opts.at_least(1))
+    _local(p, "wait", "wait for the claims job and exit with its status", "--wait", flag=True)
 
     p = _command(sub, "activations", "centre-neuron activations of an image folder, per tap, to .npz",
                  "Stream an image folder through the model and write, per tap, the centre neuron of every channel "
@@ -296,6 +486,7 @@ def build_parser() -> Parser:
     _add(p, *opts.RUN_OPTIONS)
     _local(p, "claims", "folder of the claims tests (default: claims/ beside rsi_core)", "--claims my-claims/",
            metavar="DIR")
+    _local(p, "dry-run", "print the run's plan (rsi plan's totals) and stop", "--dry-run", flag=True)
 
     p = _command(sub, "compare", "the claims-by-models table of several claims reports (md, json, png)",
                  "One row per claim, one column per report (model / weights): verdict, headline value and beyond "
@@ -326,10 +517,19 @@ def build_parser() -> Parser:
     _add(b, "device")
     _local(b, "json", "only the JSON line on stdout (the table on stderr)", "--json", flag=True)
 
+    p = _command(sub, "config", "the run's settings as resolved, and where each came from",
+                 "Every option of `pytest claims` / `rsi run`, resolved (the device and profile too) with its source: "
+                 "the command line, the environment (RSI_WEIGHTS, RSI_IMAGES, RSI_CACHE), the config file (rsi.toml, or "
+                 "[tool.rsi] in pyproject.toml, from the working folder upward) or the default, highest first.",
+                 ["rsi config", "rsi config --weights random:0 --json"], cmd_config, load=False)
+    _add(p, *opts.RUN_OPTIONS)
+    _local(p, "json", "print the settings as JSON", "--json", flag=True)
+
     p = _command(sub, "validate", "precision/recall of the criteria on planted networks, controls",
                  "Check the method on networks whose answers are known by construction: the scale criteria's "
                  "precision and recall, or with --claims every claim's verdict on planted networks.",
-                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds", "rsi validate --regression"],
+                 ["rsi validate --seeds 2", "rsi validate --claims --case fig2-holds", "rsi validate --regression",
+                  "rsi validate --calibration --json --draws 200"],
                  cmd_validate, load=False)
     _local(p, "json", "print a JSON line", "--json", flag=True)
     _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
@@ -339,7 +539,10 @@ def build_parser() -> Parser:
            "weights, new head, continued training, other FZ seed) and planted changes of 15 and 25 points: F_pair, "
            "the claims decided, and the check's false alarms, decided share and power at the ci profile's sizes",
            "--regression", flag=True)
-    _local(p, "draws", "with --regression: FZ-seed copies of the planted network", "--draws 1", 1, opts.at_least(1))
+    _local(p, "draws", "with --regression: FZ-seed copies of the planted network (default 1); with --calibration: "
+           "simulated runs per row (default 200)", "--draws 1", None, opts.at_least(1))
+    _local(p, "calibration", "instead: every claim's decision rule by simulation (P(holds), P(inconclusive), "
+           "P(fails) per world, seed reliability and size; no FZ, minutes on a CPU)", "--calibration", flag=True)
     _local(p, "case", "with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)",
            "--case fig2-holds", repeat=True)
     _add(p, "cache-dir")
@@ -362,13 +565,27 @@ def check(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()  # the defaults read the environment and the config file
+    except ValueError as exc:
+        print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    args.argv = argv
+    configure_logging(args)
     try:
         check(args)
         return args.func(args) or 0
-    except (WeightsError, ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        from rsi_core.model.load import WeightsError  # imported here: rsi --help imports no torch
+        if isinstance(exc, RuntimeError) and not isinstance(exc, WeightsError):
+            raise
         print(f"rsi: error: {opts.one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a render: what is cached stays, no traceback
+        print(f"rsi {args.command}: interrupted (Ctrl-C); everything already cached is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

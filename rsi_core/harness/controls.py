@@ -7,7 +7,7 @@ control's Study shares the tested study's profile, FZ settings, image set, cache
 """
 from __future__ import annotations
 
-from rsi_core.model.families import preprocess_of
+from rsi_core.model.anatomy import amend, preprocess_of, provenance_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model
 from rsi_core.model.sources import random_seed
@@ -42,15 +42,15 @@ def control_study(study, weights: str):
     model ``weights``. A shuffled control recomputes its BatchNorm statistics on the run's image
     folder."""
     images = ImageSet.from_dir(study.image_set.root)  # the controls share the tested image set
-    model = load_model(study.model.rsi_model, weights, study.device, images=images)
-    model.rsi_preprocess = preprocess_of(study.model)  # and its preprocessing (a robust checkpoint's own)
+    model = load_model(provenance_of(study.model).model, weights, study.device, images=images)
+    amend(model, preprocess=preprocess_of(study.model))  # and its preprocessing (a robust checkpoint's own)
     return study.variant(model=model)
 
 
 def control_studies(study, k: int) -> list[tuple[str, str, object]]:
     """(weights, kind, Study) of the ``k`` controls of ``study``'s weights, each prepared."""
     out = []
-    for weights, kind in control_weights(study.model.rsi_weights, k):
+    for weights, kind in control_weights(provenance_of(study.model).weights, k):
         ctl = control_study(study, weights)
         ctl.prepare()
         out.append((weights, kind, ctl))
@@ -64,7 +64,7 @@ def add_controls(entry: dict, runs: list, evaluate) -> dict:
     entry["value"], entry["direction"] = headline(entry)
     results = []
     for weights, kind, study in runs:
-        base = {"weights": weights, "weights_id": study.model.rsi_weights_id, "kind": kind}
+        base = {"weights": weights, "weights_id": provenance_of(study.model).weights_id, "kind": kind}
         try:
             e = evaluate(study)
         except Exception as exc:  # a control that cannot compute the claim is reported, not fatal

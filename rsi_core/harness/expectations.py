@@ -10,7 +10,13 @@ File format::
 
     model = "resnet18"            # optional: the file is refused for another model
     [claims]
-    fig2-downsample-overwrite = "holds"   # holds | fails | observe
+    fig2-downsample-overwrite = "holds"   # holds | fails | observe: the claim's decisive reading
+    [claims.as-written]                   # optional: one reading's own expectation (--fz-target both)
+    fig2-downsample-overwrite = "observe"
+
+With both readings decided, a claim's plain expectation applies to its decisive reading
+(``paper.PAPER_READING``), the other reading is observed unless named; the returned mapping keys a
+reading's own as ``"<claim id>@<reading>"``.
 """
 from __future__ import annotations
 
@@ -18,14 +24,28 @@ import json
 import tomllib
 from pathlib import Path
 
-CLAIM_IDS = ("fig2-downsample-overwrite", "fig2-simple-less-skewed", "fig2-final-block", "fig3-weight-magnitude",
-             "fig4-inhibition", "fig4-input-block-correlation", "fig5-scale-counts", "fig6-top-scale",
-             "fig7-robust", "fig8-top-mixes")
+from rsi_core.paper import READINGS
+from rsi_core.verdicts.registry import CLAIM_IDS  # the one record per claim
+
 VALUES = ("holds", "fails", "observe")
 
 
+def claims_dir() -> Path:
+    """The claims tests: a clone's ``claims/`` beside the package, else the installed ``rsi_claims``
+    package (the same folder, shipped in the wheel under rsi's name)."""
+    import importlib.util
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "claims").is_dir():
+        return root / "claims"
+    spec = importlib.util.find_spec("rsi_claims")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
+    raise FileNotFoundError(f"no claims folder beside {root} and no rsi_claims package: "
+                            "pass the folder of the claims tests (--claims PATH)")
+
+
 def shipped_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "claims" / "expectations"
+    return claims_dir() / "expectations"
 
 
 def read(path) -> dict:
@@ -38,8 +58,17 @@ def read(path) -> dict:
     unknown_keys = set(data) - {"model", "weights", "claims"}
     if unknown_keys:
         raise ValueError(f"expectations file {path}: unknown keys {sorted(unknown_keys)}; use model, weights, [claims]")
-    claims = data.get("claims", {})
-    bad_ids = sorted(set(claims) - set(CLAIM_IDS))
+    claims = dict(data.get("claims", {}))
+    for reading in READINGS:  # [claims.<reading>]: that reading's own expectations
+        named = claims.pop(reading, {})
+        if not isinstance(named, dict):
+            raise ValueError(f"expectations file {path}: {reading} must be a table [claims.{reading}] of claim ids")
+        bad_ids = sorted(set(named) - set(CLAIM_IDS))
+        if bad_ids:
+            raise ValueError(f"expectations file {path}: unknown claim ids {bad_ids} in [claims.{reading}]; "
+                             f"known: {', '.join(CLAIM_IDS)}")
+        claims.update({f"{cid}@{reading}": v for cid, v in named.items()})
+    bad_ids = sorted(set(claims) - set(CLAIM_IDS) - {k for k in claims if "@" in k})
     if bad_ids:
         raise ValueError(f"expectations file {path}: unknown claim ids {bad_ids}; known: {', '.join(CLAIM_IDS)}")
     bad = {k: v for k, v in claims.items() if v not in VALUES}
@@ -77,6 +106,14 @@ def outcome(verdict: str, expect: str) -> str:
     return "pass" if verdict == "holds" else "fail"
 
 
+def combined(outcomes: dict, decisive: str) -> str:
+    """A claim's outcome over its readings ({reading: outcome}): the decisive reading's, unless
+    another reading's own expectation was not met (then that reading's failure, named)."""
+    missed = ("fail", "fail (expected to fail, holds)")
+    failed = [f"{o} ({t})" for t, o in outcomes.items() if t != decisive and o in missed]
+    return failed[0] if failed and outcomes[decisive] not in missed else outcomes[decisive]
+
+
 def from_report(path) -> str:
     """A TOML expectations file recording the verdicts of a claims-report.json; inconclusive and
     errored claims are recorded as observe (nothing decided to hold a later run to). A report
@@ -95,4 +132,10 @@ def from_report(path) -> str:
     for e in sorted(claims, key=lambda e: e["id"]):
         v = e["verdict"] if e["verdict"] in ("holds", "fails") else "observe"
         lines.append(f'{e["id"]} = "{v}"  # {e["verdict"]}')
+    for reading in READINGS:  # both readings decided: each non-decisive one's own verdict too
+        named = [(e["id"], e["readings"][reading]["verdict"]) for e in sorted(claims, key=lambda e: e["id"])
+                 if reading in e.get("readings", {}) and e.get("decisive_reading") != reading]
+        if named:
+            lines += ["", f"[claims.{reading}]"]
+            lines += [f'{cid} = "{v if v in ("holds", "fails") else "observe"}"  # {v}' for cid, v in named]
     return "\n".join(lines) + "\n"

@@ -37,6 +37,7 @@ class Plan:
     steps: int = 0
     seconds: float | None = None
     unchecked: int = 0            # control models' FZs: counted as to render, not looked up
+    totals: str = ""              # the work plan's totals line (rsi plan prints the same)
 
     @property
     def to_render(self) -> int:
@@ -46,35 +47,33 @@ class Plan:
         eta = (f", about {clock(self.seconds / max(1, workers))} with {workers} worker{'s' * (workers > 1)} "
                "(from a calibration)" if self.seconds else "")
         extra = f" (of which {self.unchecked} for the controls, not looked up)" if self.unchecked else ""
-        return (f"rsi: plan: {self.requested} FZs of {self.steps} steps, {self.cached} cached, {self.to_render} "
+        return ((self.totals + "\n" if self.totals else "") +
+                f"rsi: plan: {self.requested} FZs of {self.steps} steps, {self.cached} cached, {self.to_render} "
                 f"to render{extra}; up to {self.images} natural images to pass{eta}")
 
 
 def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: int = 0) -> Plan:
-    """The plan of a claims run on ``study``: its FZs (and the other FZ reading's, the other
-    seeds', the controls'), which are cached, and the time of the rest from a short calibration
-    of each tap (``FZBank.costs``)."""
-    studies = [study] + ([study.variant(target="as-run")] if fz_target == "both" else [])
-    studies += [study.variant(seed=s) for s in range(1, fz_seeds)]
-    plan = Plan(steps=study.settings.steps)
-    todo: dict[str, int] = {}   # FZs to render per canonical tap, over every bank
-    for st in studies:
-        for bank, requests in st.fz_requests():
-            plan.requested += sum(map(len, bank.pending(requests, missing_only=False).values()))
-            _add(todo, bank.pending(requests))
-    plan.cached = plan.requested - sum(todo.values())
-    own: dict[str, int] = {}    # a control model's FZs: the tested study's own, on other weights
-    for bank, requests in study.fz_requests():
-        _add(own, bank.pending(requests, missing_only=False))
-    plan.unchecked = controls * sum(own.values())
-    plan.requested += plan.unchecked
+    """The plan of a claims run on ``study``: its FZs (``rsi_core.harness.plan``: the other FZ
+    reading's, the other seeds', the controls'), which of the tested weights' are cached, and the
+    time of the rest from a short calibration of each tap (``FZBank.costs``)."""
+    from rsi_core.harness.plan import Banks, build
+    work = build(study, fz_target, fz_seeds, controls, batch_size=study.bank.batch_size)
+    tested = [u for u in work.units if u.bank.kind == "tested"]
+    todo: dict[str, int] = {}   # FZs to render per canonical tap, over the tested weights' banks
+    _add(todo, {u.tap: gone for u, gone in Banks(study, work).missing(tested)})
+    own: dict[str, int] = {}    # a control model's FZs, not looked up (its model is not loaded yet)
+    _add(own, {u.tap: list(u.channels) for u in work.units if u.bank.kind != "tested"})
+    plan = Plan(requested=work.total, steps=study.settings.steps, unchecked=sum(own.values()), totals=work.totals())
+    plan.cached = sum(len(u.channels) for u in tested) - sum(todo.values())
+    if study.bank.read_only:  # --require-cached: the check before any work found every FZ (controls' too)
+        plan.cached, plan.unchecked, own = plan.requested, 0, {}
     # natural images through each model: the activation tables, and one pass per block of the strict
     # scale test (``rsi_core.measure.scale_test``, not looked up in the cache)
     strict = len(study.blocks) * len(study.image_set) if study.profile.strict_section else 0
     plan.images = (0 if study.natural_cached() else len(study.image_set)) + controls * len(study.image_set) + strict
     if plan.to_render:
-        costs = study.bank.costs(set(todo) | (set(own) if controls else set()))
-        plan.seconds = sum(costs[t] * n for t, n in todo.items()) + controls * sum(costs[t] * n for t, n in own.items())
+        costs = study.bank.costs(set(todo) | set(own))
+        plan.seconds = sum(costs[t] * n for t, n in todo.items()) + sum(costs[t] * n for t, n in own.items())
     return plan
 
 

@@ -11,16 +11,13 @@ images, baseline, and last the weights themselves, loaded and verified once. Eve
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsi_core.model.families import model_names
-from rsi_core.model.load import DEFAULT_MODEL, DEFAULT_WEIGHTS
-from rsi_core.paper import JITTER_TABLES, READINGS
+from rsi_core.paper import JITTER_TABLES, PAPER_MODEL, PAPER_WEIGHTS, READINGS
 
 #: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
 INTERNAL_PROFILES = ("census-planted",)
@@ -137,6 +134,12 @@ class Option:
     required: bool = False
 
     def default_value(self):
+        """The default in this environment and folder: ``$RSI_*``, else the config file, else the
+        table's (``rsi_core.harness.config``)."""
+        from rsi_core.harness.config import default_of
+        return default_of(self)[0]
+
+    def table_default(self):
         return self.default() if callable(self.default) else self.default
 
     def shown_metavar(self) -> str | None:
@@ -146,10 +149,12 @@ class Option:
             return self.metavar
         return "{" + ",".join(choices() if callable(choices) else choices) + "}"
 
-    def full_help(self) -> str:
-        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi)."""
+    def full_help(self, prefix: str = "") -> str:
+        """The help, an example, and the default when there is one (``--help`` of pytest and of rsi);
+        ``prefix``: the example as ``--{prefix}{name}`` (the plugin's ``--rsi-*`` names)."""
         default = self.default_value()
-        return f"{self.help} (e.g. {self.example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
+        example = self.example.replace(f"--{self.name}", f"--{prefix}{self.name}")
+        return f"{self.help} (e.g. {example})" + (f" [default: {default}]" if default not in (None, [], False) else "")
 
     def add_argparse(self, parser, **override) -> None:
         """This option on an ``argparse`` parser; ``override`` replaces fields (another default)."""
@@ -176,15 +181,12 @@ class Option:
         return typed
 
 
-def _env(name: str, default=None):
-    return lambda: os.environ.get(name, default)
-
-
 OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("model", "model to test (rsi_core.model.families): " + ", ".join(model_names()), "--model timm:resnet18",
-           DEFAULT_MODEL),
+    Option("model", "model to test (rsi_core.model.families): a torchvision ResNet or ConvNeXt (resnet18, resnet50, "
+           "wide_resnet50_2, resnext50_32x4d, convnext_tiny, ...) or timm:NAME; an unknown name lists them all",
+           "--model timm:resnet18", PAPER_MODEL),
     Option("weights", "IMAGENET1K_V1 (torchvision's cache), a .pth file, random:SEED or shuffle:SEED:BASE (controls); "
-           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", _env("RSI_WEIGHTS", DEFAULT_WEIGHTS)),
+           "default $RSI_WEIGHTS, else IMAGENET1K_V1", "--weights random:0", PAPER_WEIGHTS),
     Option("images", "natural-image folder (ImageNet val layout); default $RSI_IMAGES, else the bundled 250-image sample",
            "--images ~/data/imagenet/val", None, metavar="DIR"),
     Option("profile", "paper: all channels, 2,560 steps; quick/ci/smoke: sampled channels, fewer steps "
@@ -205,22 +207,37 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("expectations", "TOML file of expectations (holds/fails/observe per claim) adding to or overriding the "
            "shipped ones; repeatable; record one with `rsi expectations --from claims-report.json`",
            "--expectations blessed.toml", None, repeat=True, metavar="TOML"),
-    Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (the test's "
-           "outcome uses as-written)", "--fz-target both", "as-written", one_of(READINGS + ("both",))),
+    Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (each claim "
+           "decided under each; the outcome reads the paper's own reading of the claim); default: both on the "
+           "paper profile, else as-written", "--fz-target both", None, one_of(READINGS + ("both",))),
     Option("fz-seeds", "render every FZ with seeds 0..K-1; a claim whose verdict differs between seeds is "
            "inconclusive", "--fz-seeds 3", 1, at_least(1), metavar="K"),
     Option("controls", "K control models (random-init, weight-shuffled) every claim is also evaluated on "
            "(default: 2 on the paper profile, else 0)", "--controls 2", None, at_least(0), metavar="K"),
+    # issue 31: which device's FZs a run reads (a CPU job analysing a GPU-rendered bank)
+    Option("fz-device", "read the FZs rendered on this kind of device (cpu or cuda; default: the run's own); FZs of "
+           "another kind are only read, never rendered (a CPU job analysing a GPU-rendered bank)", "--fz-device cuda",
+           None, one_of(("cpu", "cuda", "mps"))),
+    # issue 31: a claims job that renders nothing (the bank was rendered by rsi fz --unit)
+    Option("require-cached", "render no FZ: check the bank against the plan (rsi plan) before any work and stop "
+           "in one line when an FZ is missing", "--require-cached", False, flag=True),
 )}
 
 #: the options of ``pytest claims`` and ``rsi run``, in help order
 RUN_OPTIONS = tuple(OPTIONS)
 
 
+def _repeated_defaults(values: dict) -> dict:
+    """A repeatable option given no value on the command line takes its default (the config file's
+    list): the parsers start it empty, so that a command-line value replaces it."""
+    return {k: (OPTIONS[k].default_value() or [] if k in OPTIONS and OPTIONS[k].repeat and not v else v)
+            for k, v in values.items()}
+
+
 def parse(raw: dict) -> dict:
     """``{name: text or value}`` -> ``{name: value}``, each through its option's parser."""
     out = {}
-    for name, value in raw.items():
+    for name, value in _repeated_defaults(raw).items():
         opt = OPTIONS.get(name)
         if opt is None or opt.parse is None or value is None or opt.flag:
             out[name] = value
@@ -295,12 +312,19 @@ def load_weights(values: dict, device: str = "cpu"):
         raise OptionError("weights", values["weights"], one_line(exc)) from None
 
 
+def fz_target(value: str | None, profile: str | None) -> str:
+    """--fz-target as given, else the profile's (both on the paper profile: a census decides both
+    readings), else as-written."""
+    from rsi_core.measure.profiles import get_profile
+    return value or (get_profile(profile).fz_target if profile else "as-written")
+
+
 def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     """Validate ``values`` (parsed) before any work; returns them with ``device`` and ``profile``
     resolved, and the model (on CPU) when ``load`` (None when the weights are unavailable offline)."""
     from rsi_core.model.device import resolve_device
     from rsi_core.model.sources import source_of
-    v = dict(values)
+    v = _repeated_defaults(values)
     if "model" in v:
         from rsi_core.model.load import _check_model  # the one list of models
         try:
@@ -320,6 +344,8 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
     if "profile" in v and v["profile"] is None and "device" in v:
         from rsi_core.measure.profiles import default_profile
         v["profile"] = default_profile(v["device"])
+    if "profile" in v and "fz-target" in v:
+        v["fz-target"] = fz_target(v["fz-target"], v["profile"])
     for name in ("cache-dir", "artifacts-dir"):
         if v.get(name):
             writable_dir(name, v[name])

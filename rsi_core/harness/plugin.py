@@ -1,5 +1,14 @@
 """pytest harness for ``pytest claims``: options, the ``claim`` marker, the ``rsi_claims`` fixture, report.
 
+Registered the standard way, as the ``pytest11`` entry point ``rsi_core.harness.plugin`` (a clone
+run without installing loads it through the repository's ``conftest.py``), and inert in other
+projects' runs: it adds only ``--rsi-*`` options (``--rsi-weights``); the short names of the
+claims' command lines (``--weights``, ``--profile``, ...) are added only when pytest is pointed at
+the claims (``pytest claims``, ``pytest --pyargs rsi_claims``). A run is a claims run when it
+collected a ``claim``-marked test (under xdist the controller, which collects nothing, looks at
+the tests the workers collected); only then are the options checked, the model loaded and the
+report written. The run's state lives in ``config.stash[STATE]``.
+
 A claim test reads ``rsi_claims.check(claim_fn)``: the fixture evaluates the claim function on the
 tested ``Study`` (and FZ readings, seeds, controls when asked), writes ``artifacts/claims/<id>.json``
 and turns the verdict into the test's outcome against the expectation for this model. Fixtures
@@ -10,28 +19,103 @@ removes a previous run's report when no claim ran.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from rsi_core.model.load import WeightsUnavailable
+#: the prefix of the options the plugin adds to every pytest run
+PREFIX = "rsi-"
 
 
-def pytest_addoption(parser):
-    """The run's options, from the one table (``rsi_core.harness.options``); values are parsed and
-    checked in ``pytest_configure``, so a bad one is a usage error before collection."""
+@dataclass
+class RunState:
+    """What the plugin knows of this run (``config.stash[STATE]``)."""
+    values: dict = field(default_factory=dict)  # the options: parsed, then checked (a claims run's controller)
+    model: object = None                        # the model the check loaded (this process)
+    claims_run: bool = False                    # a claim-marked test was collected
+    probed: bool = False                        # (xdist controller) the workers' tests were looked at
+    attached: bool = False                      # this process's progress goes to the run's folder
+    report: str | None = None                   # the summary's line about the report
+    entries: list = field(default_factory=list)
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def state(config) -> RunState:
+    if STATE not in config.stash:
+        config.stash[STATE] = RunState()
+    return config.stash[STATE]
+
+
+def _dest(name: str) -> str:
+    return "rsi_" + name.replace("-", "_")
+
+
+def _add_options(parser, prefix: str) -> None:
+    """The run's options, from the one table (``rsi_core.harness.options``), as ``--{prefix}{name}``;
+    values are parsed and checked once a claims run is recognised, before any test runs."""
     from rsi_core.harness.options import OPTIONS, RUN_OPTIONS
-    g = parser.getgroup("rsi", "rsi: paper claims")
+    g = parser.getgroup("rsi", "rsi: paper claims (short names where pytest is pointed at the claims)")
     for name in RUN_OPTIONS:
         opt = OPTIONS[name]
         if opt.flag:
-            g.addoption(f"--{name}", action="store_true", help=opt.full_help())
+            g.addoption(f"--{prefix}{name}", action="store_true", dest=_dest(name), help=opt.full_help(prefix))
         else:
-            g.addoption(f"--{name}", action="append" if opt.repeat else "store", metavar=opt.shown_metavar(),
-                        default=[] if opt.repeat else opt.default_value(), help=opt.full_help())
+            g.addoption(f"--{prefix}{name}", action="append" if opt.repeat else "store", dest=_dest(name),
+                        metavar=opt.shown_metavar(), default=[] if opt.repeat else opt.default_value(),
+                        help=opt.full_help(prefix))
+
+
+def pytest_addoption(parser):
+    try:  # the defaults read the environment and the config file (rsi_core.harness.config)
+        _add_options(parser, PREFIX)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def add_short_options(parser) -> None:
+    """The claims' short option names (``--weights``, ...), once: the claims folder's
+    ``conftest.py`` adds them (``pytest claims``), and so does this plugin for ``--pyargs``."""
+    from rsi_core.harness.options import RUN_OPTIONS
+    group = parser.getgroup("rsi")
+    if not any(f"--{RUN_OPTIONS[0]}" in opt.names() for opt in group.options):
+        _add_options(parser, "")
+
+
+def _points_at_claims(arg: str, pyargs: bool) -> bool:
+    """Whether a command-line argument names the claims folder or a test in it (a path, or with
+    ``--pyargs`` a module)."""
+    from rsi_core.harness.expectations import claims_dir
+    try:
+        folder = claims_dir()
+    except FileNotFoundError:
+        return False
+    target = arg.split("::")[0]
+    path = Path(target)
+    if pyargs and not path.exists():
+        try:
+            spec = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            return False
+        if spec is None or not spec.origin:
+            return False
+        path = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+    path = path.resolve()
+    return path == folder or folder in path.parents
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(parser, args):
+    """The claims' short option names, only where pytest is pointed at the claims."""
+    pyargs = "--pyargs" in args
+    if any(_points_at_claims(a, pyargs) for a in args if not a.startswith("-")):
+        add_short_options(parser)
 
 
 class Checked:
@@ -42,12 +126,13 @@ class Checked:
         self.values, self.model = values, model
 
 
-def _claims_run(config) -> bool:
-    return any(part.startswith("claims") for a in config.args for part in Path(str(a)).parts)
-
-
 def _values(config) -> dict:
-    return getattr(config, "_rsi_values", None) or {}
+    return state(config).values
+
+
+def _option(config, name: str):
+    """A run option's parsed value (its raw command-line value before the parse)."""
+    return _values(config).get(name, config.getoption(_dest(name), None))
 
 
 def _device(config) -> str:
@@ -66,44 +151,165 @@ def _is_worker(config) -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
-    _check_options(config)
+    pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
+    if pre is not None:  # rsi run checked the options and loaded the model
+        state(config).values, state(config).model = pre.values, pre.model
+
+
+def pytest_unconfigure(config):
+    if state(config).claims_run:  # what the process does after an in-process run renders as usual
+        from rsi_core.fz.bank import FZBank
+        FZBank.key_device, FZBank.cached_only = None, False
+    if state(config).attached:
+        from rsi_core.model import progress
+        progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
+
+
+def _start_claims_run(config) -> None:
+    """A claims run recognised (a claim-marked test collected): its options parsed and, on the
+    controller, checked (files, folders, images, device, the weights loaded once), so a bad value
+    is one usage-error line (exit 4) before any test runs; the previous run's per-claim files
+    removed and this process's progress reported (an xdist worker's from its first claim on: it
+    writes nothing before the controller's check)."""
+    from rsi_core.harness import options
+    st = state(config)
+    if st.claims_run:
+        return
+    if not st.values:
+        raw = {name: config.getoption(_dest(name)) for name in options.RUN_OPTIONS}
+        try:
+            st.values = options.parse(raw)
+            if not _is_worker(config):
+                load = not config.option.collectonly  # listing tests loads (or downloads) no weights
+                st.values, st.model = options.check(st.values, load=load)
+        except options.OptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    st.claims_run = True
+    from rsi_core.fz.bank import FZBank  # issue 31: another device's bank, read only; --require-cached renders none
+    FZBank.key_device, FZBank.cached_only = st.values.get("fz-device"), bool(st.values.get("require-cached"))
+    if FZBank.cached_only and not _is_worker(config) and not config.option.collectonly:
+        _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
         import torch
         workers = int(config.workerinput.get("workercount", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    artifacts = config.getoption("--artifacts-dir", None)
-    if not _is_worker(config) and artifacts:
+        return
+    artifacts = st.values.get("artifacts-dir")
+    if artifacts:
         shutil.rmtree(Path(artifacts) / "claims", ignore_errors=True)
-    if artifacts and _claims_run(config) and not config.option.collectonly:
+    if artifacts and not config.option.collectonly:
         from rsi_core.harness.live import progress_folder
-        from rsi_core.model import progress  # this process's counters, for the controller's live line
-        folder = progress_folder(artifacts)
-        if not _is_worker(config):
-            shutil.rmtree(folder, ignore_errors=True)
-            config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
-        progress.attach(folder / f"{config.workerinput['workerid'] if _is_worker(config) else 'main'}.json")
+        shutil.rmtree(progress_folder(artifacts), ignore_errors=True)
+        config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
+        _report_progress(config, "main")
 
 
-def pytest_unconfigure(config):
+def _require_cached(config) -> None:
+    """--require-cached: the bank checked against the run's plan before any work; a missing FZ
+    is one usage-error line with the count and the ``rsi fz --unit`` command that renders them."""
+    from rsi_core.harness.plan import Banks, for_run, unit_command
+    opts = _options(config)
+    if state(config).model is None:
+        return  # weights unavailable offline: the run says so (every claim skipped)
+    study, plan = for_run(state(config).model.to(opts["device"]), opts, progress=False)
+    missing = Banks(study, plan).missing()
+    if missing:
+        (first, _), n = missing[0], sum(len(g) for _, g in missing)
+        raise pytest.UsageError(
+            f"--require-cached: {n} of the plan's {plan.total} FZs are not in the cache {study.cache.root} "
+            f"({len(missing)} of {len(plan.units)} units, e.g. unit {first.index}: {first.tap} of {first.bank.label()}); "
+            f"render them with: {unit_command(opts)}")
+
+
+def _plan_totals(config) -> str:
+    """The work plan's totals line from the model's architecture (listing loads no weights: a
+    random initialization has the same blocks, taps and channels)."""
+    from rsi_core.harness.plan import for_run
+    from rsi_core.model.anatomy import amend
+    from rsi_core.model.load import load_model
+    opts = _options(config)
+    try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
+        weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
+        model = load_model(opts["model"], weights, "cpu")
+        amend(model, weights=opts["weights"])  # the controls are named after the tested weights
+        return for_run(model, opts, progress=False)[1].totals()
+    except Exception as exc:  # listing tests never fails for the plan
+        return f"rsi: no plan ({type(exc).__name__}: {exc})"
+
+
+def _report_progress(config, name: str) -> None:
+    """This process's work counters go to the run's progress folder, for the controller's live line."""
+    from rsi_core.harness.live import progress_folder
     from rsi_core.model import progress
-    progress.detach()  # after an in-process run (rsi run) the process's work reports to no stale file
+    progress.attach(progress_folder(_option(config, "artifacts-dir")) / f"{name}.json")
+    state(config).attached = True
 
 
-def _check_options(config) -> None:
-    """Every option parsed; on the controller of a claims run also checked (files, folders, images,
-    device, the weights loaded once): a bad value is one usage-error line (exit 4) before any work."""
-    from rsi_core.harness import options
-    raw = {name: config.getoption(f"--{name}") for name in options.RUN_OPTIONS}
-    config._rsi_model = None
-    try:
-        config._rsi_values = options.parse(raw)
-        if _claims_run(config) and not _is_worker(config) and not config.option.help:
-            pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
-            load = not config.option.collectonly  # listing tests loads (or downloads) no weights
-            config._rsi_values, config._rsi_model = (pre.values, pre.model) if pre else options.check(config._rsi_values,
-                                                                                                        load=load)
-    except options.OptionError as exc:
-        raise pytest.UsageError(str(exc)) from None
+def pytest_runtest_setup(item):
+    st = state(item.config)
+    if st.claims_run and not st.attached and _is_worker(item.config) and _option(item.config, "artifacts-dir"):
+        _report_progress(item.config, item.config.workerinput["workerid"])
+
+
+def _is_claim(item) -> bool:
+    return item.get_closest_marker("claim") is not None
+
+
+def _node_bases(config) -> list[Path]:
+    """Folders a node id's file may be relative to: the rootdir, and the folders of the command
+    line's arguments (with ``--pyargs`` a package's node ids are relative to its folder)."""
+    bases = [config.rootpath]
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        path = Path(target)
+        if config.option.pyargs and not path.exists():
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError):
+                continue
+            if spec is None or not spec.origin:
+                continue
+            path = Path(spec.origin)
+        bases += [path if path.is_dir() else path.parent, (path if path.is_dir() else path.parent).parent]
+    return bases
+
+
+def _claim_marked(config, nodeids) -> bool:
+    """Whether any of the tests ``nodeids`` is marked ``claim``, read from their modules (the
+    xdist controller collects nothing). Only a module whose text marks a claim is imported."""
+    tests = {}
+    for nodeid in nodeids:
+        file, _, rest = nodeid.partition("::")
+        tests.setdefault(file, set()).add(rest.split("::")[-1].split("[")[0])
+    for file, names in tests.items():
+        path = next((b / file for b in _node_bases(config) if (b / file).is_file()), config.rootpath / file)
+        try:
+            if "mark.claim" not in path.read_text():
+                continue
+        except OSError:
+            continue
+        spec = importlib.util.spec_from_file_location(f"rsi_probe_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if any(m.name == "claim" for n in names for m in getattr(getattr(module, n, None), "pytestmark", [])):
+            return True
+    return False
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """The xdist controller's recognition of a claims run: what the first worker collected; its
+    plan goes into the terminal (the header was written before any collection)."""
+    config = node.config
+    st = state(config)
+    if st.claims_run or st.probed:
+        return
+    st.probed = True
+    if _claim_marked(config, ids):
+        _start_claims_run(config)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for line in _header_lines(config):
+            reporter.write_line(line)
 
 
 def pytest_generate_tests(metafunc):
@@ -113,18 +319,29 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("rsi_claim_id", [mark.args[0]], ids=[mark.args[0]])
 
 
-def pytest_report_header(config):
-    if not _claims_run(config):
-        return None
-    lines = [f"rsi: model {config.getoption('--model')}, weights {config.getoption('--weights')}, "
-             f"profile {_profile(config)} on {_device(config)}, artifacts in {config.getoption('--artifacts-dir')}"]
+def pytest_report_collectionfinish(config, items):
+    """The run's header, once its tests are collected (a claims run is known by its tests)."""
+    return _header_lines(config) if state(config).claims_run else None
+
+
+def _header_lines(config) -> list[str]:
+    lines = [f"rsi: model {_option(config, 'model')}, weights {_option(config, 'weights')}, "
+             f"profile {_profile(config)} on {_device(config)}, artifacts in {_option(config, 'artifacts-dir')}"]
     from rsi_core.model.load import weights_missing  # realjob (issue 9): say up front why claims may all skip
-    missing = weights_missing(config.getoption("--model"), config.getoption("--weights"))
+    missing = weights_missing(_option(config, "model"), _option(config, "weights"))
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
-    head = getattr(getattr(config, "_rsi_model", None), "rsi_head_note", None)  # a fine-tune's other classifier
+    from rsi_core.harness.claims import natural_images_note  # issue 29: natural-image parts need natural images
+    note = natural_images_note(_profile(config), _option(config, "images"))
+    if note:
+        lines.append(note)
+    from rsi_core.model.anatomy import provenance_of
+    loaded = state(config).model
+    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
+    if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
+        lines.append(_plan_totals(config))
     live = config.pluginmanager.get_plugin("rsi-progress")
     if live is not None and not missing:
         lines.append(live.start())
@@ -133,7 +350,9 @@ def pytest_report_header(config):
 
 def _options(config) -> dict:
     """The run's checked option values, the device and profile resolved."""
-    return {**_values(config), "device": _device(config), "profile": _profile(config)}
+    from rsi_core.harness.options import fz_target
+    values, profile = _values(config), _profile(config)
+    return {**values, "device": _device(config), "profile": profile, "fz-target": fz_target(values.get("fz-target"), profile)}
 
 
 def build_study(model, options: dict):
@@ -145,8 +364,7 @@ def build_study(model, options: dict):
     return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
                  images=ImageSet.from_dir(options["images"]), device=options["device"],
                  antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written",  # render one bank only
-                 lists=getattr(model, "rsi_lists", None))  # a planted case's own lists (planted-claims)
+                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
 
 
 class ClaimsProgress:
@@ -162,7 +380,7 @@ class ClaimsProgress:
         from rsi_core.model.load import load_model
         opts = _options(self.config)
         try:
-            model = self.config._rsi_model  # loaded and verified by the options' check
+            model = state(self.config).model  # loaded and verified by the options' check
             model = model.to(opts["device"]) if model is not None else load_model(opts["model"], opts["weights"],
                                                                                     opts["device"])
             study = build_study(model, opts)
@@ -186,7 +404,7 @@ class ClaimsProgress:
         if not claim or report.when == "teardown" or (report.when == "setup" and report.passed):
             return
         from rsi_core.harness.live import verdict_line
-        path = Path(self.config.getoption("--artifacts-dir")) / "claims" / f"{claim}.json"
+        path = Path(_option(self.config, "artifacts-dir")) / "claims" / f"{claim}.json"
         try:
             text = verdict_line(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError):
@@ -202,12 +420,16 @@ class ClaimsProgress:
         if self.live is not None:
             self.live.stop()
             self.live = None
-        shutil.rmtree(progress_folder(self.config.getoption("--artifacts-dir")), ignore_errors=True)
+        shutil.rmtree(progress_folder(_option(self.config, "artifacts-dir")), ignore_errors=True)
 
 
-def pytest_collection_modifyitems(items):
-    """A claim test's id travels with its reports (``user_properties``, junit properties): the
-    controller names the claim whose test reported."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """A claims run is one that collected a claim (before ``-k`` deselects: a run whose claims were
+    all deselected still replaces the previous report). A claim test's id travels with its reports
+    (``user_properties``, junit properties): the controller names the claim whose test reported."""
+    if any(_is_claim(item) for item in items):
+        _start_claims_run(config)
     for item in items:
         mark = item.get_closest_marker("claim")
         if mark is not None:
@@ -221,8 +443,8 @@ def rsi_options(request):
 
 @pytest.fixture(scope="session")
 def rsi_model(rsi_options, request):
-    from rsi_core.model.load import load_model
-    checked = request.config._rsi_model  # loaded and verified by the options' check (this process)
+    from rsi_core.model.load import WeightsUnavailable, load_model
+    checked = state(request.config).model  # loaded and verified by the options' check (this process)
     if checked is not None:
         return checked.to(rsi_options["device"])
     try:
@@ -305,14 +527,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     mark = item.get_closest_marker("claim")
-    if mark is None or not item.config.getoption("--artifacts-dir", None) or rep.when == "teardown":
+    if mark is None or not _option(item.config, "artifacts-dir") or rep.when == "teardown":
         return
-    folder = Path(item.config.getoption("--artifacts-dir"))
+    folder = Path(_option(item.config, "artifacts-dir"))
     path = folder / "claims" / f"{mark.args[0]}.json"
     if rep.failed and not path.exists():
         from rsi_core.harness.claims import error_entry, write_entry
         text = call.excinfo.exconly() if call.excinfo else str(rep.longrepr).splitlines()[-1]
-        prov = {"model": item.config.getoption("--model"), "weights": item.config.getoption("--weights")}
+        prov = {"model": _option(item.config, "model"), "weights": _option(item.config, "weights")}
         write_entry(folder, error_entry(mark.args[0], "", text, prov))
     if (rep.when == "call" or not rep.passed) and path.exists():
         attach(item, rep, json.loads(path.read_text()))
@@ -341,23 +563,22 @@ def attach(item, rep, entry: dict) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    config = session.config
-    if _is_worker(config) or not config.getoption("--artifacts-dir", None) or config.option.collectonly:
+    config, st = session.config, state(session.config)
+    if _is_worker(config) or not st.claims_run or not _option(config, "artifacts-dir") or config.option.collectonly:
         return
     from rsi_core.report.claims_report import collect, remove_report, write_report
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter and _weights_skip_reasons(reporter) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # nothing was verified: not a success
-    folder = Path(config.getoption("--artifacts-dir"))
+    folder = Path(_option(config, "artifacts-dir"))
     entries = collect(folder)
     if entries:
         md, _ = write_report(entries, folder)
-        config._rsi_report = f"{md} (rewritten: {len(entries)} claims)"
-        config._rsi_entries = entries
-    elif any(Path(str(a)).name == "claims" or "claims" in Path(str(a)).parts for a in config.args):
+        st.report, st.entries = f"{md} (rewritten: {len(entries)} claims)", entries
+    else:
         gone = remove_report(folder)
-        config._rsi_report = ("no claim ran: " + (f"removed the previous report {', '.join(map(str, gone))}"
-                                                  if gone else "no report written"))
+        st.report = ("no claim ran: " + (f"removed the previous report {', '.join(map(str, gone))}"
+                                         if gone else "no report written"))
 
 
 class FailWhenNothingRan:
@@ -382,10 +603,10 @@ def _weights_skip_reasons(terminalreporter) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    md = getattr(config, "_rsi_report", None)
+    md = state(config).report
     if md:
         terminalreporter.write_sep("-", f"rsi claims report: {md}")
-    for e in getattr(config, "_rsi_entries", []):
+    for e in state(config).entries:
         if e.get("label") == "holds, not beyond controls":
             terminalreporter.write_line(f"{e['id']}: holds, not beyond controls (a control model reaches "
                                         f"its value {e.get('value')})", yellow=True)

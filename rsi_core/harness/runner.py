@@ -5,22 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsi_core.harness.options import OPTIONS, RUN_OPTIONS
+from rsi_core.harness.plugin import PREFIX
 
 
 def pytest_args(args) -> list[str]:
     """pytest's command line for ``args`` (an ``rsi run`` namespace): every option of the table it sets."""
-    from rsi_core.harness.claims import claims_dir
+    from rsi_core.harness.expectations import claims_dir
     folder = Path(args.claims) if getattr(args, "claims", None) else claims_dir()
-    out = [str(folder), "-p", "rsi_core.harness.plugin", "-q", "-rsxf", "--rootdir", str(folder.parent)]
-    for name in RUN_OPTIONS:
-        value, opt = getattr(args, name.replace("-", "_"), None), OPTIONS[name]
+    out = [str(folder), "-p", "rsi_core.harness.plugin", "-q", "-rsxf", "--rootdir", str(folder.parent),
+           # rsi_core is imported before pytest (this process checked the options): pytest, which would
+           # rewrite the asserts of an entry point's package, says so once per run; nothing asserts in it
+           "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    for name in RUN_OPTIONS:  # the plugin's own names: any claims folder takes them
+        value, opt, flag = getattr(args, name.replace("-", "_"), None), OPTIONS[name], f"--{PREFIX}{name}"
         if opt.flag:
-            out += [f"--{name}"] if value else []
+            out += [flag] if value else []
         elif opt.repeat:
             for v in value or []:
-                out += [f"--{name}", str(v)]
+                out += [flag, str(v)]
         elif value is not None:
-            out += [f"--{name}", str(value)]
+            out += [flag, str(value)]
     return out
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from rsi_core.paper import PAPER_LISTS
 
@@ -35,6 +35,7 @@ class Profile:
     second_seed: bool = True        # census blocks: a subsample under a second FZ seed (the census noise)
     per_block: tuple = ()           # ((block, channels), ...): a block's own sample size, else channels_per_block
     strict_section: bool = True     # write the strict scale test's report section (no claim reads it)
+    fz_target: str = "as-written"   # --fz-target's default: the FZ readings decided ("both" on a census)
 
     def sample_size(self, block: str) -> int | None:
         return dict(self.per_block).get(block, self.channels_per_block)
@@ -48,7 +49,7 @@ class Profile:
 
 
 PROFILES = {
-    "paper": Profile("paper", 2560, None, False, None),
+    "paper": Profile("paper", 2560, None, False, None, fz_target="both"),
     "quick": Profile("quick", 256, 16, True, None),
     "smoke": Profile("smoke", 24, 6, False, 500),
     # benchmarks/power.py: 37 per downsample block (fig2-downsample-overwrite), 59 in 4.1 (fig2-final-block's
@@ -67,10 +68,14 @@ def default_profile(device: str) -> str:
 
 
 def get_profile(name: str) -> Profile:
+    """The profile ``name``; ``RSI_PROFILE_STEPS`` (tests of the machinery, e.g. the fault test:
+    in every cache key and the run's provenance) sets its FZ steps."""
     try:
-        return PROFILES[name]
+        profile = PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}") from None
+    steps = os.environ.get("RSI_PROFILE_STEPS")
+    return replace(profile, steps=int(steps)) if steps else profile
 
 
 def evenly_spaced(n_channels: int, n: int | None) -> list[int]:
@@ -111,6 +116,8 @@ def second_seed_size(n_channels: int, half_width: float = SECOND_SEED_HALF_WIDTH
     channels has sd sqrt(F / (2 N)) (``rsi_core.verdicts.verdict.census_sd``) and n flip-free pairs
     bound F by 1 - alpha^(1/n), so n >= ln(alpha) / ln(1 - 2 N (half_width / z)^2); every channel
     where no n is enough. resnet18's 64, 128, 256, 512 channels: 64, 78, 39, 19."""
+    from scipy import stats  # here: the profile table (rsi --help) needs no scipy
+
     u = 2 * n_channels * (half_width / stats.norm.ppf(1 - alpha)) ** 2
     if u >= 1:
         return min(n_channels, 1)

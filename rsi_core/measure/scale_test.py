@@ -27,12 +27,11 @@ import os
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.measure.metrics import scale_down, scale_up, tracking_test
 from rsi_core.model import progress as counters
-from rsi_core.model.anatomy import TapCapture
+from rsi_core.model.anatomy import TapCapture, provenance_of, taps_of
 from rsi_core.paper import MIX_BAND
 
 #: a feature at twice the scale tracks its input counterpart at least this well (Spearman)
@@ -54,9 +53,9 @@ def stream_scaled(model, images, block: str, channels, device="cpu", antialias: 
     ch = list(channels)
     out = {k: np.empty((len(images), len(ch)), np.float32) for k in ("i_x", "b_x", "b_sx", "i_sinvx")}
     done = 0
-    ti, tb = f"{block}.I", f"{block}.B"
+    ti, tb = taps_of([block], "IB")
     with TapCapture(model, [ti, tb], centre=True) as cap:
-        for x in tqdm(loader, desc=f"{block}: zoomed and shrunk images", unit="batch", disable=not progress):
+        for x in counters.bar(loader, desc=f"{block}: zoomed and shrunk images", unit="batch", disable=not progress):
             x = x.to(device)
             n = len(x)
             plain = cap(x)
@@ -77,7 +76,8 @@ def scaled_activations(model, images, block: str, channels, cache: Cache | None 
         return stream_scaled(model, images, block, channels, device, antialias, progress=progress)
     if cache is None:
         return compute()
-    key = Cache.key("scaled", weights_id=model.rsi_weights_id, model=model.rsi_model, images=images.identity,
+    origin = provenance_of(model)
+    key = Cache.key("scaled", weights_id=origin.weights_id, model=origin.model, images=images.identity,
                     block=block, channels=[int(c) for c in channels], antialias=bool(antialias))
     return cache.get_or_compute(key, compute)
 

@@ -18,12 +18,10 @@ from rsi_core.fz.render import FZSettings, canonical_tap, dequantize, element_st
 from rsi_core.measure import metrics
 from rsi_core.measure.profiles import Profile, channels_for, is_census, sample_channels, second_seed_channels
 from rsi_core.model.activations import natural_activations, natural_key, top_k
-from rsi_core.model.anatomy import TapCapture, block_roles, find_block
-from rsi_core.model.anatomy import blocks as model_blocks
-from rsi_core.model.families import premise_missing, preprocess_of
+from rsi_core.model.anatomy import TapCapture, anatomy_of, block_of, find_block, preprocess_of, taps_of
+from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import describe
-from rsi_core.paper import PAPER_LISTS
 
 
 @dataclass
@@ -129,8 +127,9 @@ def block_from_fzs(model, block: str, channels, fz_i: dict, fz_b: dict, antialia
         block=block, kind=find_block(model, block).kind, channels=np.asarray(channels),
         i_xi=own(fz_i["I"], channels), b_xi=own(fz_i["B"], channels), o_xi=own(fz_i["O"], channels),
         i_xb=own(fz_b["I"], channels), b_xb=own(fz_b["B"], channels), o_xb=own(fz_b["O"], channels),
-        b_s_xi=centre_on(model, metrics.scale_up(x_i), f"{block}.B", channels, device),
-        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), f"{block}.I", channels, device),
+        b_s_xi=centre_on(model, metrics.scale_up(x_i), tap_name(block, "B"), channels, device),
+        i_sinv_xb=centre_on(model, metrics.scale_down(x_b, antialias=antialias), tap_name(block, "I"), channels,
+                            device),
         reading=reading)
 
 
@@ -141,12 +140,10 @@ class SampleReaders:
     pairs. Needs ``profile``, ``model``, ``block(name)`` and ``pairs(name)``."""
 
     def missing(self, premise: str) -> str | None:
-        """Why this model lacks ``premise`` (a role the claims read, or a premise of its family),
-        or None: a claim that needs it is "n/a" (``verdicts.verdict.applies_if``)."""
-        reason = premise_missing(self.model, premise)
-        if reason is None and premise in self.roles and not self.roles[premise]:
-            reason = f"{self.model.rsi_model} has no {premise} block"
-        return reason
+        """Why this model lacks ``premise`` (a role the claims read, a premise of its family, or
+        the scale claims' premise of receptive fields: ``Anatomy.missing``), or None: a claim
+        that needs it is "n/a" (``verdicts.verdict.applies_if``)."""
+        return anatomy_of(self.model).missing(premise)
 
     def is_census(self, block: str) -> bool:
         return is_census(self.profile, block, find_block(self.model, block).channels)
@@ -193,14 +190,14 @@ class Study(SampleReaders):
                  device="cpu", blocks=None, antialias: bool = False, jitter_table: str = "paper",
                  progress: bool = True, fz_target: str = "as-written", fz_seed: int = 0, lists=None):
         self.model, self.profile, self.cache, self.device = model, profile, cache, device
-        self.roles = block_roles(model)
-        names = {x.name for x in model_blocks(model)}
+        record = anatomy_of(model)
+        self.roles = record.roles
+        names = {x.name for x in record.blocks}
         self.blocks = [b for b in (blocks or self.roles["studied"]) if b in names]
         self.antialias = antialias
         self.settings = FZSettings(steps=profile.steps, jitter_table=jitter_table, target=fz_target, seed=fz_seed)
         # the channel lists the paper names are resnet18's; other models have none, planted ones their own
-        self.lists = lists if lists is not None else getattr(
-            model, "rsi_lists", PAPER_LISTS if getattr(model, "rsi_model", "resnet18") == "resnet18" else None)
+        self.lists = lists if lists is not None else record.origin.lists
         self.bank = FZBank(model, cache, self.settings, device=device, progress=progress)
         self._images = images
         self._results: dict[str, BlockResult] = {}
@@ -224,7 +221,7 @@ class Study(SampleReaders):
         """Channel-objective FZ images (whole-map mean) of ``channels`` per tap, for the grids."""
         bank = FZBank(self.model, self.cache, replace(self.settings, objective="channel"), device=self.device,
                       progress=self.bank.progress)
-        return {t: bank.get(f"{block}.{t}", list(channels))["image"] for t in "OIB"}
+        return {t: bank.get(tap_name(block, t), list(channels), figure=True)["image"] for t in "OIB"}
 
     @property
     def reading(self) -> str:
@@ -247,8 +244,8 @@ class Study(SampleReaders):
     def fz_requests(self) -> list[tuple[FZBank, dict[str, list[int]]]]:
         """(bank, {tap: channels}) that ``prepare`` fills: every studied block's I and B FZs, and
         the second seed's of the paired channels."""
-        out = [(self.bank, {f"{b}.{t}": self.channels(b) for b in self.blocks for t in "IB"})]
-        paired = {f"{b}.{t}": self.paired_channels(b) for b in self.blocks for t in "IB"}
+        out = [(self.bank, {t: self.channels(block_of(t)) for t in taps_of(self.blocks, "IB")})]
+        paired = {t: self.paired_channels(block_of(t)) for t in taps_of(self.blocks, "IB")}
         if any(paired.values()):
             out.append((self.second_seed.bank, {t: c for t, c in paired.items() if c}))
         return out
@@ -266,11 +263,11 @@ class Study(SampleReaders):
     def _result(self, name: str, chans, rerender: bool = True) -> BlockResult:
         """The block's numbers for ``chans``; ``extra`` counts the FZs that never moved (per tap)
         and, as run, the failed FZs rendered again (``RERENDERS``) and those still failed."""
-        self.bank.ensure({f"{name}.{t}": chans for t in "IB"})
-        fz = {t: self.bank.get(f"{name}.{t}", chans) for t in "IB"}
+        self.bank.ensure({t: chans for t in taps_of([name], "IB")})
+        fz = {t: self.bank.get(tap_name(name, t), chans) for t in "IB"}
         r = block_from_fzs(self.model, name, chans, fz["I"], fz["B"], antialias=self.antialias, device=self.device,
                            reading=self.reading)
-        r.extra["never_moved"] = {t: int(never_moved(self.model, f"{name}.{t}", chans, self.settings,
+        r.extra["never_moved"] = {t: int(never_moved(self.model, tap_name(name, t), chans, self.settings,
                                                      fz[t]["image"]).sum()) for t in "IB"}
         if rerender and self.reading == "as-run":
             r.extra["failed_first"] = int(r.failed.sum())
@@ -335,12 +332,12 @@ class Study(SampleReaders):
     def input_block_correlation(self, name: str) -> np.ndarray:
         """Figure 4 bottom: per studied channel, Spearman(B_c, I_c) over images with I_c > 0."""
         chans = self.channels(name)
-        return metrics.rowwise_spearman(self.natural[f"{name}.B"][:, chans], self.natural[f"{name}.I"][:, chans])
+        b, i = taps_of([name], "BI")
+        return metrics.rowwise_spearman(self.natural[b][:, chans], self.natural[i][:, chans])
 
     def top_images(self, tap: str, k: int = 9) -> np.ndarray:
         """[studied channels, k] indices into ``image_set``."""
-        block = tap.rsplit(".", 1)[0]
-        return top_k(self.natural[tap][:, self.channels(block)], k)
+        return top_k(self.natural[tap][:, self.channels(block_of(tap))], k)
 
     def robust(self, name: str) -> BlockResult:
         """Appendix A.3: the criteria with each FZ replaced by its tap's top-9 natural images,
@@ -349,7 +346,8 @@ class Study(SampleReaders):
         if key not in self._results:
             chans = self.channels(name)
             nat = self.natural
-            top_i, top_b = self.top_images(f"{name}.I"), self.top_images(f"{name}.B")
+            ti, tb, to = taps_of([name], "IBO")
+            top_i, top_b = self.top_images(ti), self.top_images(tb)
 
             def mean_over(tap, tops):
                 a = nat[tap]
@@ -367,11 +365,11 @@ class Study(SampleReaders):
 
             self._results[key] = BlockResult(
                 block=name, kind=find_block(self.model, name).kind, channels=np.asarray(chans),
-                i_xi=mean_over(f"{name}.I", top_i), b_xi=relu_term(f"{name}.B", top_i),
-                o_xi=mean_over(f"{name}.O", top_i), i_xb=relu_term(f"{name}.I", top_b),
-                b_xb=mean_over(f"{name}.B", top_b), o_xb=mean_over(f"{name}.O", top_b),
-                b_s_xi=scaled_mean(metrics.scale_up, f"{name}.B", top_i),
+                i_xi=mean_over(ti, top_i), b_xi=relu_term(tb, top_i),
+                o_xi=mean_over(to, top_i), i_xb=relu_term(ti, top_b),
+                b_xb=mean_over(tb, top_b), o_xb=mean_over(to, top_b),
+                b_s_xi=scaled_mean(metrics.scale_up, tb, top_i),
                 i_sinv_xb=scaled_mean(lambda x: metrics.scale_down(x, antialias=self.antialias),
-                                      f"{name}.I", top_b), reading=self.reading)
+                                      ti, top_b), reading=self.reading)
         return self._results[key]
 

@@ -3,26 +3,44 @@
 Only the centre neuron of each map is copied out of each batch (TapCapture clones it), into
 tables allocated once for the whole set, so memory is the tables (float32: 22 KB per image for
 I, B and O of the seven studied blocks; 1.1 GB for 50,000 images) plus one batch, whatever the
-number of images (benchmarks/memory.py measures it).
+number of images (benchmarks/memory.py measures it). glibc's malloc would otherwise keep every
+freed batch buffer: each large block freed raises its mmap threshold, so later batches come from
+heaps it does not return (about 130 KB per image, not levelling off); ``_flat_malloc`` fixes the
+threshold from inside, as ``MALLOC_MMAP_THRESHOLD_=1048576`` would from outside.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rsi_core.cache import Cache
 from rsi_core.model import progress as counters
-from rsi_core.model.anatomy import TAP_KINDS, TapCapture
+from rsi_core.model.anatomy import TapCapture, preprocess_of, provenance_of, taps_of
 from rsi_core.model.device import tf32_flags
-from rsi_core.model.families import preprocess_of
 from rsi_core.model.images import ImageSet
+
+#: glibc's mallopt parameter and the size from which a block is its own mapping, returned when freed
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 1 << 20
+
+
+def _flat_malloc() -> bool:
+    """Blocks of 1 MiB and more (a batch's maps) mapped and unmapped one by one: a fixed mmap
+    threshold (glibc; DataLoader workers forked later inherit it). False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
 
 
 def block_taps(block_names) -> list[str]:
-    return [f"{b}.{k}" for b in block_names for k in TAP_KINDS]
+    return taps_of(block_names)
 
 
 @torch.no_grad()
@@ -30,11 +48,12 @@ def stream_centre(model, images, taps, device="cpu", batch_size: int = 50,
                   progress: bool = True) -> dict[str, np.ndarray]:
     """One forward pass per batch, stopped after the deepest tap; ``images`` is any dataset of
     normalized [3, H, W] tensors (an ImageSet, or a synthetic stream in the benchmark)."""
+    _flat_malloc()
     workers = min(4, max(0, (os.cpu_count() or 1) - 1))
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers)
     tables, done = {}, 0
     with TapCapture(model, taps, centre=True) as cap, tf32_flags():  # strict fp32, whatever ran before
-        for x in tqdm(loader, desc=f"centre activations over {len(images)} images", unit="batch",
+        for x in counters.bar(loader, desc=f"centre activations over {len(images)} images", unit="batch",
                       disable=not progress):
             for t, a in cap(x.to(device)).items():
                 if t not in tables:  # filled in place: no per-batch pieces, no concatenation copy
@@ -63,7 +82,8 @@ def natural_activations(model, images: ImageSet, block_names, cache: Cache | Non
 
 def natural_key(model, images: ImageSet, block_names) -> str:
     """The cache key of ``natural_activations``' tables."""
-    return Cache.key("natural", weights_id=model.rsi_weights_id, model=model.rsi_model,
+    origin = provenance_of(model)
+    return Cache.key("natural", weights_id=origin.weights_id, model=origin.model,
                      images=images.identity, taps=block_taps(block_names))
 
 

@@ -29,6 +29,13 @@ from torch import nn
 from rsi_core.model.images import PAPER_PREPROCESS, Preprocess
 
 TIMM = "timm:"
+#: a ViT name ending in this reads the class token instead of the centre patch token (a model of its own)
+CLASS_TOKEN = "+cls"
+
+
+def library_name(name: str) -> str:
+    """The name torchvision or timm knows ``--model name`` by (a ViT's ``+cls`` left out)."""
+    return name.removesuffix(CLASS_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class Block:
     shortcut: nn.Module | None = field(compare=False, repr=False, default=None)  # I is its output
     i_is_prev_o: bool = False  # I is the previous block's O (one tensor, one FZ)
     relu: bool = True          # a ReLU follows the sum: the block's output is ReLU(O)
+    tokens: int | None = None  # a transformer's: I, B, O are [N, T, C] tokens after this many prefix tokens
+    part: str = ""             # what the block is where a layer has several (a ViT's "attention", "mlp")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Family:
     preprocess: Callable[[nn.Module], Preprocess]
     lacks: dict = field(default_factory=dict)  # premise -> why the family does not have it
     cone: Callable[[nn.Module], bool] = lambda m: False  # whether rsi_core.fz.render.CentreCone runs its blocks
+    roles: Callable[[list], dict] | None = None  # its blocks' roles (None: anatomy.stage_roles, the staged rule)
+    input_side: int | None = None  # the only image side its models take (a ViT's position embedding), if any
 
 
 FAMILIES: dict[str, Family] = {}
@@ -95,15 +106,10 @@ def family_of(model: nn.Module) -> Family:
                     f"({', '.join(FAMILIES)}): pass --model one of {', '.join(model_names())}")
 
 
-def premise_missing(model: nn.Module, premise: str) -> str | None:
-    """Why ``model``'s family lacks ``premise`` (a claim's reason for "n/a"), or None."""
-    return family_of(model).lacks.get(premise)
-
-
-def preprocess_of(model: nn.Module) -> Preprocess:
-    """The normalization and resizing the weights were trained with: the checkpoint's own when
-    the loader found one (``rsi_preprocess``), else the family's."""
-    return getattr(model, "rsi_preprocess", None) or family_of(model).preprocess(model)
+def with_studied(found, roles: dict) -> dict[str, list[str]]:
+    """``roles`` and ``studied``: every block some role names, in forward order."""
+    chosen = {b for names in roles.values() for b in names}
+    return {**roles, "studied": [b.name for b in found if b.name in chosen]}
 
 
 # ----------------------------------------------------------------------------- receptive paths
@@ -335,3 +341,94 @@ register_family(Family(
     serves=lambda n: timm_arch(n, "convnext"), build=timm_build,
     matches=lambda m: _timm_matches(m, "convnext", "ConvNeXt"), walk=_timm_convnext_walk,
     preprocess=timm_preprocess, lacks=CONVNEXT_LACKS))
+
+
+# ---------------------------------------------------------------------------- vision transformers
+VIT_LACKS = {
+    "downsample": "a ViT has no downsample block: its token grid keeps one size from the patch embedding on",
+    "bn-branch": "a ViT sublayer's branch ends in a linear projection (and a layer scale in some), not a BatchNorm; "
+                 "its LayerNorm opens the branch (pre-norm), no analogue of the last BatchNorm the claim reads",
+}
+TV_VITS = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
+
+
+def global_path(grid: int) -> tuple:
+    """Attention as a receptive-field path: a kernel spanning the whole ``grid`` x ``grid`` token
+    map (every token sees every token), stride 1, the map's size unchanged."""
+    return ((2 * grid - 1, 1, grid - 1),)
+
+
+def _vit_walk(layers, patch: nn.Conv2d, prefix: int, side: int, branch_ends) -> list[Block]:
+    """Blocks ``L.0`` (layer L's attention sublayer) and ``L.1`` (its MLP sublayer), L counted
+    from 0 as the model's own layer index. Each sublayer's I is the stream entering it (the
+    previous sublayer's O, but for 0.0: the embedded patches), B its output as added, O = I + B."""
+    path = path_of(patch)
+    grid = (side - geometry(patch)[0]) // geometry(patch)[1] + 1
+    found = []
+    for layer_index, layer in enumerate(layers):
+        attention_end, mlp_end = branch_ends(layer)
+        for k, (part, end, mixing) in enumerate((("attention", attention_end, global_path(grid)),
+                                                 ("mlp", mlp_end, ()))):
+            before, path = path, path + mixing
+            found.append(Block(name=f"{layer_index}.{k}", kind="simple", channels=patch.out_channels, module=layer,
+                               convs=path, input_path=before, branch_end=end, i_is_prev_o=bool(found), relu=False,
+                               tokens=prefix, part=part))
+    return found
+
+
+def vit_roles(found) -> dict[str, list[str]]:
+    """A ViT's roles: no downsample block; ``simple``: the MLP sublayers of the layers that end
+    the first, second and third quarter of its depth (of 12 layers: 2.1, 5.1, 8.1, as the paper's
+    1.1, 2.1, 3.1 sit in stages 1-3 of 4); ``final``: the last sublayer (the last layer's MLP)."""
+    depth = len(found) // 2
+    simple = list(dict.fromkeys(f"{max(depth * q // 4 - 1, 0)}.1" for q in (1, 2, 3)))
+    return with_studied(found, {"downsample": [], "simple": simple, "final": [found[-1].name]})
+
+
+def _tv_vit_matches(model) -> bool:
+    return type(model).__name__ == "VisionTransformer" and type(model).__module__ == "torchvision.models.vision_transformer"
+
+
+def _tv_vit_walk(model) -> list[Block]:
+    if not isinstance(model.conv_proj, nn.Conv2d):
+        raise TypeError("this torchvision ViT embeds patches with a convolution stem, not one patch convolution: "
+                        "rsi reads vit_b_16, vit_b_32, vit_l_16, vit_l_32 and vit_h_14")
+    return _vit_walk(list(model.encoder.layers), model.conv_proj, 1, model.image_size,
+                     lambda layer: (layer.dropout, layer.mlp))
+
+
+register_family(Family(
+    name="torchvision-vit",
+    describe="torchvision ViTs (EncoderBlock: attention and MLP sublayers, pre-norm, no ReLU after the sums)",
+    names=lambda: [*TV_VITS, f"vit_b_16{CLASS_TOKEN}"], serves=lambda n: library_name(n) in TV_VITS,
+    build=lambda n: _tv_build(library_name(n)), matches=_tv_vit_matches,
+    walk=_tv_vit_walk, preprocess=lambda m: PAPER_PREPROCESS, lacks=VIT_LACKS, roles=vit_roles, input_side=224))
+
+
+def _timm_vit_walk(model) -> list[Block]:
+    from timm.models.vision_transformer import Block as TimmBlock
+    odd = [f"blocks.{i} ({type(b).__name__})" for i, b in enumerate(model.blocks) if type(b) is not TimmBlock]
+    if odd:
+        raise TypeError(f"{', '.join(odd[:3])} of this timm ViT is not timm's pre-norm Block: rsi reads the sublayers "
+                        "x + drop_path1(ls1(attn(norm1(x)))) and x + drop_path2(ls2(mlp(norm2(x)))) only")
+    side = model.patch_embed.img_size
+    if side is None or tuple(side) != (224, 224) or not isinstance(model.patch_embed.proj, nn.Conv2d):
+        raise TypeError(f"this timm ViT takes {side} images: rsi reads 224-pixel images (pass a *_224 variant)")
+    return _vit_walk(list(model.blocks), model.patch_embed.proj, model.num_prefix_tokens, 224,
+                     lambda b: (b.drop_path1, b.drop_path2))
+
+
+def _timm_vit_matches(model) -> bool:
+    return (_timm_matches(model, "vision_transformer", "VisionTransformer")
+            or _timm_matches(model, "deit", "VisionTransformerDistilled"))
+
+
+register_family(Family(
+    name="timm-vit",
+    describe="timm ViTs and DeiTs (Block: attention and MLP sublayers with layer scale and drop-path, pre-norm)",
+    names=lambda: ["timm:deit_tiny_patch16_224", "timm:vit_tiny_patch16_224", "timm:<any timm ViT or DeiT at 224>",
+                   f"timm:deit_tiny_patch16_224{CLASS_TOKEN}"],
+    serves=lambda n: timm_arch(library_name(n), "vision_transformer") or timm_arch(library_name(n), "deit"),
+    build=lambda n: timm_build(library_name(n)),
+    matches=_timm_vit_matches, walk=_timm_vit_walk, preprocess=timm_preprocess, lacks=VIT_LACKS,
+    roles=vit_roles, input_side=224))

@@ -1,8 +1,9 @@
 """Load a model of any family (``rsi_core.model.families``) with named, local or seeded-random weights.
 
-Every loaded model carries ``rsi_model`` (architecture name), ``rsi_weights`` (what the user
-asked for) and ``rsi_weights_id`` (a hash of the state dict): cache keys use the hash, so new
-weights never reuse results computed for old ones.
+Every loaded model is registered with its anatomy and ``Provenance`` (``rsi_core.model.anatomy``):
+architecture name, weights (what the user asked for), weights id (a hash of the state dict: cache
+keys use it, so new weights never reuse results computed for old ones), preprocessing, the
+channel lists the paper names (resnet18's) and, for a control, its recipe.
 """
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import torch
 import torchvision
 from torchvision.models import get_model_weights
 
-from rsi_core.model.families import TIMM, family_for, family_of, preprocess_of
+from rsi_core.model.anatomy import Provenance, anatomy_of, register
+from rsi_core.model.families import TIMM, family_for, library_name
 from rsi_core.model.robust import read_robust
 from rsi_core.model.sources import random_seed, register_source, source_of
+from rsi_core.paper import PAPER_LISTS, PAPER_MODEL, PAPER_WEIGHTS
 
-DEFAULT_MODEL = "resnet18"
-DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+DEFAULT_MODEL, DEFAULT_WEIGHTS = PAPER_MODEL, PAPER_WEIGHTS
 
 
 class WeightsError(RuntimeError):
@@ -71,7 +73,7 @@ def verify_hash(path: Path) -> None:
 
 
 def _named_state_dict(name: str, weights: str) -> dict:
-    enum = get_model_weights(name)
+    enum = get_model_weights(library_name(name))
     try:
         member = enum[weights]
     except KeyError:
@@ -105,7 +107,7 @@ def weights_missing(name: str, weights: str) -> str | None:
     if str(name).startswith(TIMM):
         return _timm_missing(name, weights)
     try:
-        member = get_model_weights(name)[weights]
+        member = get_model_weights(library_name(name))[weights]
     except (KeyError, ValueError):
         return None  # load_model says what is wrong with the name
     cached = checkpoint_path(member)
@@ -121,7 +123,7 @@ def _timm_missing(name: str, tag: str) -> str | None:
     import timm
     from huggingface_hub import constants
     try:
-        hub_id = timm.models.get_pretrained_cfg(f"{name[len(TIMM):]}.{tag}").hf_hub_id
+        hub_id = timm.models.get_pretrained_cfg(f"{library_name(name)[len(TIMM):]}.{tag}").hf_hub_id
     except (RuntimeError, AttributeError):
         return None  # not a tag timm knows: load_model says which are
     if not hub_id or (Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}").is_dir():
@@ -219,10 +221,10 @@ def head_name(model: torch.nn.Module) -> str | None:
     return next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, torch.nn.Linear)), None)
 
 
-def _load_backbone(model: torch.nn.Module, state: dict, name: str, weights: str) -> None:
+def _load_backbone(model: torch.nn.Module, state: dict, name: str, weights: str) -> str | None:
     """Load ``state`` into ``model``; a classifier head of another shape (a fine-tune to other
     classes) or absent is left out, zeroed (the weights identity stays the file's), and said in
-    ``model.rsi_head_note``. Anything else that does not fit is refused."""
+    the note returned (the provenance's ``head``). Anything else that does not fit is refused."""
     expected = model.state_dict()
     state = _strip_prefixes(state, expected)
     head = head_name(model)
@@ -243,6 +245,7 @@ def _load_backbone(model: torch.nn.Module, state: dict, name: str, weights: str)
     if backbone:
         raise WeightsError(f"weights {weights} do not fit {name}: other shapes in the backbone: {', '.join(backbone[:4])}"
                            f"{' ...' if len(backbone) > 4 else ''}. Is it another width or depth? Pass --model to match it.")
+    note = None
     if skipped:
         moved = [f"{k} {list(state[k].shape)} (here {list(expected[k].shape)})" for k in reshaped if in_head(k)]
         state = {k: v for k, v in state.items() if not in_head(k)}
@@ -250,10 +253,11 @@ def _load_backbone(model: torch.nn.Module, state: dict, name: str, weights: str)
             for k, t in expected.items():
                 if in_head(k):
                     t.zero_()
-        model.rsi_head_note = (f"classifier head {head} not loaded ({', '.join(moved) or 'absent or renamed in the file'}): "
-                               "safe, no claim reads it (every tap and FZ objective is a block's channel); "
-                               "the backbone loaded, the head zeroed")
+        note = (f"classifier head {head} not loaded ({', '.join(moved) or 'absent or renamed in the file'}): "
+                "safe, no claim reads it (every tap and FZ objective is a block's channel); "
+                "the backbone loaded, the head zeroed")
     model.load_state_dict(state, strict=not skipped)
+    return note
 
 
 @register_source("random", kind="control", example="random:0")
@@ -266,13 +270,13 @@ def random_model(name: str, weights: str, device="cpu", **_) -> torch.nn.Module:
     family = family_for(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _finish(family.build(name), name, weights, device)
+        return finish(family.build(name), name, weights, device)
 
 
 def _timm_pretrained(name: str, tag: str) -> torch.nn.Module:
     """timm's pretrained ``ARCH.TAG`` through timm's own loader and cache (the Hugging Face hub's)."""
     import timm
-    arch = name[len(TIMM):]
+    arch = library_name(name)[len(TIMM):]
     tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*") if "." in t]
     if tag not in tags:
         raise ValueError(f"unknown weights {tag!r} for {name}: use one of timm's tags {', '.join(tags) or '(none)'}, "
@@ -295,16 +299,18 @@ def trained_model(name: str, weights: str, device="cpu") -> torch.nn.Module:
     path = Path(weights).expanduser()
     looks_like_file = path.suffix in FILE_SUFFIXES or os.sep in weights or path.exists()
     if not looks_like_file and name.startswith(TIMM):
-        return _finish(_timm_pretrained(name, weights), name, weights, device)
+        return finish(_timm_pretrained(name, weights), name, weights, device)
     state, preprocess = _file_state_dict(path) if looks_like_file else (_named_state_dict(name, weights), None)
     model = family.build(name)
-    _load_backbone(model, state, name, weights)
-    if preprocess is not None:
-        model.rsi_preprocess = preprocess
-    return _finish(model, name, weights, device)
+    head = _load_backbone(model, state, name, weights)
+    return finish(model, name, weights, device, preprocess=preprocess, head=head)
 
 
-def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn.Module:
+def finish(model: torch.nn.Module, name: str, weights: str, device="cpu", preprocess=None,
+           lists=None, head: str | None = None) -> torch.nn.Module:
+    """Eval mode, frozen parameters, and the model's anatomy registered with its provenance
+    (``preprocess``: a checkpoint's own, else the family's; ``lists``: the paper's for resnet18;
+    ``head``: a classifier head left out, said)."""
     bad = [k for k, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:  # NaN or inf would give tables full of NaN and verdicts read from them
         raise WeightsError(f"weights {weights} hold NaN or infinite values in {', '.join(bad[:4])}"
@@ -312,9 +318,11 @@ def _finish(model: torch.nn.Module, name: str, weights: str, device) -> torch.nn
     model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
-    model.rsi_model = name
-    model.rsi_weights = weights
-    model.rsi_weights_id = weights_identity(model)
+    if lists is None:
+        lists = PAPER_LISTS if name == "resnet18" else None
+    register(model, Provenance(model=name, weights=weights, weights_id=weights_identity(model),
+                               preprocess=preprocess or anatomy_of(model).family.preprocess(model),
+                               lists=lists or None, head=head))
     return model
 
 
@@ -339,12 +347,14 @@ def _compare_keys(expected: dict, given: dict) -> tuple[list[str], list[str]]:
 
 def describe(model: torch.nn.Module) -> dict:
     """What made a result: written beside every figure and number."""
-    out = {"model": model.rsi_model, "weights": model.rsi_weights, "weights_id": model.rsi_weights_id,
-           "family": family_of(model).name, "preprocess": preprocess_of(model).describe(),
+    record = anatomy_of(model)
+    p = record.origin
+    out = {"model": p.model, "weights": p.weights, "weights_id": p.weights_id,
+           "family": record.family.name, "preprocess": p.preprocess.describe(),
            "torchvision": torchvision.__version__}
-    if getattr(model, "rsi_head_note", None):
-        out["head"] = model.rsi_head_note
-    if getattr(model, "rsi_model", "").startswith(TIMM):
+    if p.head:
+        out["head"] = p.head
+    if p.model.startswith(TIMM):
         import timm
         out["timm"] = timm.__version__
     return out

@@ -63,3 +63,25 @@ def read_all(folder) -> dict[str, int]:
         for k in KINDS:
             total[k] += int(counts.get(k, 0))
     return total
+
+
+#: seconds between two redraws of a progress bar whose output is not a terminal (a batch job's log
+#: file); RSI_PROGRESS_SECONDS overrides. On a terminal tqdm's own 0.1 s.
+PLAIN_SECONDS = 60.0
+
+
+def bar(iterable=None, **kw):
+    """A tqdm progress bar that writes sparingly into a log file (every ``PLAIN_SECONDS``, not every
+    0.1 s) and not at all when the ``rsi_core`` logger is quieter than INFO (``rsi -q``,
+    ``--log-level warning``)."""
+    import logging
+    import sys
+
+    from tqdm.auto import tqdm
+    file = kw.get("file") or sys.stderr
+    if not (hasattr(file, "isatty") and file.isatty()):
+        kw.setdefault("mininterval", float(os.environ.get("RSI_PROGRESS_SECONDS") or PLAIN_SECONDS))
+    level = logging.getLogger("rsi_core").level  # NOTSET (0) where nobody configured it: bars shown
+    if level > logging.INFO:
+        kw["disable"] = True
+    return tqdm(iterable, **kw)

@@ -10,14 +10,14 @@ BatchNorm running statistics are then recomputed: running stats reset, a pass ov
 ``BN_IMAGES`` evenly spaced images of the run's image folder (the default image set when none is
 given) in train-mode BN with ``momentum=None`` (a plain average over the batches), then eval.
 Given the base weights and the seed the result is deterministic on a device; its
-``rsi_weights`` is the full string and its ``rsi_weights_id`` hashes the new state dict, so
+provenance names the full string and its weights id hashes the new state dict, so
 caches never mix a control with its base.
 """
 from __future__ import annotations
 
 import torch
 
-from rsi_core.model.families import preprocess_of
+from rsi_core.model.anatomy import amend, preprocess_of
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model, weights_identity
 from rsi_core.model.sources import register_source
@@ -106,7 +106,6 @@ def shuffled_model(name: str, weights: str, device="cpu", base: str | None = Non
     if isinstance(images, ImageSet):  # read as the base weights were trained to see them
         images = images.with_preprocess(preprocess_of(model))
     used = recompute_bn_stats(model, images, device)
-    model.rsi_weights = f"shuffle:{seed}:{base}"
-    model.rsi_weights_id = weights_identity(model)
-    model.rsi_control = {"kind": "shuffle", "seed": seed, "base": base, "bn_images": used}
+    amend(model, weights=f"shuffle:{seed}:{base}", weights_id=weights_identity(model),
+          control={"kind": "shuffle", "seed": seed, "base": base, "bn_images": used})
     return model

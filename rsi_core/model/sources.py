@@ -4,8 +4,10 @@ A weights string is ``PREFIX:SPEC`` for a registered source (``random:0``,
 ``shuffle:1:IMAGENET1K_V1``, ``planted:fig2-holds``), else a file path or a torchvision weights
 name (``IMAGENET1K_V1``; ``rsi_core.model.load``). Sources register themselves with
 ``register_source``; the package that defines one imports it (``rsi_core.model`` for random and
-shuffle, ``rsi_core`` for planted), so a lookup never imports upward. This is the one place
-that reads a weights string's prefix.
+shuffle); a source of a package above this layer (planted) is named in the package root's
+``WEIGHTS_SOURCES`` and imported the first time its prefix is asked for, so importing rsi never
+imports it and a lookup never imports upward by name. This is the one place that reads a weights
+string's prefix.
 """
 from __future__ import annotations
 
@@ -37,16 +39,27 @@ def register_source(prefix: str, *, kind: str, example: str):
     return add
 
 
+def _registered(prefix: str | None = None) -> dict[str, Source]:
+    """The sources, after importing the package that registers ``prefix`` (None: every package)."""
+    import importlib
+
+    import rsi_core
+    for name, module in rsi_core.WEIGHTS_SOURCES.items():
+        if name not in SOURCES and prefix in (None, name):
+            importlib.import_module(module)
+    return SOURCES
+
+
 def source_of(weights) -> Source | None:
     """The registered source of ``weights``, or None for a file path or a torchvision name. A
     ``word:...`` string whose word is no source is an error that lists the sources."""
     prefix, sep, _ = str(weights).partition(":")
     if not sep:
         return None
-    if prefix in SOURCES:
+    if prefix in _registered(prefix):
         return SOURCES[prefix]
     if prefix.isalpha() and len(prefix) > 1:  # not a Windows drive letter
-        known = ", ".join(s.example for s in SOURCES.values())
+        known = ", ".join(s.example for s in _registered().values())
         raise ValueError(f"unknown weights source {prefix!r} in {weights!r}: use one of {known}, "
                          "a torchvision weights name (IMAGENET1K_V1) or a path to a .pth file")
     return None

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from rsi_core.measure import metrics
+from rsi_core.model.anatomy import block_of, tap, taps_of
 from rsi_core.planted import networks as P
 
 #: FZ steps on planted networks. Their detectors are linear, so 32 steps of the paper's recipe
@@ -45,19 +46,20 @@ def analyse(spec: P.PlantedSpec, cache, steps: int = PLANTED_STEPS, device="cpu"
     settings = FZSettings(steps=steps, jitter_table=JITTER_TABLE, **({"target": target} if target != "as-written" else {}))
     bank = FZBank(model, cache, settings, device=device, progress=progress)
     blocks = [b for b in P.STUDIED_BLOCKS if spec.roles(b)]
-    bank.ensure({f"{b}.{t}": spec.channels(b) for b in blocks for t in "IB"})
+    bank.ensure({t: spec.channels(block_of(t)) for t in taps_of(blocks, "IB")})
     rows = []
     for b in blocks:
         chans = spec.channels(b)
-        fz = {t: bank.get(f"{b}.{t}", chans) for t in "IB"}
-        r = block_from_fzs(model, b, chans, fz["I"], fz["B"], device=device)
-        still = {t: never_moved(model, f"{b}.{t}", chans, settings, fz[t]["image"]) for t in "IB"}
+        fz = {t: bank.get(tap(b, t), chans) for t in "IB"}
+        r = block_from_fzs(model, b, chans, fz["I"], fz["B"], device=device, reading=target)  # the target's analysis
+        still = {t: never_moved(model, tap(b, t), chans, settings, fz[t]["image"]) for t in "IB"}
         m, sm = r.m, r.sm
         paper, nomix = r.scale_invariant(True), r.scale_invariant(False)
         if strict:
             tr = scale_test.strict_scale(model, images, b, chans, cache, device, progress=progress)
-        c1, c2, c3 = metrics.scale_criteria_parts(m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb)
-        t2, t3 = metrics.scale_metric_terms(r.b_xi, r.b_s_xi, r.b_xb, r.i_xb, r.i_sinv_xb, r.i_xi)
+        c1, c2, c3 = metrics.scale_criteria_parts(m, r.b_xi, r.b_s_xi, r.i_xb, r.i_sinv_xb, reading=target,
+                                                  b_xb=r.b_xb, i_xi=r.i_xi)
+        t2, t3 = metrics.scale_metric_terms(r.b_xi, r.b_s_xi, r.b_xb, r.i_xb, r.i_sinv_xb, r.i_xi, target)
         for n, ch in enumerate(spec.roles(b)):
             rows.append({
                 "net": spec.name, "block": b, "channel": int(chans[n]), "role": ch.role, "kind": ch.kind,

@@ -51,8 +51,8 @@ def _swapped_groups():
 def _simple_swapped():
     original = C.simple_less_skewed
 
-    def swapped(simple, downsample, census):
-        return original(downsample, simple, census)
+    def swapped(simple, downsample, census, *args, **kw):
+        return original(downsample, simple, census, *args, **kw)
     return [(C, "simple_less_skewed", swapped)]
 
 

@@ -58,8 +58,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from rsi_core.model import load
 from rsi_core.model.images import MEAN, STD
-from rsi_core.model.load import weights_identity
 from rsi_core.planted.patterns import (  # noqa: F401
     BAR_LENGTH,
     BEST_RESPONSE,
@@ -284,8 +284,8 @@ def luminance_stem(model: nn.Module, width: int, bias=None) -> None:
 
 @torch.no_grad()
 def build(spec: PlantedSpec) -> nn.Module:
-    """The planted network of ``spec``, in eval mode, parameters frozen, with ``rsi_model``,
-    ``rsi_weights``, ``rsi_weights_id`` (FZ bank cache keys)."""
+    """The planted network of ``spec``, in eval mode, parameters frozen, registered with its provenance
+    (name, weights, weights id: the FZ bank cache keys)."""
     lay = layout(spec.n)
     width, planted, helpers = lay["width"], lay["planted"], lay["helpers"]
     model = PlantedResNet(width)
@@ -323,13 +323,10 @@ def build(spec: PlantedSpec) -> nn.Module:
     return model
 
 
-def finish(model: nn.Module, name: str, weights: str) -> None:
-    """Eval mode, frozen parameters, and the identity the FZ bank's cache keys read."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.rsi_model, model.rsi_weights = name, weights
-    model.rsi_weights_id = weights_identity(model)
+def finish(model: nn.Module, name: str, weights: str, lists=None) -> None:
+    """Eval mode, frozen parameters, and the provenance the FZ bank's cache keys read (no
+    channel lists but ``lists``: the paper's are resnet18's)."""
+    load.finish(model, name, weights, lists=lists or {})
 
 
 # --------------------------------------------------------------------------------- random specs

@@ -35,7 +35,7 @@ import numpy as np
 
 from rsi_core.measure.profiles import Profile, get_profile
 from rsi_core.measure.study import Study
-from rsi_core.model.anatomy import find_block
+from rsi_core.model.anatomy import find_block, provenance_of
 from rsi_core.model.load import load_model
 from rsi_core.planted import resnet as PR
 from rsi_core.planted import updates as U
@@ -161,7 +161,7 @@ def oc(sizes: dict, fixed: dict, f, shift: float = 0.0, draws: int = 2000) -> di
 
 def _study(model, cache, profile, seed=0, device="cpu"):
     return Study(model, profile, cache, device=device, progress=False, fz_seed=seed,
-                 lists=getattr(model, "rsi_lists", None))
+                 lists=provenance_of(model).lists)
 
 
 def planted_pairs(cache, fns: dict, steps: int, draws: int = 1, device="cpu", cases: dict | None = None,
@@ -234,7 +234,7 @@ def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_chan
 def main(args, claim_functions) -> int:
     """``rsi validate --regression``: per update F_pair and verdicts, and the OC at ci's sizes."""
     from rsi_core.cache import Cache
-    out = run(Cache(getattr(args, "cache_dir", None)), claim_functions(), draws=args.draws,
+    out = run(Cache(getattr(args, "cache_dir", None)), claim_functions(), draws=args.draws or 1,
               device=getattr(args, "device", None) or "cpu")
     lines = [f"{u['name']}: F_pair {u['f_pair']:.3f} ({u['discordant']} of {u['pairs']}), claims {u['verdicts']}"
              f"{'' if u['as_expected'] else ' NOT AS EXPECTED ' + json.dumps(u['mismatches'])}" for u in out["updates"]]

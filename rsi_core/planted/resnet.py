@@ -205,8 +205,7 @@ def build(case: Case) -> nn.Module:
         if s == 4 and case.carrier41:
             rows[CARRIER] = (d_dot, case.carrier41)
         _branch(b1, rows)
-    finish(model, "planted-resnet18", f"planted:{case.name}")
-    model.rsi_lists = dict(case.lists) or None   # list claims read these instead of resnet18's
+    finish(model, "planted-resnet18", f"planted:{case.name}", lists=dict(case.lists))  # list claims read these
     return model
 
 
@@ -227,6 +226,10 @@ OVER0_SKIP1 = Chan(1, 4, 0)          # L.0 overwrite (M ~ 0.2), L.1 skip (M 5)
 SKIP0_OVER1 = Chan(1, 0, 4)          # L.0 skip (M 5), L.1 overwrite (M ~ 0.13)
 INHIBIT1 = Chan(1, 0, 2, -2)         # L.1: B(X_I) ~ -4, M 0, corr(B, I) over images ~ -1
 SKIP1 = Chan(1, 1, 0.25)             # L.1: I also reads A, B tiny: M > 1, B(X_I) ~ 0
+# the skips of the Figure 2 cases keep a small branch (never silent): every FZ moves, so none of their M
+# is a never-moved default, which the verdicts count as unknown (issue 29)
+OVER0_SKIP1_MOVING = Chan(1, 4, 0.25)    # L.0 overwrite, L.1 skip
+SKIP0_OVER1_MOVING = Chan(1, 0.25, 4)    # L.0 skip, L.1 overwrite
 EXCITE1 = Chan(1, 0, 2, 1)           # L.1: overwrite (M ~ 0.33) with B(X_I) ~ +2
 SKIP1_POS = Chan(1, 2, 0, 0.1)       # L.1: skip with B = 0.1 delta: corr(B, I) > 0
 MIX0 = Chan(1, 1, 4)                 # L.0 mix (M ~ 1), L.1 overwrite
@@ -303,16 +306,16 @@ CASES = [
     Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
          why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
     Case("downsample-overwrite-fails", "fig2-downsample-overwrite", "fails",
-         {**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0, 0)] * 9}, why="3.0: every planted channel skips"),
-    Case("simple-less-skewed-holds", "fig2-simple-less-skewed", "holds", _all(OVER0_SKIP1, 4),
+         {**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0.25, 0)] * 9}, why="3.0: every planted channel skips"),
+    Case("simple-less-skewed-holds", "fig2-simple-less-skewed", "holds", _all(OVER0_SKIP1_MOVING, 4),
          why="downsample blocks overwrite, simple blocks skip"),
-    Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _all(SKIP0_OVER1, 4),
+    Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _all(SKIP0_OVER1_MOVING, 4),
          why="downsample blocks skip, simple blocks overwrite"),
     Case("final-block-holds", "fig2-final-block", "holds", _WIDE_FIG5, carrier41=64,
          why="the scale-counts-holds network: 4.1's 48 planted channels at M ~ 0.1 and the carrier's own branch "
              "64x its input"),
-    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [Chan(1, 0, 0)] * 5},
-         carrier41=16, why="4.1: 5 of 10 channels skip"),
+    Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [SKIP1] * 5},
+         carrier41=16, why="4.1: 5 of 10 channels skip (B a quarter of I: every FZ moves, none is a default M = 5)"),
     Case("weight-magnitude-holds", "fig3-weight-magnitude", "holds", _fig3(-1),
          why="1.1, 2.1, 3.1: branch gain 0.1 .. 12.8 on bn2 and conv2, M ~ 1 / (2 g)"),
     Case("weight-magnitude-fails", "fig3-weight-magnitude", "fails", _fig3(+1),
@@ -333,9 +336,9 @@ CASES = [
              "channels in 3.0: 'zero in 3.0' is refuted"),
     Case("top-scale-holds", "fig6-top-scale", "holds", _LIST_STAGES, lists={"fig6": {"1.1": _TOP_SM}},
          why="1.1: 8 channels pass the criteria; the case's list names the 3 with the highest scale metric"),
-    Case("top-scale-fails", "fig6-top-scale", "fails", _LIST_STAGES, lists={"fig6": {"1.1": _LOW_SM}},
-         why="the same network; the list names 2 channels that pass the criteria with a low scale metric: only "
-             "the ranking by SM refutes it"),
+    Case("top-scale-fails", "fig6-top-scale", "fails", _LIST_STAGES, lists={"fig6": {"1.1": _FZ_ONLY}},
+         why="the same network; the list names the 3 channels that pass the criteria with the lowest scale metric "
+             "(the bottom 3 of 8 by SM: a rank p of 1/56): only the ranking by SM refutes it"),
     Case("robust-holds", "fig7-robust", "holds", _LIST_STAGES, lists={"fig7": {"1.1": _TOP_SM + _LOW_SM}},
          why="1.1: the case's list names the 5 channels passing the FZ and the natural-image criteria"),
     Case("robust-fails", "fig7-robust", "fails", _LIST_STAGES, lists={"fig7": {"1.1": _FZ_ONLY}},

@@ -15,11 +15,13 @@ studies the very same weights and finds its FZs in the cache.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from rsi_core.cache import Cache
+from rsi_core.model.anatomy import provenance_of, register
 from rsi_core.model.images import ImageSet, normalize
 from rsi_core.model.load import load_model, weights_identity
 
@@ -38,7 +40,8 @@ def bundled(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cached(cache: Cache, recipe: dict, base, make) -> dict:
-    key = Cache.key("update", weights_id=base.rsi_weights_id, model=base.rsi_model, **recipe)
+    origin = provenance_of(base)
+    key = Cache.key("update", weights_id=origin.weights_id, model=origin.model, **recipe)
     arrays = cache.get_or_compute(key, lambda: {k: v.numpy() for k, v in make().items()})
     return {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
 
@@ -61,7 +64,7 @@ def head_update(base, cache: Cache, path) -> torch.nn.Module:
         return {**state, "fc.weight": fc.weight.detach().clone(), "fc.bias": fc.bias.detach().clone()}
     state = _cached(cache, {"recipe": "head", "classes": HEAD_CLASSES, "steps": HEAD_STEPS, "lr": HEAD_LR}, base, make)
     torch.save({"model_state_dict": state, "epoch": 1}, path)  # as PyTorch's tutorial saves a checkpoint
-    return load_model(base.rsi_model, str(path))
+    return load_model(provenance_of(base).model, str(path))
 
 
 def continued(base, cache: Cache, steps: int = CONTINUED_STEPS, lr: float = CONTINUED_LR) -> torch.nn.Module:
@@ -86,8 +89,8 @@ def continued(base, cache: Cache, steps: int = CONTINUED_STEPS, lr: float = CONT
     state = _cached(cache, {"recipe": "continued", "steps": steps, "lr": lr, "batch": CONTINUED_BATCH}, base, make)
     model = copy.deepcopy(base)
     model.load_state_dict(state)
-    model.rsi_weights = f"{base.rsi_weights}+continued{steps}x{lr:g}"
-    model.rsi_weights_id = weights_identity(model)
+    origin = provenance_of(base)   # the copy is a new module: registered with the base's provenance, new weights
+    register(model, replace(origin, weights=f"{origin.weights}+continued{steps}x{lr:g}", weights_id=weights_identity(model)))
     return model
 
 

@@ -12,9 +12,9 @@ The last line of ``--json`` output is one JSON object (``precision``, ``recall``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import replace
 
@@ -344,7 +344,7 @@ def main(args, claim_functions) -> int:
     cache_root = Cache(getattr(args, "cache_dir", None)).root  # $RSI_CACHE or ~/.cache/rsi
 
     def log(msg):
-        print(f"[{time.time() - started:5.0f}s] {msg}", file=sys.stderr, flush=True)
+        logging.getLogger(__name__).info(f"[{time.time() - started:5.0f}s] {msg}")
 
     n = workers()
     targets = fz_targets(getattr(args, "fz_target", None))

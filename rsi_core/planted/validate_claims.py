@@ -10,6 +10,9 @@ records which noise it used (``noise_sources``). Then each claim's named mutatio
 (``rsi_core.planted.mutations``) is applied and its cases rerun on the same studies: a mutation
 that flips at least one planted verdict is caught (``mutation_score``).
 
+Every case's FZs must have converged (``convergence``: re-measured objectives of the right sign,
+a second FZ seed within ``SEED_SPREAD``); a case whose FZs did not fails the run.
+
 The last line of ``--json`` output is one JSON object: per case the expected and obtained
 verdict, ``verdict_accuracy`` (share of cases whose verdict is the expected one), the mutation
 check, and ``decidability`` (``rsi_core.verdicts.decidability``: which true values each part of
@@ -22,14 +25,21 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from rsi_core.measure.profiles import Profile
 from rsi_core.planted import resnet as PR
 from rsi_core.planted.mutations import mutation_for
+from rsi_core.verdicts.registry import CLAIM_IDS
 
 #: FZ steps: the planted detectors are linear, 32 steps reach the ratios the cases rely on (64 gave the same M).
 STEPS = int(os.environ.get("RSI_CLAIMS_STEPS", 32))
 #: Natural images for Figure 4 bottom and Figure 7 (the bundled set has 250).
 NATURAL = int(os.environ.get("RSI_CLAIMS_IMAGES", 250))
+#: Convergence: a second FZ seed reaches a planted FZ's objective within this fraction of it. Seeds of one
+#: detector reach 73-100 % of the best one at 32 and at 64 steps alike (2.0.B of downsample-overwrite-holds:
+#: 10.6-14.6 at 32 steps, 11.3-14.9 at 64): local optima of the image parameter, not a run cut short.
+SEED_SPREAD = 0.35
 
 
 def census_profile(steps: int = STEPS, natural: int | None = NATURAL) -> Profile:
@@ -56,6 +66,36 @@ def noise_sources(measured) -> list[str]:
     return sorted(found)
 
 
+def convergence(study) -> dict:
+    """Have the FZs a case read converged? Per block it read: ``wrong_sign``, the FZs whose
+    re-measured objective (I on X_I, B on X_B: the taps as written) is not positive although
+    they moved (a tap that never moved is constant: nothing to reach); ``seed_spread``, the
+    largest relative difference of that objective between the two FZ seeds of the paired
+    channels (a linear planted detector has one optimum: both seeds must reach it);
+    ``converged`` when no FZ has the wrong sign and no spread exceeds ``SEED_SPREAD``. Reads
+    only what the case computed (no FZ is rendered for it)."""
+    from rsi_core.measure.study import never_moved
+    out = {}
+    for name, r in list(study._results.items()):
+        if ":" in name:   # pairs and natural-image results: the block's own entry covers them
+            continue
+        wrong, spread = 0, 0.0
+        for t, own in (("I", "i_xi"), ("B", "b_xb")):
+            images = study.bank.get(f"{name}.{t}", r.channels.tolist())["image"]
+            moved = ~never_moved(study.model, f"{name}.{t}", r.channels, study.settings, images)
+            wrong += int((moved & ~(getattr(r, own) > 0)).sum())
+            pairs = study._results.get(f"pairs:{name}")
+            if pairs is not None:
+                a, b = (getattr(p, own) for p in pairs)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rel = np.abs(a - b) / np.maximum(np.abs(a), np.abs(b))
+                rel = rel[np.isfinite(rel)]
+                spread = max(spread, float(rel.max()) if len(rel) else 0.0)
+        out[name] = {"wrong_sign": wrong, "seed_spread": round(spread, 3),
+                     "converged": wrong == 0 and spread <= SEED_SPREAD}
+    return out
+
+
 def _evaluate(fn, study) -> tuple[str, str, dict, dict]:
     """(verdict, reason, blocks, measured) of a claim function; an error is a verdict too."""
     try:
@@ -76,7 +116,9 @@ def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", 
         verdict, reason, blocks, measured = "error", f"no claim function for {case.claim} in the claims tests", {}, {}
     else:
         verdict, reason, blocks, measured = _evaluate(fns[case.claim], study)
-    return {"case": case.name, "claim": case.claim, "expected": case.expect, "obtained": verdict,
+    fz = convergence(study)
+    return {"converged": all(b["converged"] for b in fz.values()), "convergence": fz,
+            "case": case.name, "claim": case.claim, "expected": case.expect, "obtained": verdict,
             "correct": verdict == case.expect, "reason": reason, "construction": case.why,
             "blocks": blocks, "noise_sources": noise_sources(measured), "seconds": round(time.time() - t, 1),
             "study": study}
@@ -104,10 +146,11 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     decidability table."""
     from tqdm import tqdm
 
+    from rsi_core.model import progress as counters
     from rsi_core.verdicts.decidability import decidability
     rows = []
     t = time.time()
-    for case in tqdm(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
+    for case in counters.bar(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
         rows.append(run_case(case, cache, fns, steps, device))
         tqdm.write(line(rows[-1]), file=sys.stderr)
     mutations = mutation_check(rows, fns)
@@ -116,15 +159,16 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     claimed = sorted({c.claim for c in PR.CASES})
     return {"cases": rows, "verdict_accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
             "inconclusive": sum(r["obtained"] == "inconclusive" for r in rows),
+            "not_converged": [r["case"] for r in rows if not r["converged"]],
             "noise_sources": sorted({s for r in rows for s in r["noise_sources"]}),
             "mutation_score": sum(m["caught"] for m in mutations.values()) / len(mutations) if mutations else None,
             "mutations": mutations, "decidability": decidability(),
-            "claims_covered": claimed, "claims_not_covered": sorted(set(fns) - set(claimed)),
+            "claims_covered": claimed, "claims_not_covered": sorted(set(CLAIM_IDS) - set(claimed)),
             "steps": steps, "seconds": round(time.time() - t, 1)}
 
 
 def line(r: dict) -> str:
-    mark = "ok " if r["correct"] else "BAD"
+    mark = ("ok " if r["correct"] else "BAD") + ("" if r["converged"] else " (FZs not converged)")
     return (f"{mark} {r['claim']:30s} {r['case']:32s} expected {r['expected']:6s} obtained {r['obtained']:12s} "
             f"{r['seconds']:6.1f}s  {r['reason']}")
 
@@ -146,10 +190,11 @@ def main(args, claim_functions) -> int:
         print(f"decidability at resnet18's census sizes: {len(out['decidability'])} parts, "
               f"{len(undecidable)} cannot both hold and fail{': ' + ', '.join(undecidable) if undecidable else ''}")
     summary = (f"verdict accuracy {out['verdict_accuracy']:.3f} over {len(out['cases'])} cases, "
-               f"{out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; "
+               f"{out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; FZs not "
+               f"converged in {', '.join(out['not_converged']) or 'no case'}; "
                f"mutation score {out['mutation_score']:.2f}; {out['seconds']:.0f} s; not covered: "
                f"{', '.join(out['claims_not_covered']) or 'none'}")
     print(summary, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(out))
-    return 0 if out["verdict_accuracy"] == 1.0 and out["mutation_score"] == 1.0 else 1
+    return 0 if out["verdict_accuracy"] == 1.0 and out["mutation_score"] == 1.0 and not out["not_converged"] else 1

@@ -14,7 +14,8 @@ from pathlib import Path
 from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
-from rsi_core.report.html import blocks_text, write_html
+from rsi_core.report.environment import SCHEMA, environment, schema_of
+from rsi_core.report.html import blocks_text, reading_text, write_html
 
 #: the FZ settings a baseline must share (``FZSettings``' fields that change an FZ; lr and crop are fixed)
 FZ_KEYS = ("steps", "target", "jitter_table", "seed", "objective")
@@ -24,10 +25,16 @@ def load_baseline(path) -> dict:
     """{"provenance": ..., "claims": {claim id: entry}} from an earlier claims-report.json."""
     try:
         data = json.loads(Path(path).read_text())
-        return {"provenance": data.get("provenance", {}), "claims": {c["id"]: c for c in data["claims"]}}
+        schema = schema_of(data)
+        baseline = {"provenance": data.get("provenance", {}), "claims": {c["id"]: c for c in data["claims"]}}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"baseline {path} is not a readable claims-report.json ({exc}): "
                          "pass the claims-report.json of an earlier run") from exc
+    if schema != SCHEMA:
+        made = (data.get("environment") or {}).get("rsi") or "another rsi"
+        raise ValueError(f"baseline {path} is a claims-report.json of schema {schema} (made by rsi {made}); this rsi "
+                         f"reads schema {SCHEMA}: rerun the baseline with this rsi and pass its claims-report.json")
+    return baseline
 
 
 def identity(prov: dict) -> dict:
@@ -81,20 +88,24 @@ def _num(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
 
-def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
+def write_report(entries: list[dict], folder, env: dict | None = None) -> tuple[Path, Path]:
     """Write claims-report.json, .md and .html (``report.html``) from per-claim entries, then
-    append every ``folder/sections/*.md`` (report sections of other analyses)."""
+    append every ``folder/sections/*.md`` (report sections of other analyses). ``env``: the run's
+    environment record (default: this process's, ``report.environment``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = sorted(entries, key=lambda e: e["id"])
     prov = next((e["provenance"] for e in entries if e.get("provenance")), {})
     control = is_control(prov.get("weights", ""))
     js = folder / "claims-report.json"
-    js.write_text(json.dumps({"provenance": prov, "control": control, "claims": entries}, indent=1))
+    env = env if env is not None else environment(prov.get("device"))
+    js.write_text(json.dumps({"schema": SCHEMA, "environment": env, "provenance": prov, "control": control,
+                              "claims": entries}, indent=1))
     lines = ["# Claims report: Interpreting the Residual Stream of ResNet18", ""]
     lines += report_preamble(entries) + [""]  # controls or their absence, in the first lines
     lines += [f"- {k}: `{v}`" for k, v in prov.items() if k != "fz"]
     lines += [f"- FZ settings: `{json.dumps(prov.get('fz', {}))}`"]
+    lines += ["- environment: " + ", ".join(f"{k} `{v}`" for k, v in env.items() if v is not None)]
     if control:
         lines += ["", "**Random-init or weight-shuffled weights: a control.** A claim that holds here holds "
                       "without any learning (or without its learned arrangement); expectations are 'observe' "
@@ -105,13 +116,16 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
         cell = e["reason"].replace("|", "/").replace("\n", " ")
         flag = " **regressed: " + "; ".join(e["regressions"]) + "**" if e.get("regressions") else ""
         label = e.get("label") or e["verdict"]
+        label += f" ({reading_text(e)})" if reading_text(e) else ""
         lines.append(f"| {e['id']} | {blocks_text(e)} | {label} | {e.get('expectation', '')} | "
                      f"{e.get('outcome', '')}{flag} | {cell} | {e.get('paper', '').replace('|', '/')} |")
     if any("readings" in e for e in entries):
-        lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it):", "",
-                  "| claim | as-written | as-run |", "|---|---|---|"]
+        lines += ["", "FZ readings (SPEC: the FZ target as written vs as the authors' code ran it; the decisive "
+                      "one is the paper's own reading of the claim, rsi_core.paper.PAPER_READING):", "",
+                  "| claim | as-written | as-run | decisive | reading-dependent |", "|---|---|---|---|---|"]
         lines += [f"| {e['id']} | " + " | ".join(f"{r['verdict']} ({_num(r['value'])})" for r in
-                                              (e["readings"][t] for t in ("as-written", "as-run"))) + " |"
+                                              (e["readings"][t] for t in ("as-written", "as-run")))
+                  + f" | {e.get('decisive_reading', '')} | {'yes' if e.get('reading_dependent') else 'no'} |"
                   for e in entries if "readings" in e]
     if any("seeds" in e for e in entries):
         lines += ["", "FZ seeds (verdict inconclusive when seeds disagree):", "", "| claim | per seed | range |",
@@ -135,7 +149,7 @@ def write_report(entries: list[dict], folder) -> tuple[Path, Path]:
         lines += ["", section.read_text().rstrip()]
     md = folder / "claims-report.md"
     md.write_text("\n".join(lines) + "\n")
-    write_html(entries, folder)
+    write_html(entries, folder, env=env)
     return md, js
 
 

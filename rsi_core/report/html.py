@@ -54,8 +54,20 @@ def blocks_text(e) -> str:
     return ", ".join(b)
 
 
+def reading_text(e) -> str:
+    """"" or, where both FZ readings were decided and disagree, what each gave and which one
+    decided (``reading-dependent: as-written holds, as-run fails; decided as-run``): the verdict
+    cell of either report says it."""
+    if not e.get("reading_dependent"):
+        return ""
+    per = ", ".join(f"{t} {r['verdict']}" for t, r in e["readings"].items())
+    return f"reading-dependent: {per}; decided {e.get('decisive_reading')}"
+
+
 def _verdict_cell(e) -> str:
-    return f'<td class="verdict" style="background:{colour(e["verdict"])}">{_e(e.get("label") or e["verdict"])}</td>'
+    note = reading_text(e)
+    return (f'<td class="verdict" style="background:{colour(e["verdict"])}">{_e(e.get("label") or e["verdict"])}'
+            + (f'<br><small>{_e(note)}</small>' if note else "") + "</td>")
 
 
 def _mapping(d: dict) -> str:
@@ -107,9 +119,11 @@ def _controls(e) -> str:
 def _variants(e) -> str:
     out = ""
     if "readings" in e:
-        rows = "".join(f"<tr><td>{_e(t)}</td><td>{_e(r.get('value'))}</td>{_verdict_cell(r)}</tr>"
-                       for t, r in e["readings"].items())
-        out += f"<h4>FZ readings</h4><table><tr><th>reading</th><th>value</th><th>verdict</th></tr>{rows}</table>"
+        rows = "".join(f"<tr><td>{_e(t)}{' (decisive)' if t == e.get('decisive_reading') else ''}</td>"
+                       f"<td>{_e(r.get('value'))}</td>{_verdict_cell(r)}<td>{_e(r.get('expectation', ''))}</td>"
+                       f"<td>{_e(r.get('outcome', ''))}</td></tr>" for t, r in e["readings"].items())
+        out += ("<h4>FZ readings</h4><table><tr><th>reading</th><th>value</th><th>verdict</th><th>expectation</th>"
+                f"<th>outcome</th></tr>{rows}</table>")
     if "seeds" in e:
         rows = "".join(f"<tr><td>{_e(s['seed'])}</td><td>{_e(s.get('value'))}</td>{_verdict_cell(s)}</tr>"
                        for s in e["seeds"])
@@ -135,8 +149,10 @@ def claim_section(e, figures: bool = True) -> str:
             f"<details><summary>provenance</summary>{_mapping(e.get('provenance'))}</details></section>")
 
 
-def write_html(entries: list[dict], folder, title: str = "Claims report: Interpreting the Residual Stream of ResNet18") -> Path:
-    """Write ``folder/claims-report.html`` from the per-claim entries; return its path."""
+def write_html(entries: list[dict], folder, title: str = "Claims report: Interpreting the Residual Stream of ResNet18",
+               env: dict | None = None) -> Path:
+    """Write ``folder/claims-report.html`` from the per-claim entries (and ``env``, the run's
+    environment record, ``report.environment``); return its path."""
     folder = Path(folder)
     entries = sorted(entries, key=lambda e: e["id"])
     prov = next((e["provenance"] for e in entries if e.get("provenance")), {})
@@ -159,6 +175,8 @@ def write_html(entries: list[dict], folder, title: str = "Claims report: Interpr
             f'<table id="verdicts"><tr><th>claim</th><th>blocks read</th><th>verdict</th><th>expectation</th>'
             f"<th>outcome</th><th>measured</th></tr>{rows}</table>"
             f"<details><summary>Provenance of the run</summary>{_mapping(prov)}</details>"
+            + (f"<details><summary>Environment: rsi {_e(env.get('rsi'))}, torch {_e(env.get('torch'))}, "
+               f"{_e(env.get('gpu') or env.get('cpu'))}, {_e(env.get('date'))}</summary>{_mapping(env)}</details>" if env else "")
             + "".join(claim_section(e) for e in entries) + sections + "</body></html>\n")
     path = folder / "claims-report.html"
     path.write_text(page, encoding="utf-8")

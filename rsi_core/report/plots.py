@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from rsi_core.measure import metrics
+from rsi_core.model.anatomy import tap
 
 SKIP_COLOUR, OVERWRITE_COLOUR = "tab:blue", "tab:red"
 CONTROL_COLOURS = ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
@@ -299,10 +300,10 @@ def channel_grid_rows(study, block: str, channels, label_fn=None, channel_fzs: b
             n = studied.index(c)
             return f"M={result.m[n]:.2f} SM={result.sm[n]:.2g}"
 
-    fzs = {t: study.bank.get(f"{block}.{t}", channels)["image"] for t, _ in TAPS}
+    fzs = {t: study.bank.get(tap(block, t), channels, figure=True)["image"] for t, _ in TAPS}
     if channel_fzs:
         chan = study.channel_fzs(block, channels)
-    tops = {t: study.top_images(f"{block}.{t}") for t, _ in TAPS}
+    tops = {t: study.top_images(tap(block, t)) for t, _ in TAPS}
     return [{"block": block, "channel": c, "label": label_fn(c),
              "taps": {t: {"fz": fzs[t][n], "channel_fz": chan[t][n] if channel_fzs else None,
                           "top9": [study.image_set.pil(int(i)) for i in tops[t][studied.index(c)]]}

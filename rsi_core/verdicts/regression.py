@@ -32,7 +32,8 @@ from scipy import stats
 from rsi_core.measure import metrics
 from rsi_core.model.anatomy import find_block
 from rsi_core.verdicts import claims as C
-from rsi_core.verdicts.verdict import ALPHA, Z
+from rsi_core.verdicts import registry
+from rsi_core.verdicts.verdict import ALPHA, Z, applies_if
 
 TOL_SHARE = 0.10   # a class share that moved by less than 10 points of the block is unchanged
 MIN_SHIFT = 0.05   # ... and one that moved by 5 points or less is never "changed", however significant
@@ -70,6 +71,20 @@ def reads(*names):
         fn.paired = names
         return fn
     return mark
+
+
+def claim(claim_id: str):
+    """Decorator of a claim function from its record (``registry.CLAIMS``): the quantities it
+    reads (``reads``) and the premises without which it is "n/a" (``verdict.applies_if``)."""
+    if claim_id not in registry.CLAIMS:
+        raise ValueError(f"claim {claim_id!r} is not registered: add it to rsi_core.verdicts.registry")
+    rec = registry.CLAIMS[claim_id]
+
+    def wrap(fn):
+        fn = reads(*rec.reads)(applies_if(*rec.applies_if)(fn) if rec.applies_if else fn)
+        fn.claim_id = claim_id
+        return fn
+    return wrap
 
 
 def record(study, blocks, names, found: dict | None = None) -> dict:

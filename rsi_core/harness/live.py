@@ -60,9 +60,12 @@ def plan_run(study, fz_target: str = "as-written", fz_seeds: int = 1, controls: 
     work = build(study, fz_target, fz_seeds, controls, batch_size=study.bank.batch_size)
     tested = [u for u in work.units if u.bank.kind == "tested"]
     todo: dict[str, int] = {}   # FZs to render per canonical tap, over the tested weights' banks
-    _add(todo, {u.tap: gone for u, gone in Banks(study, work).missing(tested)})
+    for u, gone in Banks(study, work).missing(tested):
+        _add(todo, {u.tap: gone})
     own: dict[str, int] = {}    # a control model's FZs, not looked up (its model is not loaded yet)
-    _add(own, {u.tap: list(u.channels) for u in work.units if u.bank.kind != "tested"})
+    for u in work.units:
+        if u.bank.kind != "tested":
+            _add(own, {u.tap: list(u.channels)})
     plan = Plan(requested=work.total, steps=study.settings.steps, unchecked=sum(own.values()), totals=work.totals())
     plan.cached = sum(len(u.channels) for u in tested) - sum(todo.values())
     if study.bank.read_only:  # --require-cached: the check before any work found every FZ (controls' too)

@@ -47,8 +47,9 @@ def environment(device: str | None = None) -> dict:
 
     repo = Path(__file__).resolve().parents[2]
     commit = _git(repo, "rev-parse", "HEAD") if (repo / ".git").exists() else None
-    cuda = torch.cuda.is_available()
-    gpu = torch.cuda.get_device_name(torch.device(device) if device and device.startswith("cuda") else None) if cuda else None
+    # the GPU's name and cuDNN's version of a run on CUDA only: asking initializes CUDA (issue 31)
+    on_cuda = bool(device) and str(device).startswith("cuda")
+    gpu = torch.cuda.get_device_name(torch.device(device)) if on_cuda else None
     return {
         "rsi": _version("rsi"),
         "git_commit": commit,
@@ -57,7 +58,7 @@ def environment(device: str | None = None) -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cudnn": torch.backends.cudnn.version() if on_cuda and torch.backends.cudnn.is_available() else None,
         "device": device,
         "gpu": gpu,
         "cpu": platform.processor() or platform.machine(),

@@ -11,6 +11,12 @@ significance implies at least that). A claim part that needs more channels than 
 or more than ``BUDGET`` allows, is "census only": ``ci`` leaves it inconclusive and the paired
 regression check (``rsi_core.verdicts.regression``) is what CI reads for it.
 
+The paired regression check (``--baseline``) sets a floor under every block (``regression_floor``):
+the fewest channels at which, on the continued-training update's measured pair discordance
+F_pair (``benchmarks/regression_oc.json``, written by ``rsi validate --regression --json``), at
+least ``DECIDED`` of the claim comparisons are decided, false alarms stay within ``ALPHA`` and a
+15-point move of one block is flagged with power ``POWER`` (``rsi_core.planted.regression.oc``).
+
     python benchmarks/power.py [--json]
 """
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -147,8 +154,8 @@ def served(table: list[dict]) -> list[str]:
     return sorted({r["claim"] for r in table} - {r["claim"] for r in table if r["census_only"]})
 
 
-def profile(table: list[dict]) -> dict:
-    """Per block: the largest n any part of a served claim needs (the ``ci`` profile's sizes)."""
+def verdict_needs(table: list[dict]) -> dict:
+    """Per block: the largest n any part of a served claim needs to reach its verdict."""
     need = {b: 0 for b in BLOCKS}
     ok = served(table)
     for r in table:
@@ -156,6 +163,45 @@ def profile(table: list[dict]) -> dict:
             for b in r["blocks"]:
                 need[b] = max(need[b], r["n"])
     return need
+
+
+#: what ``rsi validate --regression --json`` measured (docs/ci.md says how)
+MEASURED = Path(__file__).with_name("regression_oc.json")
+DECIDED, SHIFT = 0.90, 15   # claim comparisons decided on continued training; the move power is asked at (points)
+
+
+def _at(floor: int, need: dict) -> dict:
+    return {b: min(BLOCKS[b], max(need[b], floor)) for b in BLOCKS}
+
+
+def regression_check(floor: int, need: dict, measured: dict) -> dict:
+    """The paired check on continued training at channels ``_at(floor, need)``: decided share,
+    false alarms, power at ``SHIFT`` points (mean over claims; ``rsi_core.planted.regression.oc``)."""
+    from rsi_core.planted.regression import CONTINUED, oc
+    sim = measured["simulated_at"]
+    n = _at(floor, need)
+    sizes = {c: [n[b] for b, _ in p["class"]] for c, p in sim["claim_parts"].items()}
+    fixed, rates = sim["continuous_parts"][CONTINUED], sim["part_rates"][CONTINUED]
+    null, moved = oc(sizes, fixed, rates), oc(sizes, fixed, rates, SHIFT / 100)
+    return {"decided": null["changed"] + null["unchanged"], "false_alarms": null["changed"], "power": moved["changed"]}
+
+
+def regression_floor(need: dict, measured: dict) -> int | None:
+    """The fewest channels per block (a floor under the verdicts' needs) at which the paired check
+    meets ``DECIDED``, ``ALPHA`` and ``POWER`` on the measured continued-training update; None
+    where not even every block's census does (then ``ci`` stays at the verdicts' needs)."""
+    for floor in range(0, max(BLOCKS.values()) + 1, 8):
+        got = regression_check(floor, need, measured)
+        if got["decided"] >= DECIDED and got["false_alarms"] <= ALPHA and got["power"] >= POWER:
+            return floor
+    return None
+
+
+def profile(table: list[dict], measured: dict | None = None) -> dict:
+    """Per block the ``ci`` profile's sizes: the verdicts' needs, raised to the paired check's floor."""
+    need = verdict_needs(table)
+    floor = regression_floor(need, measured or json.loads(MEASURED.read_text()))
+    return need if floor is None else _at(floor, need)
 
 
 def main():
@@ -176,7 +222,8 @@ def main():
         print(f"| {r['claim']} | {r['part']} | {', '.join(r['blocks'])} | {r['effect']} | {n} | {r['source']} |")
     print()
     print("claims a sample of at most", BUDGET, "per block serves:", ", ".join(served(table)) or "none")
-    print("channels per block they need (the ci profile):", ", ".join(f"{b}: {n}" for b, n in need.items()))
+    print("channels per block they need:", ", ".join(f"{b}: {n}" for b, n in verdict_needs(table).items()))
+    print("the ci profile (raised to the paired regression check's floor):", ", ".join(f"{b}: {n}" for b, n in need.items()))
 
 
 if __name__ == "__main__":

@@ -148,3 +148,5 @@ def test_plan_counts_what_the_run_reads_and_what_is_cached(tmp_path, model, one_
     study.bank.ensure({"1.1.B": study.channels("1.1")})
     plan = plan_run(study, fz_seeds=2, controls=1)   # a second seed's 12, a control's 12 (not looked up)
     assert (plan.requested, plan.cached, plan.to_render, plan.unchecked, plan.images) == (36, 6, 30, 12, 750)
+    plan = plan_run(study)   # partly cached, no controls: the time of what is left (1.1.B's FZs are cached)
+    assert (plan.requested, plan.cached, plan.to_render) == (12, 6, 6) and plan.seconds > 0

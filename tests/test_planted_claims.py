@@ -150,15 +150,14 @@ def test_as_run_failed_fzs_are_rendered_again(tmp_path, monkeypatch):
 
 
 def test_regression_pair_is_changed_where_planted_and_seed_copies_raise_no_alarm(tmp_path):
-    """``rsi validate --regression`` on two claims (16 FZ steps, one seed copy): 8 of 4.1's 17
-    channels leave the lowest bin, so fig2-final-block is changed and fig2-downsample-overwrite
-    (2.0, 3.0, 4.0: untouched) unchanged; the copy under FZ seed 1 and the 1e-3 weight jitter
-    change neither."""
+    """``rsi validate --regression``'s planted pair on two claims (16 FZ steps, one seed copy), on
+    a narrower network than the command's: 12 of 4.1's 24 channels leave the lowest bin, so
+    fig2-final-block is changed and fig2-downsample-overwrite (2.0, 3.0, 4.0: untouched)
+    unchanged; the copy under FZ seed 1 changes neither."""
     from rsi_core.planted import regression as PRg
     fns = {c: f for c, f in claim_functions().items() if c in ("fig2-final-block", "fig2-downsample-overwrite")}
-    out = PRg.run(Cache(tmp_path), fns, draws=1, steps=16, progress=False)
-    moved = out["planted"]["claims"]
-    assert moved["fig2-final-block"]["verdict"] == "changed", moved
-    assert moved["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.529, 8 of 17 channels flipped")
-    assert moved["fig2-downsample-overwrite"]["verdict"] == "unchanged" and out["planted_as_expected"]
-    assert out["compared"] == 4 and out["false_alarms"] == 0
+    moved, seed = PRg.planted_pairs(Cache(tmp_path), fns, steps=16, draws=1, cases={50: PRg.planted_case(12, 24)})
+    assert moved["claims"]["fig2-final-block"]["verdict"] == "changed", moved
+    assert moved["claims"]["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.5 (0 gained, 12 lost")
+    assert moved["claims"]["fig2-downsample-overwrite"]["verdict"] == "unchanged" and moved["as_expected"]
+    assert seed["verdicts"]["changed"] == 0 and seed["compared"] == 2

@@ -55,5 +55,8 @@ def test_ci_profile_is_what_the_power_analysis_asks():
     table = power.rows()
     ci = get_profile("ci")
     assert {b: ci.sample_size(b) for b in power.BLOCKS} == power.profile(table)
+    # the paired check's floor from what rsi validate --regression measured (benchmarks/regression_oc.json): at
+    # continued training's F_pair no size up to the census meets the targets, so ci stays at the verdicts' needs
+    assert power.regression_floor(power.verdict_needs(table), power.json.loads(power.MEASURED.read_text())) is None
     assert power.served(table) == ["fig2-downsample-overwrite", "fig2-final-block", "fig2-simple-less-skewed"]
     assert power.share_n(1.0, 0.95, 0.9) == 59   # "all" at 95%: 0.05 ** (1 / 59) > 0.95 > 0.05 ** (1 / 58)

@@ -151,7 +151,8 @@ def test_rsi_blocks_lists_the_sublayers(capsys):
     assert first["hooks"] == {"I": "input of blocks.0", "B": "output of blocks.0.drop_path1", "O": "I + B",
                               "output": "O", "centre": first["hooks"]["centre"]}
     assert first["taps"]["I"]["receptive_field"] == 16 and first["taps"]["I"]["jitter"] == 4
-    assert first["taps"]["B"]["receptive_field_in_image"] == 224 and first["taps"]["B"]["jitter"] == 16
+    assert first["taps"]["B"]["receptive_field_in_image"] == first["taps"]["B"]["reach"] == 224
+    assert first["taps"]["B"]["jitter"] == 16 and first["taps"]["I"]["reach"] == 16
     assert mlp["block"] == "2.1" and mlp["roles"] == ["simple"] and mlp["taps"]["O"]["size"] == [14, 14]
     assert rows[-1]["roles"] == ["final"]
 

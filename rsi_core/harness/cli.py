@@ -535,11 +535,12 @@ def build_parser() -> Parser:
     _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
     _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
            "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
-    _local(p, "regression", "instead: the paired regression check on a planted pair (one claim moved: changed there, "
-           "unchanged elsewhere) and its false-alarm rate over FZ-seed copies and a weight jitter", "--regression",
-           flag=True)
-    _local(p, "draws", "with --regression: FZ-seed copies of the planted network (default 5); with --calibration: "
-           "simulated runs per row (default 200)", "--draws 5", None, opts.at_least(1))
+    _local(p, "regression", "instead: the paired regression check measured on weight updates of resnet18 (same "
+           "weights, new head, continued training, other FZ seed) and planted changes of 15 and 25 points: F_pair, "
+           "the claims decided, and the check's false alarms, decided share and power at the ci profile's sizes",
+           "--regression", flag=True)
+    _local(p, "draws", "with --regression: FZ-seed copies of the planted network (default 1); with --calibration: "
+           "simulated runs per row (default 200)", "--draws 1", None, opts.at_least(1))
     _local(p, "calibration", "instead: every claim's decision rule by simulation (P(holds), P(inconclusive), "
            "P(fails) per world, seed reliability and size; no FZ, minutes on a CPU)", "--calibration", flag=True)
     _local(p, "case", "with --claims: only this planted case (repeatable; names in rsi_core.planted.resnet)",

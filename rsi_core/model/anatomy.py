@@ -332,7 +332,8 @@ def centre_crop_window(model: nn.Module, name: str, height: int, width: int):
 
 def describe_blocks(model: nn.Module, size: int = IMAGE_SIZE) -> list[dict]:
     """The block table of ``rsi blocks``: per block its roles and hook points, per tap its
-    channels, map size, centre and receptive field."""
+    channels, map size, centre, receptive field (the path's; inside the image; ``reach``: the
+    whole image past an operation spanning its input map, as attention)."""
     record = anatomy_of(model)
     rows, roles = [], record.roles
     for b in record.blocks:
@@ -345,7 +346,8 @@ def describe_blocks(model: nn.Module, size: int = IMAGE_SIZE) -> list[dict]:
                 n = 1
             taps[kind] = {"channels": b.channels, "size": [n, n], "centre": [n // 2, n // 2],
                           "receptive_field": hi - lo + 1, "stride": stride(path), "window": [lo, hi],
-                          "receptive_field_in_image": min(hi, size - 1) - max(lo, 0) + 1}
+                          "receptive_field_in_image": min(hi, size - 1) - max(lo, 0) + 1,
+                          "reach": record.reach(tap(b.name, kind), size)}
         rows.append({"block": b.name, "kind": b.kind, **({"part": b.part} if b.part else {}),
                      "channels": b.channels, "taps": taps,
                      "roles": [r for r, names in roles.items() if r != "studied" and b.name in names],

@@ -223,7 +223,6 @@ def _mixed(first: Chan, second: Chan, n: int, k: int, stages=STAGES) -> dict:
 
 
 OVER0_SKIP1 = Chan(1, 4, 0)          # L.0 overwrite (M ~ 0.2), L.1 skip (M 5)
-SKIP0_OVER1 = Chan(1, 0, 4)          # L.0 skip (M 5), L.1 overwrite (M ~ 0.13)
 INHIBIT1 = Chan(1, 0, 2, -2)         # L.1: B(X_I) ~ -4, M 0, corr(B, I) over images ~ -1
 SKIP1 = Chan(1, 1, 0.25)             # L.1: I also reads A, B tiny: M > 1, B(X_I) ~ 0
 # the skips of the Figure 2 cases keep a small branch (never silent): every FZ moves, so none of their M

@@ -75,14 +75,15 @@ def convergence(study) -> dict:
     ``converged`` when no FZ has the wrong sign and no spread exceeds ``SEED_SPREAD``. Reads
     only what the case computed (no FZ is rendered for it)."""
     from rsi_core.measure.study import never_moved
+    from rsi_core.model.anatomy import tap
     out = {}
     for name, r in list(study._results.items()):
         if ":" in name:   # pairs and natural-image results: the block's own entry covers them
             continue
         wrong, spread = 0, 0.0
         for t, own in (("I", "i_xi"), ("B", "b_xb")):
-            images = study.bank.get(f"{name}.{t}", r.channels.tolist())["image"]
-            moved = ~never_moved(study.model, f"{name}.{t}", r.channels, study.settings, images)
+            images = study.bank.get(tap(name, t), r.channels.tolist())["image"]
+            moved = ~never_moved(study.model, tap(name, t), r.channels, study.settings, images)
             wrong += int((moved & ~(getattr(r, own) > 0)).sum())
             pairs = study._results.get(f"pairs:{name}")
             if pairs is not None:

@@ -47,7 +47,7 @@ from rsi_core.fz.render import FZSettings, measure, render
 from rsi_core.harness.controls import default_controls
 from rsi_core.measure.metrics import mix_ratio
 from rsi_core.model.activations import block_taps, stream_centre
-from rsi_core.model.anatomy import find_block, taps_of
+from rsi_core.model.anatomy import find_block, provenance_of, register, taps_of
 from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.images import ImageSet
 from rsi_core.model.load import load_model
@@ -184,7 +184,8 @@ _CPU = {}
 
 def _cpu_copy(model):
     if id(model) not in _CPU:
-        _CPU[id(model)] = copy.deepcopy(model).to("cpu")
+        cpu = _CPU[id(model)] = copy.deepcopy(model).to("cpu")
+        register(cpu, provenance_of(model))  # a copy keeps the original's name, weights and lists (cache keys)
     return _CPU[id(model)]
 
 

@@ -145,7 +145,7 @@ def test_channel_grid_rows_from_a_study(tmp_path):
     tops = np.array([[100 + 10 * n + k for k in range(9)] for n in range(len(studied))])
     study = SimpleNamespace(
         model=model, cache=cache, settings=settings, device="cpu", profile=SimpleNamespace(name="test"),
-        bank=SimpleNamespace(progress=False, get=lambda tap, chans: {"image": np.stack(
+        bank=SimpleNamespace(progress=False, get=lambda tap, chans, figure=False: {"image": np.stack(
             [np.full((224, 224, 3), c, np.uint8) for c in chans])}),
         channels=lambda block: studied,
         top_images=lambda tap: tops, image_set=SimpleNamespace(pil=lambda i: Image.new("RGB", (8, 8), (i, 0, 0))),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+from rsi_core.fz import render as fz_render
 from rsi_core.fz.render import FZSettings, render
 from rsi_core.fz.transform import ANGLES, SCALES, BatchedChain, Draws, apply
 from rsi_core.model.device import host_waits
@@ -111,12 +112,14 @@ def test_batched_render_is_the_element_by_element_one(model, tap, settings):
 def _waits_of_a_render(model, monkeypatch, steps: int, batched: bool) -> int:
     """Host waits of a whole render, Adam's own update left out: its step counter lives on the
     CPU even on CUDA (torch's default), so reading it waits for nothing."""
-    update = torch.optim.Adam.step
+    # the class the render instantiates: torch hooks ``step`` onto it at its first instance, so a
+    # patch of torch.optim.Adam alone would miss it once any earlier render in the process ran
+    update = fz_render.Adam.step
 
     def step_uncounted(self, *args, **kwargs):
         with _disable_current_modes():
             return update(self, *args, **kwargs)
-    monkeypatch.setattr(torch.optim.Adam, "step", step_uncounted)
+    monkeypatch.setattr(fz_render.Adam, "step", step_uncounted)
     with host_waits("cpu") as waits:
         render(model, "2.1.B", list(range(6)), FZSettings(steps=steps), progress=False, batched=batched)
     return len(waits)

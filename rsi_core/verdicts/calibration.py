@@ -148,40 +148,33 @@ def observed(values_a, values_b, size: str, block: str, d: int):
 
 # ------------------------------------------------------------------------ one simulator per claim
 
-def _downsample(world, r, size, rng, draws):
-    share = SCENARIOS["fig2-downsample-overwrite"][world]["overwrite"]
+def _overwrite_draws(shares: dict, r, size, rng, draws):
+    """Per draw, the Figure 2 helpers' inputs (M, pairs, census flags, FZ health per block) for
+    blocks whose overwrite share is ``shares[block]``."""
     per = {}
-    for b in DOWN:
+    for b, share in shares.items():
         c = Census(rng, draws, SIZE[b], r)
         stuck = c.never_moved()
         per[b] = (mix(c.seed(), share, stuck), mix(c.seed(), share, c.never_moved()), stuck)
-    out = []
     for d in range(draws):
         m, pairs, census, fzh = {}, {}, {}, {}
         for b, (a, bb, stuck) in per.items():
             m[b], pairs[b], census[b] = observed(a, bb, size, b, d)
             fzh[b] = health(stuck[d], SIZE[b])
-        out.append(C.downsample_overwrite(m, census, pairs, fzh).verdict)
-    return out
+        yield m, pairs, census, fzh
+
+
+def _downsample(world, r, size, rng, draws):
+    share = SCENARIOS["fig2-downsample-overwrite"][world]["overwrite"]
+    return [C.downsample_overwrite(m, census, pairs, fzh).verdict
+            for m, pairs, census, fzh in _overwrite_draws({b: share for b in DOWN}, r, size, rng, draws)]
 
 
 def _simple(world, r, size, rng, draws):
     w = SCENARIOS["fig2-simple-less-skewed"][world]
-    per = {}
-    for b in SIMPLE + DOWN:
-        c = Census(rng, draws, SIZE[b], r)
-        share = w["simple"][SIMPLE.index(b)] if b in SIMPLE else w["downsample"]
-        stuck = c.never_moved()
-        per[b] = (mix(c.seed(), share, stuck), mix(c.seed(), share, c.never_moved()), stuck)
-    out = []
-    for d in range(draws):
-        vals, census, fzh, pairs = {}, {}, {}, {}
-        for b, (a, bb, stuck) in per.items():
-            vals[b], pairs[b], census[b] = observed(a, bb, size, b, d)
-            fzh[b] = health(stuck[d], SIZE[b])
-        out.append(C.simple_less_skewed({b: vals[b] for b in SIMPLE}, {b: vals[b] for b in DOWN}, census, fzh,
-                                        pairs).verdict)
-    return out
+    shares = {b: w["simple"][SIMPLE.index(b)] if b in SIMPLE else w["downsample"] for b in SIMPLE + DOWN}
+    return [C.simple_less_skewed({b: m[b] for b in SIMPLE}, {b: m[b] for b in DOWN}, census, fzh, pairs).verdict
+            for m, pairs, census, fzh in _overwrite_draws(shares, r, size, rng, draws)]
 
 
 def _final(world, r, size, rng, draws):

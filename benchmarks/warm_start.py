@@ -14,7 +14,8 @@ criteria), F_pair is the share of channels whose class differs from the blessed 
   warm steps alone move;
 * ``new weights on the blessed images (k = 0)``: no FZ at all, the new weights re-measured on the
   blessed images;
-* ``blessed, seed 1``: the FZ-seed noise; ``f_seed_stable`` is F_pair over the channels whose
+* ``blessed, seed 1``: the FZ-seed noise (``m_correlation``: Pearson's r of M, in [0, 5], with the
+  blessed run's); ``f_seed_stable`` is F_pair over the channels whose
   class agrees between the blessed run's two seeds only (a blessed run's second seed would leave
   the others out).
 
@@ -99,10 +100,11 @@ def main():
     def classes(model, fz):
         r = block_from_fzs(model, block, chans, fz["I"], fz["B"])
         return {"overwrite": r.m < 1, "lowest_bin": (r.m >= 0) & (r.m < 0.25), "nonzero": r.m > 0,
-                "inhibit": r.b_xi < 0, "criteria": r.scale_invariant()}
+                "inhibit": r.b_xi < 0, "criteria": r.scale_invariant(), "m": r.m}
 
     blessed = cold(r18, 0)
     base = classes(r18, blessed)
+    m = base.pop("m")
     runs = {"continued, cold": classes(cont, cold(cont, 0)), "blessed, seed 1": classes(r18, cold(r18, 1)),
             "new weights on the blessed images (k = 0)": classes(cont, on_images(cont, {t: blessed[t]["image"]
                                                                                        for t in "IB"}))}
@@ -110,9 +112,10 @@ def main():
         runs[f"continued, warm k = {k}"] = classes(cont, warm(cont, blessed, k))
         runs[f"same weights, warm k = {k}"] = classes(r18, warm(r18, blessed, k))
     stable = {q: base[q] == runs["blessed, seed 1"][q] for q in base}
-    out = {name: {q: {"f_pair": round(float(np.mean(c[q] != base[q])), 3),
-                      "f_seed_stable": round(float(np.mean((c[q] != base[q])[stable[q]])), 3),
-                      "seed_stable": int(stable[q].sum())} for q in base} for name, c in runs.items()}
+    out = {name: {**{q: {"f_pair": round(float(np.mean(c[q] != base[q])), 3),
+                         "f_seed_stable": round(float(np.mean((c[q] != base[q])[stable[q]])), 3),
+                         "seed_stable": int(stable[q].sum())} for q in base},
+                  "m_correlation": round(float(np.corrcoef(m, c["m"])[0, 1]), 3)} for name, c in runs.items()}
     print(json.dumps({"block": block, "channels": len(chans), "steps": steps, "runs": out,
                       "seconds": round(time.time() - t0)}, indent=1))
 

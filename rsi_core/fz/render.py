@@ -158,11 +158,20 @@ class _StemGradient(torch.autograd.Function):
         torch.backends.mkldnn.enabled = False
         try:  # in the gradient's dtype (bf16 under autocast), returned in the input's
             gx = torch.ops.aten.convolution_backward(
-                grad.contiguous(), grad.new_empty(ctx.shape), conv.weight.to(grad.dtype), None, conv.stride,
+                _contiguous(grad), grad.new_empty(ctx.shape), conv.weight.to(grad.dtype), None, conv.stride,
                 conv.padding, conv.dilation, False, [0, 0], conv.groups, [True, False, False])[0]
         finally:
             torch.backends.mkldnn.enabled = saved
         return gx.to(ctx.dtype), None
+
+
+def _contiguous(t: torch.Tensor) -> torch.Tensor:
+    """``t.contiguous()``; a channels-last float map on the CPU transposed by numpy, in half the
+    time of torch's strided copy (24 against 49 ms for 16 x 64 x 112 x 112, one thread)."""
+    if t.is_contiguous() or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) \
+            or not t.is_contiguous(memory_format=torch.channels_last):
+        return t.contiguous()
+    return torch.from_numpy(np.ascontiguousarray(t.detach().permute(0, 2, 3, 1).numpy().transpose(0, 3, 1, 2)))
 
 
 class _Window(torch.autograd.Function):
@@ -231,6 +240,8 @@ class CentreCone:
     def _cut(path: tuple, position, *maps):
         """``maps`` cut to what output ``position`` of ``path`` depends on, and its new index."""
         (y0, y1, iy), (x0, x1, ix) = (aligned_window(path, maps[0].shape[d], position[d - 2]) for d in (2, 3))
+        if (y0, y1, x0, x1) == (0, maps[0].shape[2], 0, maps[0].shape[3]):  # the whole map: nothing to cut
+            return list(maps), (iy, ix)
         return [_Window.apply(t, (y0, y1, x0, x1)) for t in maps], (iy, ix)
 
     def window(self, side: int):
@@ -436,7 +447,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
             for idx, x, position in source.batches(s):
                 if len(idx) == 1 and device.type == "cpu" and cone is not None:
                     x = torch.cat([x, x.detach()])  # mkldnn rounds a batch of one unlike any other
-                with _autocast(device, settings.precision):
+                with _autocast(device, settings.precision), torch.profiler.record_function("fz.model"):
                     if cone is not None:
                         acts, position = cone.forward_cut(x, position)
                     else:

@@ -40,7 +40,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from rsi_core.fz.render import FZSettings, one_thread, render
-from rsi_core.model.anatomy import block_of, find_block
+from rsi_core.model.anatomy import block_of, canonical_tap, find_block
 from rsi_core.model.anatomy import tap as tap_name
 from rsi_core.model.load import load_model
 from rsi_core.paper import PAPER_BLOCKS
@@ -156,6 +156,11 @@ def measure_tap(model, tap: str, batch: int, steps: int, top: int = 5) -> dict:
 
 def run(taps, batch: int, steps: int, out, top: int = 5) -> dict:
     model = load_model("resnet18", "random:0")
+    for tap in taps:  # a bad tap: one line, before any work
+        try:
+            canonical_tap(model, tap)
+        except (KeyError, ValueError) as e:
+            raise SystemExit(f"floor.py: --taps {tap}: {e.args[0]}") from None
     say = lambda line="": print(line, file=out, flush=True)  # noqa: E731
     start_load = _loadavg()
     say(f"FZ engine floor, resnet18 random:0, CPU one thread, batch {batch}, {steps} steps; load average {start_load}")

@@ -308,13 +308,13 @@ class _Warp:
                              align_corners=False)
 
 
-def _grid(theta: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """[1, len(ys), len(xs), 2]: ``F.affine_grid``'s sampling grid of ``theta`` [1, 2, 3] at the
-    base coordinates ``xs`` (columns) and ``ys`` (rows), bit for bit. A translation (linear part
-    exactly the identity, as kornia's matrices come out at most sides) is x + c and y + d: the
-    products by 1 and 0 in affine_grid's matrix product are exact, so its sum rounds as that
-    addition whatever the order, at a fraction of the product's cost."""
-    if torch.equal(theta[0, :, :2], _IDENTITY):
+def _grid(matrix: tuple, n: int, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """[1, len(ys), len(xs), 2]: ``F.affine_grid``'s sampling grid of ``_warp_matrix(*matrix, n)``
+    at the base coordinates ``xs`` (columns) and ``ys`` (rows), bit for bit. A translation's
+    (``_shift_only``) is x + c and y + d: the products by 1 and 0 in affine_grid's matrix product
+    are exact, so its sum rounds as that addition whatever the order, at a fraction of the cost."""
+    theta = _warp_matrix(*matrix, n)
+    if _shift_only(matrix, n):
         gx = (xs + theta[0, 0, 2]).view(1, -1).expand(len(ys), -1)
         gy = (ys + theta[0, 1, 2]).view(-1, 1).expand(-1, len(xs))
         return torch.stack([gx, gy], -1)[None]
@@ -322,7 +322,11 @@ def _grid(theta: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tens
     return base.view(1, -1, 3).bmm(theta.transpose(1, 2)).view(1, len(ys), len(xs), 2)
 
 
-_IDENTITY = torch.eye(2)
+@lru_cache(maxsize=4096)
+def _shift_only(matrix: tuple, n: int) -> bool:
+    """Whether the sampling matrix's linear part is exactly the identity (a translation's is at
+    most sides; at a few, kornia's normalization rounds its diagonal to 1 + 2^-23)."""
+    return torch.equal(_warp_matrix(*matrix, n)[0, :, :2], torch.eye(2))
 
 
 def _reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple]:
@@ -336,11 +340,14 @@ def _reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple]:
 
 def _compute_reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple]:
     base = _base_coordinates(n)
-    grid = _grid(_warp_matrix(*matrix, n), base[w[2]:w[3]], base[w[0]:w[1]])
-    pixels = ((grid[0] + 1) * n - 1) / 2  # grid_sample's (x, y) in pixels
-    lo = (pixels.amin((0, 1)).floor().long() - 1).clamp(0, n - 1).tolist()
-    hi = (pixels.amax((0, 1)).floor().long() + 3).clamp(1, n).tolist()
-    hi = [max(h, l + 1) for l, h in zip(lo, hi)]
+    grid = _grid(matrix, n, base[w[2]:w[3]], base[w[0]:w[1]])
+    # a translation's x depends on the column only, its y on the row: one row and one column hold every value
+    xy = (grid[0, 0, :, 0], grid[0, :, 0, 1]) if _shift_only(matrix, n) else (grid[0, ..., 0], grid[0, ..., 1])
+    lo, hi = [], []
+    for g in xy:
+        pixels = ((g + 1) * n - 1) / 2  # grid_sample's coordinate in pixels
+        lo.append(int((pixels.amin().floor().long() - 1).clamp(0, n - 1)))
+        hi.append(max(int((pixels.amax().floor().long() + 3).clamp(1, n)), lo[-1] + 1))
     return grid, (lo[1], hi[1], lo[0], hi[0])
 
 
@@ -425,7 +432,7 @@ def cut(x: torch.Tensor, p: dict, jitter: int, window, size: int = 224) -> torch
     if jitter >= 4:
         x = F.pad(x, [jitter] * 4, mode="reflect")
         base = _base_coordinates(x.shape[-1])
-        grid = _grid(_warp_matrix("translate", tuple(int(v) for v in p["shift"]), x.shape[-1]), base, base)
+        grid = _grid(("translate", tuple(int(v) for v in p["shift"])), x.shape[-1], base, base)
         x = F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
     n = final_side(p, 0, x.shape[-1])
     stages = [_Warp(("rotate", (p["angle"],)), n)]

@@ -168,13 +168,13 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     from rsi_core.verdicts.decidability import decidability
     rows, others = [], []
     t = time.time()
-    for case in counters.bar(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
-        for seed in range(seeds):
-            row = run_case(case, cache, fns, steps, device, seed=seed)
-            tqdm.write(line(row), file=sys.stderr)
-            if seed:
-                del row["study"]
-            (others if seed else rows).append(row)
+    todo = [(seed, case) for seed in range(seeds) for case in cases or PR.CASES]   # every case under seed 0 first
+    for seed, case in counters.bar(todo, desc="planted claims", unit="case", disable=not progress):
+        row = run_case(case, cache, fns, steps, device, seed=seed)
+        tqdm.write(line(row), file=sys.stderr)
+        if seed:
+            del row["study"]
+        (others if seed else rows).append(row)
     mutations = mutation_check(rows, fns)
     for r in rows:
         del r["study"]

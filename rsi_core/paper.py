@@ -1,7 +1,9 @@
 """The paper's facts about resnet18, as data: "Interpreting the Residual Stream of ResNet18"
 (its method in docs/method.md). Everything that is resnet18's or the paper's own choice lives
-here, so other models can tell what they inherit and what they must state. Imports nothing.
+here, so other models can tell what they inherit and what they must state. Imports nothing
+beyond the standard library.
 """
+from dataclasses import dataclass
 
 # Blocks L.K (layerL[K]) whose I, B and O the paper studies (1.0 reads the max-pool: skipped).
 PAPER_BLOCKS = ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1")
@@ -22,6 +24,35 @@ PAPER_READING = {
     "fig4-input-block-correlation": "as-written", "fig5-scale-counts": "as-run", "fig6-top-scale": "as-run",
     "fig7-robust": "as-run", "fig8-top-mixes": "as-run",
 }
+#: the values of ``--fz-target``: one reading, or both
+FZ_TARGETS = READINGS + ("both",)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """``--fz-target`` interpreted, here only: the readings a run decides (``asked``), the primary
+    one (its controls', figures' and rendered bank's; as-written when both are asked) and per claim
+    the decisive one (with both: the paper's own, ``PAPER_READING``)."""
+    target: str
+
+    def __post_init__(self):
+        if self.target not in FZ_TARGETS:
+            raise ValueError(f"--fz-target {self.target!r}: use as-written, as-run or both")
+
+    @property
+    def both(self) -> bool:
+        return self.target == "both"
+
+    @property
+    def asked(self) -> tuple[str, ...]:
+        return READINGS if self.both else (self.target,)
+
+    @property
+    def primary(self) -> str:
+        return "as-written" if self.both else self.target
+
+    def decisive(self, claim_id: str) -> str:
+        return PAPER_READING.get(claim_id, "as-written") if self.both else self.target
 
 # Criterion 1 of scale invariance: 2/3 < M < 3/2 ("mix").
 MIX_BAND = (2 / 3, 3 / 2)

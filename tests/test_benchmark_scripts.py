@@ -47,3 +47,19 @@ def test_host_overhead_prints_its_json_line_from_a_plain_checkout(tmp_path):
     assert r["syncs_per_step"] == 0 < r["elementwise_syncs_per_step"]
     ops = r["ops_per_step"]  # every scale drawn at batch 32 and 64 (seeded draws): the same operations
     assert ops["32"] == ops["64"] >= max(ops.values()) and r["elementwise_ops_per_step"] > 10 * ops["64"]
+
+
+def test_floor_reports_the_models_share_per_tap_and_for_the_bank(tmp_path):
+    """benchmarks/floor.py at its smallest: the profiler's split and the bank weighting are there
+    and are shares (the times are the benchmark's, not checked here)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--json", "--taps", "2.0.I,1.1.B",
+                          "--batch", "2", "--steps", "1"], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.splitlines()[-1])
+    assert set(r["model_share"]) == {"2.0.I", "1.1.B"} and r["bank_fzs"] == {"2.0.I": 128, "1.1.B": 64}
+    for tap in r["taps"].values():
+        assert 0 < tap["model_op_ms"] < tap["op_ms"] and 0 < tap["model_share"] < 1 and tap["peak_gflops"] > 0
+    shares = [r["model_share"][t] for t in ("2.0.I", "1.1.B")]
+    assert min(shares) <= r["bank_model_share"] <= max(shares) and "loadavg_start" in r

@@ -235,7 +235,7 @@ def test_harness_writes_entry_and_a_blessed_file_makes_a_changed_verdict_fail(mo
     h = claims.Harness(over(model, weights="random:0"), tmp_path)
     entry = h.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
     saved = json.loads((tmp_path / "claims" / "fig2-downsample-overwrite.json").read_text())
-    assert saved["verdict"] == "holds" and saved["outcome"] == "observed" and entry["regressions"] == []
+    assert saved["verdict"] == "holds" and saved["outcome"] == "observed" and entry.regressions == []
     assert saved["paper"].startswith("In every downsample block") and saved["blocks"]["downsample"] == ["2.0", "3.0", "4.0"]
     assert saved["paired"]["2.0"]["channels"] == list(range(128)) and saved["paired"]["2.0"]["overwrite"] == [True] * 128
     md, js = report.write_report(report.collect(tmp_path), tmp_path)
@@ -245,12 +245,12 @@ def test_harness_writes_entry_and_a_blessed_file_makes_a_changed_verdict_fail(mo
     assert expect["fig2-downsample-overwrite"] == "holds"
     same = claims.Harness(over(model, weights="random:0"), tmp_path / "a", expect, report.load_baseline(js))
     entry = same.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
-    assert entry["regression"]["verdict"] == "unchanged" and entry["regressions"] == []
+    assert entry.regression["verdict"] == "unchanged" and entry.regressions == []
     changed = claims.Harness(skip(model, weights="random:0"), tmp_path / "b", expect, report.load_baseline(js))
     entry = changed.run("fig2-downsample-overwrite", fn, paired=("overwrite", "m"))
-    assert entry["outcome"] == "fail" and entry["regression"]["verdict"] == "changed"
-    assert entry["regression"]["old"] == {"verdict": "holds", "value": 1.0} and entry["regression"]["new"]["verdict"] == "fails"
-    assert any(r.startswith("2.0 overwrite: share 1 -> 0") for r in entry["regressions"])
+    assert entry.outcome == "fail" and entry.regression["verdict"] == "changed"
+    assert entry.regression["old"] == {"verdict": "holds", "value": 1.0} and entry.regression["new"]["verdict"] == "fails"
+    assert any(r.startswith("2.0 overwrite: share 1 -> 0") for r in entry.regressions)
     md, _ = report.write_report(report.collect(tmp_path / "b"), tmp_path / "b")
     assert "| fig2-downsample-overwrite | holds (1) | fails (0) | changed |" in md.read_text()
 
@@ -274,6 +274,7 @@ def test_baseline_of_another_model_profile_channels_images_or_fz_is_refused(mode
 
 
 def test_baseline_is_checked_against_the_options_before_any_work(tmp_path):
+    from rsi_core.harness.options import resolve
     from rsi_core.measure.profiles import get_profile
     from rsi_core.model.images import ImageSet
     prov = {"model": "resnet18", "profile": "ci", "sample": get_profile("ci").definition(), "antialias": False,
@@ -282,9 +283,11 @@ def test_baseline_is_checked_against_the_options_before_any_work(tmp_path):
     base = {"provenance": prov, "claims": {"fig2-final-block": {"paired": {"4.1": {}}}}}
     options = {"model": "resnet18", "profile": "ci", "images": None, "fz-target": "as-written",
                "jitter-table": "paper", "antialias": False}
-    assert report.check_baseline(base, options) is None
-    assert "profile 'ci' vs 'quick'" in report.check_baseline(base, {**options, "profile": "quick"})
-    assert "FZ settings" in report.check_baseline(base, {**options, "jitter-table": "authors-script"})
+    run = lambda **kw: resolve({**options, **kw})  # noqa: E731  the run's RunConfig
+    assert report.check_baseline(base, run()) is None
+    assert "profile 'ci' vs 'quick'" in report.check_baseline(base, run(profile="quick"))
+    assert "FZ settings" in report.check_baseline(base, run(**{"jitter-table": "authors-script"}))
+    assert "FZ settings" in report.check_baseline(base, run(**{"fz-target": "as-run"}))
 
 
 def test_errored_claim_is_an_error_entry_in_the_report(model, tmp_path):
@@ -303,14 +306,14 @@ def test_fz_readings_and_seeds(model, tmp_path):
     both = over(model, variants={(("target", "as-run"),): skip(model)})
     e = claims.Harness(both, tmp_path, fz_target="both").run("fig2-downsample-overwrite", fn)
     # Figure 2's shares are the authors' code's numbers: the as-run verdict decides
-    assert PAPER_READING["fig2-downsample-overwrite"] == e["decisive_reading"] == "as-run"
-    assert e["verdict"] == "fails" and e["readings"]["as-written"]["verdict"] == "holds" and e["reading_dependent"]
-    assert e["readings"]["as-written"]["value"] == 1.0 and e["readings"]["as-run"]["value"] == 0.0
-    assert e["outcome"] == "fail" and e["readings"]["as-written"]["expectation"] == "observe"  # expected: holds
+    assert PAPER_READING["fig2-downsample-overwrite"] == e.decisive_reading == "as-run"
+    assert e.verdict == "fails" and e.readings["as-written"]["verdict"] == "holds" and e.reading_dependent
+    assert e.readings["as-written"]["value"] == 1.0 and e.readings["as-run"]["value"] == 0.0
+    assert e.outcome == "fail" and e.readings["as-written"]["expectation"] == "observe"  # expected: holds
     seeds = over(model, variants={(("seed", 1), ("target", "as-written")): skip(model)})
     e = claims.Harness(seeds, tmp_path, fz_seeds=2).run("fig2-downsample-overwrite", fn)
-    assert [s["verdict"] for s in e["seeds"]] == ["holds", "fails"] and e["seed_range"] == [0.0, 1.0]
-    assert e["verdict"] == "inconclusive" and "seeds disagree" in e["reason"]
+    assert [s["verdict"] for s in e.seeds] == ["holds", "fails"] and e.seed_range == [0.0, 1.0]
+    assert e.verdict == "inconclusive" and "seeds disagree" in e.reason
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)
     assert "FZ seeds" in md.read_text()
 
@@ -327,11 +330,11 @@ def test_both_readings_decide_each_claim_and_expectations_can_name_a_reading(mod
     assert expect["fig2-downsample-overwrite@as-written"] == "fails"
     h = claims.Harness(both, tmp_path, expect, fz_target="both")
     e = h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"])
-    assert e["verdict"] == "fails" and e["readings"]["as-run"]["outcome"] == "fails as expected"
-    assert e["readings"]["as-written"]["outcome"] == "fail (expected to fail, holds)"
-    assert e["outcome"] == "fail (expected to fail, holds) (as-written)"   # the named reading's miss fails the test
+    assert e.verdict == "fails" and e.readings["as-run"]["outcome"] == "fails as expected"
+    assert e.readings["as-written"]["outcome"] == "fail (expected to fail, holds)"
+    assert e.outcome == "fail (expected to fail, holds) (as-written)"   # the named reading's miss fails the test
     w = h.run("fig2-final-block", CLAIM["fig2-final-block"])
-    assert w["decisive_reading"] == "as-run" and not w["reading_dependent"]
+    assert w.decisive_reading == "as-run" and not w.reading_dependent
     md, js = report.write_report(report.collect(tmp_path), tmp_path)
     text = md.read_text()
     assert "fails (reading-dependent: as-written holds, as-run fails; decided as-run)" in text
@@ -483,10 +486,12 @@ def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
 def test_rsi_run_passes_its_options_to_pytest(tmp_path):
     from argparse import Namespace
 
+    from rsi_core.harness.options import RunConfig
     from rsi_core.harness.runner import pytest_args
-    args = Namespace(model="resnet34", weights="random:0", images=None, profile="smoke", device="cpu", cache_dir=None,
-                     artifacts_dir="art", baseline=None, fz_target="both", fz_seeds=2, controls=1,
-                     expectations=["a.toml"], claims=str(tmp_path))
+    run = RunConfig({"model": "resnet34", "weights": "random:0", "images": None, "profile": "smoke", "device": "cpu",
+                     "cache-dir": None, "artifacts-dir": "art", "baseline": None, "fz-target": "both", "fz-seeds": 2,
+                     "controls": 1, "expectations": ["a.toml"]})
+    args = Namespace(run=run, claims=str(tmp_path))
     argv = pytest_args(args)
     assert argv[0] == str(tmp_path)
     for pair in (["--rsi-model", "resnet34"], ["--rsi-fz-target", "both"], ["--rsi-fz-seeds", "2"], ["--rsi-controls", "1"],
@@ -572,7 +577,7 @@ def test_an_n_a_claim_writes_its_entry_with_the_reason_and_runs_nothing_else(tmp
     entry = h.run("fig2-downsample-overwrite", CLAIM["fig2-downsample-overwrite"],
                   figure=lambda *a: drawn.append(a), paired=("overwrite", "m"))
     saved = json.loads((tmp_path / "claims" / "fig2-downsample-overwrite.json").read_text())
-    assert saved["verdict"] == saved["outcome"] == "n/a" and entry == saved
+    assert saved["verdict"] == saved["outcome"] == "n/a" and entry.to_json() == saved
     assert "ConvNeXt has no downsample block" in saved["reason"] and saved["paper"].startswith("In every downsample")
     assert drawn == [] and "readings" not in saved and "paired" not in saved
     md, _ = report.write_report(report.collect(tmp_path), tmp_path)

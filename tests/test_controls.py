@@ -272,30 +272,31 @@ def _evaluate(study):
 
 
 def test_add_controls_records_each_control_and_the_beyond_cell():
+    from rsi_core.report.entry import ClaimEntry
     tested = _entry("holds", 0.8)
     runs = [("random:1", "random", FakeStudy("a", 0.5, "fails")),
             ("shuffle:1:W", "shuffle", FakeStudy("b", math.nan, "inconclusive"))]
-    got = controls.add_controls(dict(tested), runs, _evaluate)
-    assert got["controls"] == [
+    got = controls.add_controls(ClaimEntry.from_json(tested), runs, _evaluate)
+    assert got.controls == [
         {"weights": "random:1", "weights_id": "a", "kind": "random", "verdict": "fails", "value": 0.5, "reason": "r"},
         {"weights": "shuffle:1:W", "weights_id": "b", "kind": "shuffle", "verdict": "inconclusive", "value": None,
          "reason": "r"}]
-    assert got["beyond_controls"] == "n/a: 1 of 2 controls could not compute the value"
-    assert got["label"] == "holds"
+    assert got.beyond_controls == "n/a: 1 of 2 controls could not compute the value"
+    assert got.label == "holds"
     # a control that reaches the tested value: the claim holds, not beyond controls
     runs.append(("random:2", "random", FakeStudy("c", 0.8)))
-    got = controls.add_controls(dict(tested), runs, _evaluate)
-    assert got["beyond_controls"] == "no" and got["label"] == "holds, not beyond controls"
+    got = controls.add_controls(ClaimEntry.from_json(tested), runs, _evaluate)
+    assert got.beyond_controls == "no" and got.label == "holds, not beyond controls"
     # every control below: beyond controls
-    got = controls.add_controls(dict(tested), runs[:1], _evaluate)
-    assert got["beyond_controls"] == "yes" and got["label"] == "holds"
+    got = controls.add_controls(ClaimEntry.from_json(tested), runs[:1], _evaluate)
+    assert got.beyond_controls == "yes" and got.label == "holds"
     # a control that raises is an error, not a crash
-    got = controls.add_controls(dict(tested), [("random:3", "random", FakeStudy("d", verdict="raise"))], _evaluate)
-    assert got["controls"][0]["verdict"] == "error" and "cannot compute" in got["controls"][0]["reason"]
-    assert got["beyond_controls"] == "n/a: 1 of 1 controls could not compute the value"
+    got = controls.add_controls(ClaimEntry.from_json(tested), [("random:3", "random", FakeStudy("d", verdict="raise"))], _evaluate)
+    assert got.controls[0]["verdict"] == "error" and "cannot compute" in got.controls[0]["reason"]
+    assert got.beyond_controls == "n/a: 1 of 1 controls could not compute the value"
     # without controls: no beyond cell, the verdict stands
-    got = controls.add_controls(dict(tested), [], _evaluate)
-    assert got["controls"] == [] and got["beyond_controls"] is None and got["label"] == "holds"
+    got = controls.add_controls(ClaimEntry.from_json(tested), [], _evaluate)
+    assert got.controls == [] and got.beyond_controls is None and got.label == "holds"
 
 
 def test_headline_reads_the_entrys_value_and_direction():
@@ -366,9 +367,9 @@ def test_harness_reports_holds_not_beyond_controls_without_failing(tmp_path, mon
     entry = harness.run("fig2-downsample-overwrite", share_claim)
     harness.run("fig2-final-block", share_claim)
     assert asked == [2]  # the controls are built once per run
-    assert entry["verdict"] == "holds" and entry["outcome"] == "pass"  # not beyond controls does not fail
-    assert entry["label"] == "holds, not beyond controls" and entry["beyond_controls"] == "no"
-    assert [(c["weights"], c["verdict"], c["value"]) for c in entry["controls"]] == [
+    assert entry.verdict == "holds" and entry.outcome == "pass"  # not beyond controls does not fail
+    assert entry.label == "holds, not beyond controls" and entry.beyond_controls == "no"
+    assert [(c["weights"], c["verdict"], c["value"]) for c in entry.controls] == [
         ("random:1", "holds", 0.9), ("shuffle:1:IMAGENET1K_V1", "fails", 0.2)]
     md, js = report.write_report(report.collect(tmp_path), tmp_path)
     lines = md.read_text().splitlines()

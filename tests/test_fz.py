@@ -158,6 +158,43 @@ def test_transform_chain_over_a_window_is_the_chain_cut(jitter):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
+def test_translation_grids_are_affine_grids_bit_for_bit():
+    """``transform._grid`` builds a translation's sampling grid as x + c, y + d: exactly
+    ``F.affine_grid``'s, for every shift at every side the paper's jitters (4, 16) sample at."""
+    from rsi_core.fz.transform import SCALES, _grid, _warp_matrix
+    for jitter in (4, 16):
+        padded = 224 + 2 * jitter
+        for shifts, sides in (((jitter, jitter), {padded}),
+                              ((jitter // 2, jitter // 2), {final_side({"scale": s}, 0, padded) for s in SCALES})):
+            for n in sides:
+                base = torch.linspace(-1, 1, n) * (n - 1) / n
+                for value in np.ndindex(*shifts):
+                    matrix = ("translate", tuple(int(v) for v in value))
+                    expected = torch.nn.functional.affine_grid(_warp_matrix(*matrix, n), [1, 3, n, n], align_corners=False)
+                    assert torch.equal(_grid(matrix, n, base, base), expected), (jitter, n, value)
+
+
+def test_stem_input_gradient_is_torchs_own_kernel_bit_for_bit(model):
+    """The cone's stem gradient (``render._stem_input_gradient``, reading mkldnn's channels-last
+    gradient in place) equals torch's own CPU convolution backward on the NCHW copy."""
+    from rsi_core.fz.render import _fold, _stem_input_gradient
+    conv, dtype = _fold(model.conv1, model.bn1), torch.float32
+    g = torch.Generator().manual_seed(5)
+    for side in (224, 217, 99, 35):
+        shape = (2, 3, side, side)
+        with torch.no_grad():
+            out = conv(torch.zeros(shape, dtype=dtype))
+        grad = torch.randn(out.shape, generator=g, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        torch.backends.mkldnn.enabled = False
+        try:
+            expected = torch.ops.aten.convolution_backward(
+                grad.contiguous(), grad.new_empty(shape), conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                False, [0, 0], conv.groups, [True, False, False])[0]
+        finally:
+            torch.backends.mkldnn.enabled = True
+        assert torch.equal(_stem_input_gradient(grad, conv, shape), expected), side
+
+
 # ---------------------------------------------------------------- (b) determinism, crop in render
 
 def test_render_is_deterministic_and_leaves_global_rngs_alone(model):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from rsi_core.harness.plugin import attach
 from rsi_core.report.claims_report import remove_report, write_report
+from rsi_core.report.entry import ClaimEntry
 from rsi_core.report.html import VERDICT_COLOURS
 
 PROV = {"model": "resnet18", "weights": "random:0", "profile": "smoke", "fz": {"steps": 24}}
@@ -21,13 +22,14 @@ def entries(folder):
     base = {"paper": "A statement.", "statistic": "a one-sided binomial test", "measured": {"share": 0.5},
             "blocks": {"downsample": ["2.0"]}, "expectation": "observe", "provenance": PROV, "regressions": [],
             "artifacts": []}
-    return [{**base, "id": "fig2-a", "verdict": "holds", "outcome": "observed", "reason": "9/10 <b>overwrite</b>",
+    return [ClaimEntry.from_json(e) for e in (
+            {**base, "id": "fig2-a", "verdict": "holds", "outcome": "observed", "reason": "9/10 <b>overwrite</b>",
              "artifacts": [str(folder / "fig2-a.png")]},
             {**base, "id": "fig3-b", "verdict": "fails", "outcome": "observed", "reason": "2/10",
              "controls": [{"weights": "random:1", "kind": "random", "value": 0.4, "verdict": "holds"}],
              "beyond_controls": "no"},
             {**base, "id": "fig4-c", "verdict": "inconclusive", "outcome": "inconclusive", "reason": "n too small",
-             "regressions": ["share: 0.9 -> 0.2"]}]
+             "regressions": ["share: 0.9 -> 0.2"]})]
 
 
 def test_report_html_is_one_self_contained_page(tmp_path):
@@ -64,7 +66,7 @@ def test_a_claims_test_carries_its_numbers_and_figure(tmp_path):
     attach(item, rep, entry)
     props = dict(item.user_properties)
     assert props["rsi_verdict"] == "holds" and props["rsi_statistic"] == "a one-sided binomial test"
-    assert props["rsi_figure"] == entry["artifacts"][0]
+    assert props["rsi_figure"] == entry.artifacts[0]
     kinds = [(x["format_type"], x["name"]) for x in rep.extras]
     assert kinds == [("html", None), ("image", "fig2-a.png")]
     assert "a one-sided binomial test" in rep.extras[0]["content"] and "data:image" not in rep.extras[0]["content"]
@@ -110,7 +112,7 @@ def test_an_image_grid_is_embedded_as_jpeg_a_plot_as_its_png(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "fig8-grid.png")
     e = entries(tmp_path)
-    e[0]["artifacts"].append(str(tmp_path / "fig8-grid.png"))
+    e[0].artifacts.append(str(tmp_path / "fig8-grid.png"))
     write_report(e, tmp_path)
     page = (tmp_path / "claims-report.html").read_text()
     jpegs = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)

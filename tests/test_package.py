@@ -43,11 +43,12 @@ def test_the_report_records_its_schema_and_environment_and_refuses_another_schem
     import pytest
 
     from rsi_core.report.claims_report import load_baseline, write_report
+    from rsi_core.report.entry import ClaimEntry
     from rsi_core.report.environment import SCHEMA
     entry = {"id": "fig2-a", "verdict": "holds", "outcome": "observed", "reason": "9/10", "paper": "A statement.",
              "statistic": "", "expectation": "observe", "regressions": [], "artifacts": [],
              "provenance": {"model": "resnet18", "weights": "random:0", "profile": "smoke", "device": "cpu"}}
-    _, js = write_report([entry], tmp_path)
+    _, js = write_report([ClaimEntry.from_json(entry)], tmp_path)
     report = json.loads(js.read_text())
     env = report["environment"]
     assert report["schema"] == SCHEMA

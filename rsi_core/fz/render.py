@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from rsi_core.fz import resume
@@ -142,10 +143,10 @@ def _autocast(device: torch.device, precision: str):
 
 
 class _StemGradient(torch.autograd.Function):
-    """The stem convolution on the CPU, its input gradient computed by torch's own kernel:
-    mkldnn's is three times slower for three input channels (11.6 against 4.0 ms per 224 x 224
-    image, one thread; the cone of 2.0.B backpropagates 20 % faster), and torch's does not
-    depend on the batch. The forward is mkldnn's."""
+    """The stem convolution on the CPU, its input gradient computed with the arithmetic of torch's
+    own kernel (``_stem_input_gradient``): mkldnn's is three times slower for three input channels
+    (11.6 against 4.0 ms per 224 x 224 image, one thread; the cone of 2.0.B backpropagates 20 %
+    faster), and torch's does not depend on the batch. The forward is mkldnn's."""
 
     @staticmethod
     def forward(ctx, x, conv):
@@ -154,7 +155,10 @@ class _StemGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        conv, saved = ctx.conv, torch.backends.mkldnn.enabled
+        conv = ctx.conv
+        if grad.dtype == torch.float32 and conv.groups == 1:  # float64's own kernel sums otherwise
+            return _stem_input_gradient(grad, conv, ctx.shape), None
+        saved = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False
         try:  # in the gradient's dtype (bf16 under autocast), returned in the input's
             gx = torch.ops.aten.convolution_backward(
@@ -163,6 +167,21 @@ class _StemGradient(torch.autograd.Function):
         finally:
             torch.backends.mkldnn.enabled = saved
         return gx.to(ctx.dtype), None
+
+
+def _stem_input_gradient(grad: torch.Tensor, conv: torch.nn.Conv2d, shape) -> torch.Tensor:
+    """The input gradient of ``conv`` (groups 1) as torch's own CPU kernel (slow_conv2d) computes
+    it, bit for bit (``tests/test_fz.py``): per image, weight^T @ gradient, then col2im. The
+    gradient is read where it lies: mkldnn's channels-last one needs no copy to NCHW first (16 x
+    64 x 112 x 112: 104 against 132 ms of thread time with the copy, one thread)."""
+    n, c, h, w = grad.shape
+    wt = conv.weight.reshape(c, -1).t()
+    rows = grad.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of a channels-last gradient
+    out = grad.new_empty(shape)
+    for i in range(n):
+        out[i] = F.fold(torch.mm(wt, rows[i].t()), tuple(shape[2:]), conv.kernel_size, conv.dilation, conv.padding,
+                        conv.stride)
+    return out
 
 
 class _Window(torch.autograd.Function):
@@ -231,6 +250,8 @@ class CentreCone:
     def _cut(path: tuple, position, *maps):
         """``maps`` cut to what output ``position`` of ``path`` depends on, and its new index."""
         (y0, y1, iy), (x0, x1, ix) = (aligned_window(path, maps[0].shape[d], position[d - 2]) for d in (2, 3))
+        if (y0, y1, x0, x1) == (0, maps[0].shape[2], 0, maps[0].shape[3]):  # the whole map: nothing to cut
+            return list(maps), (iy, ix)
         return [_Window.apply(t, (y0, y1, x0, x1)) for t in maps], (iy, ix)
 
     def window(self, side: int):
@@ -436,7 +457,7 @@ def render(model, tap: str, channels, settings: FZSettings = FZSettings(), devic
             for idx, x, position in source.batches(s):
                 if len(idx) == 1 and device.type == "cpu" and cone is not None:
                     x = torch.cat([x, x.detach()])  # mkldnn rounds a batch of one unlike any other
-                with _autocast(device, settings.precision):
+                with _autocast(device, settings.precision), torch.profiler.record_function("fz.model"):
                     if cone is not None:
                         acts, position = cone.forward_cut(x, position)
                     else:

@@ -295,24 +295,63 @@ class _Warp:
     over the window only (``F.affine_grid``'s own steps: the same base coordinates and matrix)."""
 
     def __init__(self, matrix: tuple, n: int):
-        self.theta, self.n = _warp_matrix(*matrix, n), n
-        self.base = _base_coordinates(n)
+        self.matrix, self.n = matrix, n
         self.grid = None  # the sampling grid of the output window ``need`` was asked for
 
     def need(self, w):
-        x, y = self.base[w[2]:w[3]], self.base[w[0]:w[1]]
-        base = torch.stack(torch.broadcast_tensors(x.view(1, -1), y.view(-1, 1), torch.ones(1, 1)), -1)
-        self.grid = base.view(1, -1, 3).bmm(self.theta.transpose(1, 2)).view(1, w[1] - w[0], w[3] - w[2], 2)
-        pixels = ((self.grid[0] + 1) * self.n - 1) / 2  # grid_sample's (x, y) in pixels
-        lo = (pixels.amin((0, 1)).floor().long() - 1).clamp(0, self.n - 1).tolist()
-        hi = (pixels.amax((0, 1)).floor().long() + 3).clamp(1, self.n).tolist()
-        hi = [max(h, l + 1) for l, h in zip(lo, hi)]
-        return lo[1], hi[1], lo[0], hi[0]
+        self.grid, window = _reach(self.matrix, self.n, tuple(w))
+        return window
 
     def run(self, x, w_in, w):
         canvas = F.pad(x, [w_in[2], self.n - w_in[3], w_in[0], self.n - w_in[1]])  # zeros are never read
         return F.grid_sample(canvas, self.grid.to(x.device), mode="bilinear", padding_mode="zeros",
                              align_corners=False)
+
+
+def _grid(matrix: tuple, n: int, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """[1, len(ys), len(xs), 2]: ``F.affine_grid``'s sampling grid of ``_warp_matrix(*matrix, n)``
+    at the base coordinates ``xs`` (columns) and ``ys`` (rows), bit for bit. A translation's
+    (``_shift_only``) is x + c and y + d: the products by 1 and 0 in affine_grid's matrix product
+    are exact, so its sum rounds as that addition whatever the order, at a fraction of the cost."""
+    theta = _warp_matrix(*matrix, n)
+    if _shift_only(matrix, n):
+        gx = (xs + theta[0, 0, 2]).view(1, -1).expand(len(ys), -1)
+        gy = (ys + theta[0, 1, 2]).view(-1, 1).expand(-1, len(xs))
+        return torch.stack([gx, gy], -1)[None]
+    base = torch.stack(torch.broadcast_tensors(xs.view(1, -1), ys.view(-1, 1), torch.ones(1, 1)), -1)
+    return base.view(1, -1, 3).bmm(theta.transpose(1, 2)).view(1, len(ys), len(xs), 2)
+
+
+@lru_cache(maxsize=4096)
+def _shift_only(matrix: tuple, n: int) -> bool:
+    """Whether the sampling matrix's linear part is exactly the identity (a translation's is at
+    most sides; at a few, kornia's normalization rounds its diagonal to 1 + 2^-23)."""
+    return torch.equal(_warp_matrix(*matrix, n)[0, :, :2], torch.eye(2))
+
+
+def _reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple]:
+    """(the sampling grid of output window ``w`` of ``_Warp(matrix, n)``, the window of its input
+    that grid reads: every bilinear tap, one pixel of margin). A rotation's is computed once
+    (``_rotation_reach``: few distinct angles, sides and windows)."""
+    if matrix[0] == "rotate":
+        return _rotation_reach(matrix, n, w)
+    return _compute_reach(matrix, n, w)
+
+
+def _compute_reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple]:
+    base = _base_coordinates(n)
+    grid = _grid(matrix, n, base[w[2]:w[3]], base[w[0]:w[1]])
+    # a translation's x depends on the column only, its y on the row: one row and one column hold every value
+    xy = (grid[0, 0, :, 0], grid[0, :, 0, 1]) if _shift_only(matrix, n) else (grid[0, ..., 0], grid[0, ..., 1])
+    lo, hi = [], []
+    for g in xy:
+        pixels = ((g + 1) * n - 1) / 2  # grid_sample's coordinate in pixels
+        lo.append(int((pixels.amin().floor().long() - 1).clamp(0, n - 1)))
+        hi.append(max(int((pixels.amax().floor().long() + 3).clamp(1, n)), lo[-1] + 1))
+    return grid, (lo[1], hi[1], lo[0], hi[0])
+
+
+_rotation_reach = lru_cache(maxsize=128)(_compute_reach)  # 11 angles x 5 sides per window: at most ~50 MB
 
 
 @lru_cache(maxsize=4096)
@@ -391,7 +430,10 @@ def cut(x: torch.Tensor, p: dict, jitter: int, window, size: int = 224) -> torch
     (y0, y1, x0, x1) of its output: ``apply(x, [p], jitter)[0][1][..., y0:y1, x0:x1]`` bit for
     bit, its input gradient to float rounding."""
     if jitter >= 4:
-        x = _translate(F.pad(x, [jitter] * 4, mode="reflect"), [p["shift"]])
+        x = F.pad(x, [jitter] * 4, mode="reflect")
+        base = _base_coordinates(x.shape[-1])
+        grid = _grid(("translate", tuple(int(v) for v in p["shift"])), x.shape[-1], base, base)
+        x = F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
     n = final_side(p, 0, x.shape[-1])
     stages = [_Warp(("rotate", (p["angle"],)), n)]
     if jitter >= 4:

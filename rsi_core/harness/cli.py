@@ -14,13 +14,14 @@ from importlib import metadata
 from pathlib import Path
 
 from rsi_core.harness import options as opts
+from rsi_core.paper import FZ_TARGETS
 
 
 def cmd_blocks(args) -> int:
     from rsi_core.fz.transform import jitter_of
     from rsi_core.model.anatomy import anatomy_of, canonical_tap, describe_blocks, preprocess_of, tap
     from rsi_core.model.load import load_model
-    model = load_model(args.model, args.weights)
+    model = load_model(args.run.model, args.run.weights)
     rows = describe_blocks(model)
     for r in rows:  # the FZ jitter of each tap: the paper's table on resnet18, its rule elsewhere (paper.py)
         for t, v in r["taps"].items():
@@ -29,7 +30,7 @@ def cmd_blocks(args) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     p = preprocess_of(model)
-    print(f"{args.model} ({anatomy_of(model).family.name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
+    print(f"{args.run.model} ({anatomy_of(model).family.name}); preprocessing: mean {p.mean}, std {p.std}, resize {p.resize} "
           f"{p.interpolation}, crop {p.crop} ({p.source})")
     print(f"{'block':6} {'kind':10} {'roles':10} {'ch':>4}  " + "  ".join(f"{t}: size centre RF jitter" for t in "IBO"))
     for r in rows:
@@ -54,7 +55,8 @@ def cmd_compare(args) -> int:
 def _model(args):
     """The model the options' check loaded (moved to the device), or the load's own error."""
     from rsi_core.model.load import load_model
-    return args.loaded.to(args.device) if args.loaded is not None else load_model(args.model, args.weights, args.device)
+    run = args.run
+    return run.loaded.to(run.device) if run.loaded is not None else load_model(run.model, run.weights, run.device)
 
 
 def _blocks(model, spec: str) -> list:
@@ -71,19 +73,17 @@ def cmd_fz(args) -> int:
     from rsi_core.fz.bank import FZBank
     from rsi_core.fz.export import export_pngs
     from rsi_core.fz.render import FZSettings
-    from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
     from rsi_core.model.anatomy import block_of, provenance_of, taps_of
-    device = args.device
-    model = _model(args)
+    run, model = args.run, _model(args)
+    device = run.device
     if provenance_of(model).head:  # a fine-tune's other classifier: said before any work
         print(f"rsi fz: {provenance_of(model).head}")
     if args.unit:
         return _fz_units(args, model)
-    profile = get_profile(args.profile)  # resolved by the options' check as in pytest claims: quick on a CPU
+    profile = run.profile  # resolved by the options' check as in pytest claims: quick on a CPU
     steps = args.steps or profile.steps
-    # fz (issue 8): --fz-target both renders each reading (entries they share are rendered once)
-    targets = ["as-written", "as-run"] if args.fz_target == "both" else [args.fz_target]
+    targets = run.readings.asked  # fz (issue 8): --fz-target both renders each reading (shared entries once)
     blocks = _blocks(model, args.blocks)
     chosen = {}  # --channels, checked against each block before the cache is opened
     for block in blocks if args.channels is not None else ():
@@ -91,8 +91,8 @@ def cmd_fz(args) -> int:
             chosen[block.name] = opts.channels(args.channels, block.channels)
         except ValueError as exc:
             raise opts.OptionError("channels", args.channels, f"{exc} ({block.name})") from None
-    banks = [FZBank(model, Cache(args.cache_dir),
-                    FZSettings(steps=steps, objective=args.objective, jitter_table=args.jitter_table,
+    banks = [FZBank(model, Cache(run.cache_dir),
+                    FZSettings(steps=steps, objective=args.objective, jitter_table=run.jitter_table,
                                crop=not args.no_crop, precision=args.precision, target=target),
                     device=device, batch_size=args.batch_size) for target in targets]
     bank = banks[0]
@@ -130,11 +130,6 @@ def cmd_fz(args) -> int:
     return 0
 
 
-def _values(args) -> dict:
-    from rsi_core.harness.plan import PLAN_OPTIONS
-    return {name: getattr(args, name.replace("-", "_"), None) for name in PLAN_OPTIONS}
-
-
 def _stopped(exc, cache) -> int:
     """The one line of a render stopped by a signal (``resume.Interrupted``); its exit status."""
     kept = f"its batch at {exc.path}" if exc.path else "no batch state (second signal)"
@@ -153,7 +148,7 @@ def _fz_units(args, model) -> int:
         if getattr(args, name) != default:
             raise opts.OptionError("unit", args.unit, f"renders the run's plan: leave out --{name.replace('_', '-')} "
                                    "(the plan's FZs are set by the run options, as in pytest claims)")
-    study, plan = for_run(model, _values(args), batch_size=args.batch_size)
+    study, plan = for_run(model, args.run, batch_size=args.batch_size)
     k, n = parse_unit(args.unit, len(plan.units))
     units = plan.shard(k, n)
     banks = Banks(study, plan)
@@ -173,12 +168,10 @@ def _fz_units(args, model) -> int:
 
 def cmd_submit(args) -> int:
     """issue 31: ``rsi submit``: the plan's units as a job array, then the claims job."""
-    from rsi_core.harness.options import RUN_OPTIONS
     from rsi_core.harness.plan import for_run
     from rsi_core.harness.submit import submit
-    plan = for_run(_model(args), _values(args), batch_size=args.batch_size, progress=False)[1]
-    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
-    return submit(values, len(plan.units), args.tasks, args.executor, args.folder, args.parallel, args.gpus,
+    plan = for_run(_model(args), args.run, batch_size=args.batch_size, progress=False)[1]
+    return submit(dict(args.run.values), len(plan.units), args.tasks, args.executor, args.folder, args.parallel, args.gpus,
                   args.timeout_min, args.partition, args.wait, args.batch_size)
 
 
@@ -187,9 +180,9 @@ def cmd_plan(args) -> int:
     from rsi_core.fz.bank import FZBank
     from rsi_core.harness.live import clock
     from rsi_core.harness.plan import Banks, dumps, for_run, unit_command
-    FZBank.key_device = args.fz_device  # another device's bank is looked up
+    FZBank.key_device = args.run.fz_device  # another device's bank is looked up
     model = _model(args)
-    study, plan = for_run(model, _values(args), batch_size=args.batch_size, progress=False)
+    study, plan = for_run(model, args.run, batch_size=args.batch_size, progress=False)
     missing = {u.index: len(g) for u, g in Banks(study, plan).missing()}
     plan.cached = {u.index for u in plan.units if u.index not in missing}
     if not args.no_estimate:
@@ -207,7 +200,7 @@ def cmd_plan(args) -> int:
     total = sum(filter(None, (plan.unit_seconds(u) for u in plan.units if u.index not in plan.cached)))
     print(f"rsi plan: {todo} FZs to render in {len(missing)} units" +
           (f", about {clock(total)} on one {study.device} (from a calibration)" if plan.seconds and todo else "") +
-          (f"; render them with: {unit_command({**_values(args), 'fz-device': args.fz_device}, 1)} "
+          (f"; render them with: {unit_command(args.run, 1)} "
            "(or --unit K/N per array task)" if todo else ""))
     return 0
 
@@ -237,12 +230,12 @@ def cmd_activations(args) -> int:
     from rsi_core.model.anatomy import preprocess_of, taps_of
     from rsi_core.model.images import ImageSet
     model = _model(args)
-    images = ImageSet.from_dir(args.images)
+    images = args.run.images
     if args.limit:
         images = ImageSet(images.root, images.files[:args.limit])
     images = images.with_preprocess(preprocess_of(model))  # the weights' own resizing and normalization
     taps = taps_of([b.name for b in _blocks(model, args.blocks)], [t for t in "IBO" if t in args.taps])
-    tables = stream_centre(model, images, taps, device=args.device, batch_size=args.batch_size)
+    tables = stream_centre(model, images, taps, device=args.run.device, batch_size=args.batch_size)
     out = save_tables(args.out, tables, images.files, table_provenance(model, images, taps))
     print(f"{out}: {len(taps)} taps x {len(images)} images ({images.kind}); "
           f"np.load(...)['1.1.B'] is [images, channels], row i is files[i]; "
@@ -254,21 +247,21 @@ def cmd_run(args) -> int:
     from rsi_core.harness.runner import main as run_main
     if args.dry_run:  # issue 31: the plan's totals, as pytest claims --collect-only prints them
         from rsi_core.harness.plan import for_run
-        print(for_run(_model(args), _values(args), progress=False)[1].totals())
+        print(for_run(_model(args), args.run, progress=False)[1].totals())
         return 0
     return run_main(args)
 
 
 def cmd_bench(args) -> int:
     from rsi_core.fz.bench import main as bench_main
-    return bench_main(args)
+    return bench_main(argparse.Namespace(**{**vars(args), "device": args.run.device}))
 
 
 def cmd_config(args) -> int:
     """``rsi config``: every run option's resolved value and where it came from."""
     from rsi_core.harness.config import find_file, resolved
     given = {n for n in opts.RUN_OPTIONS if any(a == f"--{n}" or a.startswith(f"--{n}=") for a in args.argv)}
-    rows = resolved({k.replace("_", "-"): v for k, v in vars(args).items()}, given)
+    rows = resolved(args.run.values, given)
     if args.json:
         print(json.dumps({"config_file": str(find_file() or ""), "options": {n: {"value": v, "source": s}
                                                                             for n, v, s in rows}}, default=str))
@@ -532,7 +525,8 @@ def build_parser() -> Parser:
                   "rsi validate --calibration --json --draws 200"],
                  cmd_validate, load=False)
     _local(p, "json", "print a JSON line", "--json", flag=True)
-    _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
+    _local(p, "seeds", "FZ seeds per planted network (default 3; with --claims: each case's verdict over this "
+           "many FZ seeds, default 1)", "--seeds 2", None, opts.at_least(1))
     _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
            "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
     _local(p, "regression", "instead: the paired regression check measured on weight updates of resnet18 (same "
@@ -547,21 +541,21 @@ def build_parser() -> Parser:
            "--case fig2-holds", repeat=True)
     _add(p, "cache-dir")
     _local(p, "fz-target", "planted benchmark under this FZ reading (default both)", "--fz-target as-run", None,
-           opts.one_of(("as-written", "as-run", "both")))
+           opts.one_of(FZ_TARGETS))
     return parser
 
 
 def check(args) -> None:
-    """Every option of the command checked before any work (``options.check``); the model loaded once."""
+    """Every option of the command checked before any work (``options.check``), the model loaded
+    once: ``args.run``, the run's ``RunConfig``, is where the commands read the table's options."""
     values = {k.replace("_", "-"): v for k, v in vars(args).items()}
     for name in args.dirs:
         if values.get(name):
             opts.writable_dir(name, values[name])
     for name in args.files:
         opts.writable_file(name, values[name])
-    values, args.loaded = opts.check(values, load=args.load)
-    for k, v in values.items():
-        setattr(args, k.replace("-", "_"), v)
+    args.run = opts.check({k: v for k, v in values.items() if k in opts.OPTIONS}, load=args.load,
+                          limit=values.get("limit"))
 
 
 def main(argv=None) -> int:

@@ -57,11 +57,11 @@ def control_studies(study, k: int) -> list[tuple[str, str, object]]:
     return out
 
 
-def add_controls(entry: dict, runs: list, evaluate) -> dict:
-    """Add ``value``, ``direction``, ``controls`` ([{weights, weights_id, kind, verdict, value, reason}]),
-    ``beyond_controls`` and ``label`` to a tested claim ``entry``; ``runs`` are ``control_studies``
-    and ``evaluate(study) -> entry`` evaluates the same claim on a control."""
-    entry["value"], entry["direction"] = headline(entry)
+def add_controls(entry, runs: list, evaluate):
+    """Set ``value``, ``direction``, ``controls`` ([{weights, weights_id, kind, verdict, value, reason}]),
+    ``beyond_controls`` and ``label`` of a tested claim's ``ClaimEntry``; ``runs`` are ``control_studies``
+    and ``evaluate(study) -> Verdict.to_json()`` evaluates the same claim on a control."""
+    entry.value, entry.direction = headline({"value": entry.value, "direction": entry.direction})
     results = []
     for weights, kind, study in runs:
         base = {"weights": weights, "weights_id": provenance_of(study.model).weights_id, "kind": kind}
@@ -72,8 +72,7 @@ def add_controls(entry: dict, runs: list, evaluate) -> dict:
             continue
         results.append({**base, "verdict": e["verdict"], "value": headline(e)[0],
                         "reason": e["reason"]})
-    entry["controls"] = results
-    entry["beyond_controls"] = (beyond(entry["value"], [c["value"] for c in results], entry["direction"])
-                                if results else None)
-    entry["label"] = verdict_label(entry["verdict"], entry["beyond_controls"])
+    entry.controls = results
+    entry.beyond_controls = beyond(entry.value, [c["value"] for c in results], entry.direction) if results else None
+    entry.label = verdict_label(entry.verdict, entry.beyond_controls)
     return entry

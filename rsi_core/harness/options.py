@@ -6,18 +6,20 @@
 text into a value or says what is wrong; ``check`` then validates the values together, cheapest
 first (a typo costs seconds, never a rendered FZ): model, weights source, device, folders, files,
 images, baseline, and last the weights themselves, loaded and verified once. Every problem is an
-``OptionError``: one line that names the option, the value and the fix.
+``OptionError``: one line that names the option, the value and the fix. ``check`` returns the run's
+one frozen ``RunConfig``: every hook, fixture and command reads it, none re-reads an option.
 """
 from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from rsi_core.paper import JITTER_TABLES, PAPER_MODEL, PAPER_WEIGHTS, READINGS
+from rsi_core.paper import FZ_TARGETS, JITTER_TABLES, PAPER_MODEL, PAPER_WEIGHTS, Readings
 
 #: profiles a user may ask for by name; the others serve internal checks (census-planted: rsi validate --claims)
 INTERNAL_PROFILES = ("census-planted",)
@@ -209,7 +211,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "--expectations blessed.toml", None, repeat=True, metavar="TOML"),
     Option("fz-target", "FZ objective as the paper wrote it, as the authors' code ran it, or both (each claim "
            "decided under each; the outcome reads the paper's own reading of the claim); default: both on the "
-           "paper profile, else as-written", "--fz-target both", None, one_of(READINGS + ("both",))),
+           "paper profile, else as-written", "--fz-target both", None, one_of(FZ_TARGETS)),
     Option("fz-seeds", "render every FZ with seeds 0..K-1; a claim whose verdict differs between seeds is "
            "inconclusive", "--fz-seeds 3", 1, at_least(1), metavar="K"),
     Option("controls", "K control models (random-init, weight-shuffled) every claim is also evaluated on "
@@ -319,10 +321,91 @@ def fz_target(value: str | None, profile: str | None) -> str:
     return value or (get_profile(profile).fz_target if profile else "as-written")
 
 
-def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
-    """Validate ``values`` (parsed) before any work; returns them with ``device`` and ``profile``
-    resolved, and the model (on CPU) when ``load`` (None when the weights are unavailable offline)."""
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's options resolved once (``check``; ``resolve`` in an xdist worker, whose controller
+    checked them): what every hook, fixture and command reads. ``values``: the command's options by
+    name as checked (device, profile and fz-target resolved), read-only; the other fields are what
+    they name, interpreted or loaded (None where the command has no such option); any other option
+    reads as an attribute (``config.fz_seeds``). Expectation files stay names: the harness reads them
+    for the tested model's own name (a planted network's), once it is built."""
+    values: Mapping[str, Any]
+    profile: Any = None                 # measure.profiles.Profile of --profile
+    readings: Readings | None = None    # --fz-target interpreted
+    controls: int | None = None         # --controls, else the profile's default
+    images: Any = None                  # model.images.ImageSet of --images
+    baseline: dict | None = None        # report.claims_report.load_baseline(--baseline)
+    loaded: Any = field(default=None, compare=False, repr=False)  # the model, loaded and verified (CPU)
+
+    def __getattr__(self, name: str):
+        """An option's value by its Python name; the table's default where the command has none."""
+        key = name.replace("_", "-")
+        if key not in OPTIONS:
+            raise AttributeError(name)
+        return self.values[key] if key in self.values else OPTIONS[key].table_default()
+
+    @property
+    def artifacts(self) -> Path | None:
+        """The artifacts folder, None when the command has none (or it is empty)."""
+        return Path(self.values["artifacts-dir"]) if self.values.get("artifacts-dir") else None
+
+
+def _device(value) -> str:
     from rsi_core.model.device import resolve_device
+    try:
+        return resolve_device(value)  # under xdist: this worker's own GPU
+    except ValueError as exc:
+        raise OptionError("device", value, one_line(exc)) from None
+
+
+def resolve(values: dict, limit: int | None = 0) -> RunConfig:
+    """The ``RunConfig`` of parsed ``values``: device, profile and fz-target resolved, expectation
+    files read, baseline and image set loaded (``check`` validates first; an xdist worker resolves only).
+    ``limit``: the image files whose headers are read (``readable_images``; default none)."""
+    v = _repeated_defaults(values)
+    if "device" in v:
+        v["device"] = _device(v["device"])
+    if "profile" in v and v["profile"] is None and "device" in v:
+        from rsi_core.measure.profiles import default_profile
+        v["profile"] = default_profile(v["device"])
+    if "profile" in v and "fz-target" in v:
+        v["fz-target"] = fz_target(v["fz-target"], v["profile"])
+    out = {}
+    if v.get("profile"):
+        from rsi_core.measure.profiles import get_profile
+        out["profile"] = get_profile(v["profile"])
+        if "controls" in v:
+            from rsi_core.harness.controls import default_controls
+            out["controls"] = default_controls(v["profile"]) if v["controls"] is None else v["controls"]
+    if v.get("fz-target"):
+        out["readings"] = Readings(v["fz-target"])
+    for f in v.get("expectations") or ():
+        if not Path(f).expanduser().is_file():
+            raise OptionError("expectations", f, "no such file: pass a TOML expectations file (record one with "
+                              "`rsi expectations --from claims-report.json > mine.toml`)")
+    if "model" in v and "weights" in v and v.get("expectations"):  # read for the run's model by its harness
+        from rsi_core.harness import expectations
+        try:
+            expectations.for_run(v["model"], v["weights"], v["expectations"])
+        except ValueError as exc:
+            raise OptionError("expectations", v["expectations"], one_line(exc)) from None
+    if "images" in v:
+        out["images"] = readable_images("images", v["images"], limit)
+    if v.get("baseline"):
+        from rsi_core.report.claims_report import load_baseline
+        if not Path(v["baseline"]).expanduser().is_file():
+            raise OptionError("baseline", v["baseline"], "no such file: pass the claims-report.json of an earlier run")
+        try:
+            out["baseline"] = load_baseline(Path(v["baseline"]).expanduser())
+        except ValueError as exc:
+            raise OptionError("baseline", v["baseline"], one_line(exc)) from None
+    return RunConfig(MappingProxyType(v), **out)
+
+
+def check(values: dict, *, load: bool = True, limit: int | None = None) -> RunConfig:
+    """Validate ``values`` (parsed) before any work, cheapest first, and resolve them (``resolve``);
+    with ``load`` the model is loaded on CPU (``loaded``; None when the weights are unavailable
+    offline). ``limit``: the images the command reads (rsi activations --limit N reads N)."""
     from rsi_core.model.sources import source_of
     v = _repeated_defaults(values)
     if "model" in v:
@@ -337,44 +420,17 @@ def check(values: dict, *, load: bool = True) -> tuple[dict, Any]:
         except ValueError as exc:
             raise OptionError("weights", v["weights"], one_line(exc)) from None
     if "device" in v:
-        try:
-            v["device"] = resolve_device(v["device"])
-        except ValueError as exc:
-            raise OptionError("device", v["device"], one_line(exc)) from None
-    if "profile" in v and v["profile"] is None and "device" in v:
-        from rsi_core.measure.profiles import default_profile
-        v["profile"] = default_profile(v["device"])
-    if "profile" in v and "fz-target" in v:
-        v["fz-target"] = fz_target(v["fz-target"], v["profile"])
+        v["device"] = _device(v["device"])
     for name in ("cache-dir", "artifacts-dir"):
         if v.get(name):
             writable_dir(name, v[name])
-    if v.get("expectations"):
-        from rsi_core.harness import expectations
-        for f in v["expectations"]:
-            if not Path(f).expanduser().is_file():
-                raise OptionError("expectations", f, "no such file: pass a TOML expectations file (record one with "
-                                  "`rsi expectations --from claims-report.json > mine.toml`)")
-        try:
-            expectations.for_run(v["model"], v["weights"], v["expectations"])
+    config = resolve(v, limit)
+    if config.baseline is not None:
+        from rsi_core.report.claims_report import check_baseline
+        try:  # another model, profile, channel set, image set or FZ settings: differences that are not regressions
+            refused = check_baseline(config.baseline, config)
         except ValueError as exc:
-            raise OptionError("expectations", v["expectations"], one_line(exc)) from None
-    if "images" in v:
-        readable_images("images", v["images"], v.get("limit"))  # rsi activations --limit N reads N
-    if v.get("baseline"):
-        _check_baseline(v)
-    model = load_weights(v) if load and "weights" in v else None
-    return v, model
-
-
-def _check_baseline(v: dict) -> None:
-    from rsi_core.report.claims_report import check_baseline, load_baseline
-    path = Path(v["baseline"]).expanduser()
-    if not path.is_file():
-        raise OptionError("baseline", v["baseline"], "no such file: pass the claims-report.json of an earlier run")
-    try:  # another model, profile, channel set, image set or FZ settings: differences that are not regressions
-        refused = check_baseline(load_baseline(path), v)
-    except ValueError as exc:
-        refused = one_line(exc)
-    if refused:
-        raise OptionError("baseline", v["baseline"], refused)
+            refused = one_line(exc)
+        if refused:
+            raise OptionError("baseline", v["baseline"], refused)
+    return replace(config, loaded=load_weights(v) if load and "weights" in v else None)

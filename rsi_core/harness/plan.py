@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from rsi_core.fz.bank import FZBank, default_batch_size
 from rsi_core.fz.render import effective_target
 from rsi_core.model.anatomy import canonical_tap, provenance_of
+from rsi_core.paper import Readings
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class WorkPlan:
 
 def _requests(study, fz_target: str, fz_seeds: int) -> list[tuple[str, FZBank, dict]]:
     """(role, bank, {tap: channels}) of the tested weights' banks a run reads."""
-    readings = [("primary", study)] + ([("other reading", study.variant(target="as-run"))] if fz_target == "both" else [])
+    readings = [("primary", study)] + ([("other reading", study.variant(target="as-run"))]
+                                       if Readings(fz_target).both else [])
     variants = readings + [(f"seed {s}", r.variant(seed=s)) for _, r in readings for s in range(1, fz_seeds)]
     out = []
     for role, st in variants:
@@ -193,23 +195,27 @@ PLAN_OPTIONS = ("model", "weights", "images", "profile", "device", "cache-dir", 
                 "fz-seeds", "controls")
 
 
-def for_run(model, values: dict, batch_size: int | None = None, progress: bool = True):
-    """(study, plan) of a claims run with the checked run options ``values`` (``options.check``)."""
-    from rsi_core.harness.controls import default_controls
-    from rsi_core.harness.plugin import build_study
-    study = build_study(model, {"antialias": False, "jitter-table": "paper", "images": None, "cache-dir": None,
-                                "fz-target": "as-written", **values})
+def build_study(model, config):
+    """The tested Study of a run (not yet prepared) of ``config`` (``options.RunConfig``); it
+    renders the primary reading's bank only (``Harness`` builds the other reading's)."""
+    from rsi_core.cache import Cache
+    from rsi_core.measure.study import Study
+    return Study(model, config.profile, Cache(config.cache_dir), images=config.images, device=config.device,
+                 antialias=config.antialias, jitter_table=config.jitter_table, fz_target=config.readings.primary)
+
+
+def for_run(model, config, batch_size: int | None = None, progress: bool = True):
+    """(study, plan) of a claims run of ``config`` (``options.RunConfig``)."""
+    study = build_study(model, config)
     study.bank.progress = progress
-    controls = default_controls(values["profile"]) if values.get("controls") is None else values["controls"]
-    return study, build(study, values.get("fz-target") or "as-written", values.get("fz-seeds") or 1, controls,
-                        batch_size=batch_size)
+    return study, build(study, config.readings.target, config.fz_seeds, config.controls, batch_size=batch_size)
 
 
-def unit_command(values: dict, n: int = 1) -> str:
-    """The ``rsi fz --unit`` command line that renders a plan of these run options (every unit
+def unit_command(config, n: int = 1) -> str:
+    """The ``rsi fz --unit`` command line that renders a plan of the run ``config`` (every unit
     when ``n`` is 1; what is cached is skipped)."""
     from rsi_core.harness.options import OPTIONS
-    parts = ["rsi fz"]
+    values, parts = config.values, ["rsi fz"]
     if values.get("fz-device"):  # another device's bank: rendered there
         values = {**values, "device": values["fz-device"]}
     for name in PLAN_OPTIONS:

@@ -7,7 +7,8 @@ claims' command lines (``--weights``, ``--profile``, ...) are added only when py
 the claims (``pytest claims``, ``pytest --pyargs rsi_claims``). A run is a claims run when it
 collected a ``claim``-marked test (under xdist the controller, which collects nothing, looks at
 the tests the workers collected); only then are the options checked, the model loaded and the
-report written. The run's state lives in ``config.stash[STATE]``.
+report written. The run's state lives in ``config.stash[STATE]``, its options in one frozen
+``RunConfig`` (``rsi_core.harness.options``) resolved once per process: every hook and fixture reads it.
 
 A claim test reads ``rsi_claims.check(claim_fn)``: the fixture evaluates the claim function on the
 tested ``Study`` (and FZ readings, seeds, controls when asked), writes ``artifacts/claims/<id>.json``
@@ -20,7 +21,6 @@ removes a previous run's report when no claim ran.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -35,8 +35,7 @@ PREFIX = "rsi-"
 @dataclass
 class RunState:
     """What the plugin knows of this run (``config.stash[STATE]``)."""
-    values: dict = field(default_factory=dict)  # the options: parsed, then checked (a claims run's controller)
-    model: object = None                        # the model the check loaded (this process)
+    run: object = None                          # the RunConfig (checked on the controller, resolved on a worker)
     claims_run: bool = False                    # a claim-marked test was collected
     probed: bool = False                        # (xdist controller) the workers' tests were looked at
     attached: bool = False                      # this process's progress goes to the run's folder
@@ -119,30 +118,11 @@ def pytest_load_initial_conftests(parser, args):
 
 
 class Checked:
-    """``rsi run``'s plugin: the options it already checked (and the model it loaded), so the
-    in-process pytest does not check them again."""
+    """``rsi run``'s plugin: the ``RunConfig`` it already checked (the model loaded), so the
+    in-process pytest does not check the options again."""
 
-    def __init__(self, values: dict, model):
-        self.values, self.model = values, model
-
-
-def _values(config) -> dict:
-    return state(config).values
-
-
-def _option(config, name: str):
-    """A run option's parsed value (its raw command-line value before the parse)."""
-    return _values(config).get(name, config.getoption(_dest(name), None))
-
-
-def _device(config) -> str:
-    from rsi_core.model.device import resolve_device  # under xdist: this worker's own GPU
-    return resolve_device(_values(config).get("device"))
-
-
-def _profile(config) -> str:
-    from rsi_core.measure.profiles import default_profile
-    return _values(config).get("profile") or default_profile(_device(config))
+    def __init__(self, run):
+        self.run = run
 
 
 def _is_worker(config) -> bool:
@@ -153,7 +133,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "claim(id): a paper claim, identified by its SPEC id")
     pre = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, Checked)), None)
     if pre is not None:  # rsi run checked the options and loaded the model
-        state(config).values, state(config).model = pre.values, pre.model
+        state(config).run = pre.run
 
 
 def pytest_unconfigure(config):
@@ -175,18 +155,17 @@ def _start_claims_run(config) -> None:
     st = state(config)
     if st.claims_run:
         return
-    if not st.values:
+    if st.run is None:  # the one read of the command line's options
         raw = {name: config.getoption(_dest(name)) for name in options.RUN_OPTIONS}
         try:
-            st.values = options.parse(raw)
-            if not _is_worker(config):
-                load = not config.option.collectonly  # listing tests loads (or downloads) no weights
-                st.values, st.model = options.check(st.values, load=load)
+            values = options.parse(raw)
+            st.run = (options.resolve(values) if _is_worker(config)  # listing tests loads (or downloads) no weights
+                      else options.check(values, load=not config.option.collectonly))
         except options.OptionError as exc:
             raise pytest.UsageError(str(exc)) from None
-    st.claims_run = True
+    st.claims_run, run = True, st.run
     from rsi_core.fz.bank import FZBank  # issue 31: another device's bank, read only; --require-cached renders none
-    FZBank.key_device, FZBank.cached_only = st.values.get("fz-device"), bool(st.values.get("require-cached"))
+    FZBank.key_device, FZBank.cached_only = run.fz_device, bool(run.require_cached)
     if FZBank.cached_only and not _is_worker(config) and not config.option.collectonly:
         _require_cached(config)
     if _is_worker(config):  # xdist workers share the cores: oversubscribed OpenMP threads spin
@@ -194,12 +173,11 @@ def _start_claims_run(config) -> None:
         workers = int(config.workerinput.get("workercount", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         return
-    artifacts = st.values.get("artifacts-dir")
-    if artifacts:
-        shutil.rmtree(Path(artifacts) / "claims", ignore_errors=True)
-    if artifacts and not config.option.collectonly:
+    if run.artifacts:
+        shutil.rmtree(run.artifacts / "claims", ignore_errors=True)
+    if run.artifacts and not config.option.collectonly:
         from rsi_core.harness.live import progress_folder
-        shutil.rmtree(progress_folder(artifacts), ignore_errors=True)
+        shutil.rmtree(progress_folder(run.artifacts), ignore_errors=True)
         config.pluginmanager.register(ClaimsProgress(config), "rsi-progress")
         _report_progress(config, "main")
 
@@ -208,17 +186,17 @@ def _require_cached(config) -> None:
     """--require-cached: the bank checked against the run's plan before any work; a missing FZ
     is one usage-error line with the count and the ``rsi fz --unit`` command that renders them."""
     from rsi_core.harness.plan import Banks, for_run, unit_command
-    opts = _options(config)
-    if state(config).model is None:
+    run = state(config).run
+    if run.loaded is None:
         return  # weights unavailable offline: the run says so (every claim skipped)
-    study, plan = for_run(state(config).model.to(opts["device"]), opts, progress=False)
+    study, plan = for_run(run.loaded.to(run.device), run, progress=False)
     missing = Banks(study, plan).missing()
     if missing:
         (first, _), n = missing[0], sum(len(g) for _, g in missing)
         raise pytest.UsageError(
             f"--require-cached: {n} of the plan's {plan.total} FZs are not in the cache {study.cache.root} "
             f"({len(missing)} of {len(plan.units)} units, e.g. unit {first.index}: {first.tap} of {first.bank.label()}); "
-            f"render them with: {unit_command(opts)}")
+            f"render them with: {unit_command(run)}")
 
 
 def _plan_totals(config) -> str:
@@ -227,12 +205,12 @@ def _plan_totals(config) -> str:
     from rsi_core.harness.plan import for_run
     from rsi_core.model.anatomy import amend
     from rsi_core.model.load import load_model
-    opts = _options(config)
+    run = state(config).run
     try:  # planted networks carry their own channel lists: built (cheap); any other weights: the architecture
-        weights = opts["weights"] if str(opts["weights"]).startswith(("random:", "planted:")) else "random:0"
-        model = load_model(opts["model"], weights, "cpu")
-        amend(model, weights=opts["weights"])  # the controls are named after the tested weights
-        return for_run(model, opts, progress=False)[1].totals()
+        weights = run.weights if str(run.weights).startswith(("random:", "planted:")) else "random:0"
+        model = load_model(run.model, weights, "cpu")
+        amend(model, weights=run.weights)  # the controls are named after the tested weights
+        return for_run(model, run, progress=False)[1].totals()
     except Exception as exc:  # listing tests never fails for the plan
         return f"rsi: no plan ({type(exc).__name__}: {exc})"
 
@@ -241,13 +219,13 @@ def _report_progress(config, name: str) -> None:
     """This process's work counters go to the run's progress folder, for the controller's live line."""
     from rsi_core.harness.live import progress_folder
     from rsi_core.model import progress
-    progress.attach(progress_folder(_option(config, "artifacts-dir")) / f"{name}.json")
+    progress.attach(progress_folder(state(config).run.artifacts) / f"{name}.json")
     state(config).attached = True
 
 
 def pytest_runtest_setup(item):
     st = state(item.config)
-    if st.claims_run and not st.attached and _is_worker(item.config) and _option(item.config, "artifacts-dir"):
+    if st.claims_run and not st.attached and _is_worker(item.config) and st.run.artifacts:
         _report_progress(item.config, item.config.workerinput["workerid"])
 
 
@@ -325,19 +303,19 @@ def pytest_report_collectionfinish(config, items):
 
 
 def _header_lines(config) -> list[str]:
-    lines = [f"rsi: model {_option(config, 'model')}, weights {_option(config, 'weights')}, "
-             f"profile {_profile(config)} on {_device(config)}, artifacts in {_option(config, 'artifacts-dir')}"]
+    run = state(config).run
+    lines = [f"rsi: model {run.model}, weights {run.weights}, "
+             f"profile {run.profile.name} on {run.device}, artifacts in {run.artifacts_dir}"]
     from rsi_core.model.load import weights_missing  # realjob (issue 9): say up front why claims may all skip
-    missing = weights_missing(_option(config, "model"), _option(config, "weights"))
+    missing = weights_missing(run.model, run.weights)
     if missing:
         lines.append(f"rsi: WEIGHTS NOT FOUND: {missing}")
     from rsi_core.harness.claims import natural_images_note  # issue 29: natural-image parts need natural images
-    note = natural_images_note(_profile(config), _option(config, "images"))
+    note = natural_images_note(run.profile.name, run.values.get("images"))
     if note:
         lines.append(note)
     from rsi_core.model.anatomy import provenance_of
-    loaded = state(config).model
-    head = provenance_of(loaded).head if loaded is not None else None  # a fine-tune's other classifier
+    head = provenance_of(run.loaded).head if run.loaded is not None else None  # a fine-tune's other classifier
     if head:
         lines.append(f"rsi: {head}")
     if config.option.collectonly:  # issue 31: the plan's totals, as rsi plan and rsi run --dry-run print them
@@ -348,25 +326,6 @@ def _header_lines(config) -> list[str]:
     return lines
 
 
-def _options(config) -> dict:
-    """The run's checked option values, the device and profile resolved."""
-    from rsi_core.harness.options import fz_target
-    values, profile = _values(config), _profile(config)
-    return {**values, "device": _device(config), "profile": profile, "fz-target": fz_target(values.get("fz-target"), profile)}
-
-
-def build_study(model, options: dict):
-    """The tested Study of a run (not yet prepared)."""
-    from rsi_core.cache import Cache
-    from rsi_core.measure.profiles import get_profile
-    from rsi_core.measure.study import Study
-    from rsi_core.model.images import ImageSet
-    return Study(model, get_profile(options["profile"]), Cache(options["cache-dir"]),
-                 images=ImageSet.from_dir(options["images"]), device=options["device"],
-                 antialias=options["antialias"], jitter_table=options["jitter-table"],
-                 fz_target="as-run" if options["fz-target"] == "as-run" else "as-written")  # render one bank only
-
-
 class ClaimsProgress:
     """The controller's side of a claims run's progress: the plan (``start``, in the header),
     the live line (``rsi_core.harness.live``), each claim's verdict as its test reports."""
@@ -375,17 +334,13 @@ class ClaimsProgress:
         self.config, self.live = config, None
 
     def start(self) -> str:
-        from rsi_core.harness.controls import default_controls
         from rsi_core.harness.live import LiveLine, plan_run, progress_folder
+        from rsi_core.harness.plan import build_study
         from rsi_core.model.load import load_model
-        opts = _options(self.config)
-        try:
-            model = state(self.config).model  # loaded and verified by the options' check
-            model = model.to(opts["device"]) if model is not None else load_model(opts["model"], opts["weights"],
-                                                                                    opts["device"])
-            study = build_study(model, opts)
-            controls = default_controls(opts["profile"]) if opts["controls"] is None else opts["controls"]
-            plan = plan_run(study, opts["fz-target"], opts["fz-seeds"], controls)
+        run = state(self.config).run
+        try:  # the model loaded and verified by the options' check
+            model = run.loaded.to(run.device) if run.loaded is not None else load_model(run.model, run.weights, run.device)
+            plan = plan_run(build_study(model, run), run.readings.target, run.fz_seeds, run.controls)
         except Exception as exc:  # the tests report what is wrong; the header says why there is no plan
             return f"rsi: no plan ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         n = self.config.getoption("numprocesses", None)
@@ -395,7 +350,7 @@ class ClaimsProgress:
             out = os.fdopen(os.dup(tw._file.fileno()), "w", buffering=1)
         except (AttributeError, OSError, ValueError):
             out = None
-        self.live = LiveLine(tw, progress_folder(opts["artifacts-dir"]), plan, workers, out=out).run()
+        self.live = LiveLine(tw, progress_folder(run.artifacts), plan, workers, out=out).run()
         return plan.describe(workers)
 
     @pytest.hookimpl(trylast=True)
@@ -404,10 +359,11 @@ class ClaimsProgress:
         if not claim or report.when == "teardown" or (report.when == "setup" and report.passed):
             return
         from rsi_core.harness.live import verdict_line
-        path = Path(_option(self.config, "artifacts-dir")) / "claims" / f"{claim}.json"
+        from rsi_core.report.entry import ClaimEntry
+        path = ClaimEntry.path(state(self.config).run.artifacts, claim)
         try:
-            text = verdict_line(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError):
+            text = verdict_line(ClaimEntry.read(path).to_json())
+        except (OSError, ValueError, KeyError, TypeError):  # no entry, or not one
             text = f"rsi: {claim}: {report.outcome}"
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.live is not None:
@@ -420,7 +376,7 @@ class ClaimsProgress:
         if self.live is not None:
             self.live.stop()
             self.live = None
-        shutil.rmtree(progress_folder(_option(self.config, "artifacts-dir")), ignore_errors=True)
+        shutil.rmtree(progress_folder(state(self.config).run.artifacts), ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -437,43 +393,45 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def rsi_options(request):
-    return _options(request.config)
+def rsi_config(request):
+    """The run's ``RunConfig`` (``rsi_core.harness.options``): its options resolved and loaded."""
+    return state(request.config).run
 
 
 @pytest.fixture(scope="session")
-def rsi_model(rsi_options, request):
+def rsi_options(rsi_config):
+    """The run's options by name, as checked (device, profile and fz-target resolved)."""
+    return dict(rsi_config.values)
+
+
+@pytest.fixture(scope="session")
+def rsi_model(rsi_config):
     from rsi_core.model.load import WeightsUnavailable, load_model
-    checked = state(request.config).model  # loaded and verified by the options' check (this process)
-    if checked is not None:
-        return checked.to(rsi_options["device"])
+    run = rsi_config
+    if run.loaded is not None:  # loaded and verified by the options' check (this process)
+        return run.loaded.to(run.device)
     try:
-        return load_model(rsi_options["model"], rsi_options["weights"], rsi_options["device"])
+        return load_model(run.model, run.weights, run.device)
     except WeightsUnavailable as exc:
         pytest.skip(f"weights unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
-def rsi_study(rsi_model, rsi_options):
-    study = build_study(rsi_model, rsi_options)
+def rsi_study(rsi_model, rsi_config):
+    from rsi_core.harness.plan import build_study
+    study = build_study(rsi_model, rsi_config)
     study.prepare()
     return study
 
 
 @pytest.fixture(scope="session")
-def rsi_harness(rsi_study, rsi_options):
+def rsi_harness(rsi_study, rsi_config):
     """The run's shared state: study, expectations, baseline, FZ readings/seeds, controls."""
     from rsi_core.harness import expectations
     from rsi_core.harness.claims import Harness
-    from rsi_core.harness.controls import default_controls
-    from rsi_core.report.claims_report import load_baseline
-    prov = rsi_study.describe()
-    n_controls = rsi_options["controls"]
-    return Harness(rsi_study, rsi_options["artifacts-dir"],
-                   expectations.for_run(prov["model"], prov["weights"], rsi_options["expectations"]),
-                   load_baseline(rsi_options["baseline"]) if rsi_options["baseline"] else None,
-                   fz_target=rsi_options["fz-target"], fz_seeds=rsi_options["fz-seeds"],
-                   controls=default_controls(rsi_options["profile"]) if n_controls is None else n_controls)
+    run, prov = rsi_config, rsi_study.describe()  # a planted network's expectations are its own model's
+    return Harness(rsi_study, run.artifacts_dir, expectations.for_run(prov["model"], prov["weights"], run.expectations),
+                   run.baseline, fz_target=run.readings.target, fz_seeds=run.fz_seeds, controls=run.controls)
 
 
 class ClaimCheck:
@@ -488,20 +446,21 @@ class ClaimCheck:
     def __init__(self, claim_id: str, harness):
         self.claim_id, self.harness = claim_id, harness
 
-    def check(self, claim_fn, figure=None) -> dict:
+    def check(self, claim_fn, figure=None):
+        """The claim's ``ClaimEntry`` (``rsi_core.report.entry``), once its outcome is asserted."""
         claim_id = self.claim_id
         entry = self.harness.run(claim_id, claim_fn, figure)
-        message = (f"{claim_id}: {entry.get('label') or entry['verdict']} (expected: {entry['expectation']}). "
-                   f"Measured: {entry['reason']}. Paper: {entry['paper']}. Statistic: {entry['statistic']}")
-        if entry["regressions"]:
-            pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry['regressions'])}. {message}")
-        if entry["outcome"] == "inconclusive":
+        message = (f"{claim_id}: {entry.label or entry.verdict} (expected: {entry.expectation}). "
+                   f"Measured: {entry.reason}. Paper: {entry.paper}. Statistic: {entry.statistic}")
+        if entry.regressions:
+            pytest.fail(f"{claim_id} changed against the baseline beyond FZ seed noise: {'; '.join(entry.regressions)}. {message}")
+        if entry.outcome == "inconclusive":
             pytest.skip(f"inconclusive on profile {self.harness.study.profile.name}: {message}")
-        if entry["outcome"] == "n/a":
-            pytest.skip(f"{claim_id} does not apply to {self.harness.study.describe()['model']}: {entry['reason']}")
-        if entry["outcome"] == "fails as expected":
+        if entry.outcome == "n/a":
+            pytest.skip(f"{claim_id} does not apply to {self.harness.study.describe()['model']}: {entry.reason}")
+        if entry.outcome == "fails as expected":
             pytest.xfail(message)
-        assert entry["outcome"] in ("pass", "observed"), message
+        assert entry.outcome in ("pass", "observed"), message
         return entry
 
 
@@ -527,27 +486,27 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     mark = item.get_closest_marker("claim")
-    if mark is None or not _option(item.config, "artifacts-dir") or rep.when == "teardown":
+    run = state(item.config).run
+    if mark is None or run is None or not run.artifacts or rep.when == "teardown":
         return
-    folder = Path(_option(item.config, "artifacts-dir"))
-    path = folder / "claims" / f"{mark.args[0]}.json"
+    from rsi_core.report.entry import ClaimEntry
+    path = ClaimEntry.path(run.artifacts, mark.args[0])
     if rep.failed and not path.exists():
-        from rsi_core.harness.claims import error_entry, write_entry
         text = call.excinfo.exconly() if call.excinfo else str(rep.longrepr).splitlines()[-1]
-        prov = {"model": _option(item.config, "model"), "weights": _option(item.config, "weights")}
-        write_entry(folder, error_entry(mark.args[0], "", text, prov))
+        ClaimEntry.failed(mark.args[0], "", text, {"model": run.model, "weights": run.weights}).write(run.artifacts)
     if (rep.when == "call" or not rep.passed) and path.exists():
-        attach(item, rep, json.loads(path.read_text()))
+        attach(item, rep, ClaimEntry.read(path))
 
 
 #: the entry's fields a claim's test carries as junit properties (``user_properties``)
 PROPERTIES = ("verdict", "label", "expectation", "outcome", "value", "reason", "statistic")
 
 
-def attach(item, rep, entry: dict) -> None:
+def attach(item, rep, claim) -> None:
     """The claim's verdict and numbers as junit properties (``rsi_verdict``, ..., one
     ``rsi_figure`` per figure), and with pytest-html its section of the report and its figures
     as the test's extras (``pytest claims --html=report.html``)."""
+    entry = claim.to_json()  # a ClaimEntry
     item.user_properties += [(f"rsi_{k}", entry[k]) for k in PROPERTIES if entry.get(k) is not None]
     item.user_properties += [("rsi_figure", a) for a in entry.get("artifacts") or []]
     try:
@@ -564,13 +523,13 @@ def attach(item, rep, entry: dict) -> None:
 
 def pytest_sessionfinish(session, exitstatus):
     config, st = session.config, state(session.config)
-    if _is_worker(config) or not st.claims_run or not _option(config, "artifacts-dir") or config.option.collectonly:
+    if _is_worker(config) or not st.claims_run or not st.run.artifacts or config.option.collectonly:
         return
     from rsi_core.report.claims_report import collect, remove_report, write_report
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter and _weights_skip_reasons(reporter) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # nothing was verified: not a success
-    folder = Path(_option(config, "artifacts-dir"))
+    folder = st.run.artifacts
     entries = collect(folder)
     if entries:
         md, _ = write_report(entries, folder)
@@ -607,11 +566,11 @@ def pytest_terminal_summary(terminalreporter, config):
     if md:
         terminalreporter.write_sep("-", f"rsi claims report: {md}")
     for e in state(config).entries:
-        if e.get("label") == "holds, not beyond controls":
-            terminalreporter.write_line(f"{e['id']}: holds, not beyond controls (a control model reaches "
-                                        f"its value {e.get('value')})", yellow=True)
-        if e["verdict"] == "error":
-            terminalreporter.write_line(f"{e['id']}: ERROR {e.get('error', e['reason'])}", red=True)
+        if e.label == "holds, not beyond controls":
+            terminalreporter.write_line(f"{e.id}: holds, not beyond controls (a control model reaches "
+                                        f"its value {e.value})", yellow=True)
+        if e.verdict == "error":
+            terminalreporter.write_line(f"{e.id}: ERROR {e.error or e.reason}", red=True)
     skipped = _weights_skip_reasons(terminalreporter)  # realjob (issue 9): loud without -rs
     if skipped:
         terminalreporter.write_sep("!", f"NO CLAIM WAS CHECKED: {len(skipped)} claims skipped, weights unavailable",

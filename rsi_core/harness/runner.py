@@ -9,7 +9,8 @@ from rsi_core.harness.plugin import PREFIX
 
 
 def pytest_args(args) -> list[str]:
-    """pytest's command line for ``args`` (an ``rsi run`` namespace): every option of the table it sets."""
+    """pytest's command line for ``args`` (an ``rsi run`` namespace, its ``RunConfig`` in ``args.run``):
+    every option of the table it sets."""
     from rsi_core.harness.expectations import claims_dir
     folder = Path(args.claims) if getattr(args, "claims", None) else claims_dir()
     out = [str(folder), "-p", "rsi_core.harness.plugin", "-q", "-rsxf", "--rootdir", str(folder.parent),
@@ -17,7 +18,7 @@ def pytest_args(args) -> list[str]:
            # rewrite the asserts of an entry point's package, says so once per run; nothing asserts in it
            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for name in RUN_OPTIONS:  # the plugin's own names: any claims folder takes them
-        value, opt, flag = getattr(args, name.replace("-", "_"), None), OPTIONS[name], f"--{PREFIX}{name}"
+        value, opt, flag = args.run.values.get(name), OPTIONS[name], f"--{PREFIX}{name}"
         if opt.flag:
             out += [flag] if value else []
         elif opt.repeat:
@@ -37,6 +38,4 @@ def main(args) -> int:
     from rsi_core.harness.plugin import Checked, FailWhenNothingRan  # realjob (issue 9): no claim checked -> exit 1
     argv = pytest_args(args)
     print("rsi run: pytest " + " ".join(argv))
-    values = {name: getattr(args, name.replace("-", "_"), None) for name in RUN_OPTIONS}
-    plugins = [FailWhenNothingRan()] + ([Checked(values, getattr(args, "loaded", None))] if hasattr(args, "loaded") else [])
-    return int(pytest.main(argv, plugins=plugins))
+    return int(pytest.main(argv, plugins=[FailWhenNothingRan(), Checked(args.run)]))

@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from rsi_core.measure import scale_test
+from rsi_core.paper import Readings
 from rsi_core.planted import networks as P
 from rsi_core.planted.bench import (
     FRESH_NETS,
@@ -326,12 +327,10 @@ def fz_targets(arg: str | None) -> tuple[str, ...]:
     """``--fz-target``: as-written, as-run or both (default: both, when the FZ engine knows both)."""
     from rsi_core.fz.render import FZSettings
     known = "target" in getattr(FZSettings, "__dataclass_fields__", {})
-    arg = arg or ("both" if known else "as-written")
-    if arg not in ("as-written", "as-run", "both"):
-        raise ValueError(f"--fz-target {arg!r}: use as-written, as-run or both")
-    if arg != "as-written" and not known:
+    readings = Readings(arg or ("both" if known else "as-written"))
+    if readings.target != "as-written" and not known:
         raise ValueError("--fz-target as-run needs an FZ engine with FZSettings.target (issue 8)")
-    return ("as-written", "as-run") if arg == "both" else (arg,)
+    return readings.asked
 
 
 def main(args, claim_functions) -> int:
@@ -340,7 +339,7 @@ def main(args, claim_functions) -> int:
 
     started = time.time()
     as_json = bool(getattr(args, "json", False))
-    seeds = int(getattr(args, "seeds", 3) or 0)
+    seeds = 3 if getattr(args, "seeds", None) is None else int(args.seeds)
     cache_root = Cache(getattr(args, "cache_dir", None)).root  # $RSI_CACHE or ~/.cache/rsi
 
     def log(msg):

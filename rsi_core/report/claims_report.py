@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rsi_core.measure.profiles import get_profile
 from rsi_core.model.sources import is_control
 from rsi_core.report.controls import report_preamble, report_table
+from rsi_core.report.entry import ClaimEntry
 from rsi_core.report.environment import SCHEMA, environment, schema_of
 from rsi_core.report.html import blocks_text, reading_text, write_html
 
@@ -45,17 +45,14 @@ def identity(prov: dict) -> dict:
             "antialias": bool(prov.get("antialias"))}
 
 
-def options_identity(options: dict) -> dict:
-    """The same from a run's options, before any work (``rsi_options``: model, profile, images,
-    fz-target, jitter-table, antialias; the profile resolved)."""
-    from rsi_core.model.images import ImageSet
-    p = get_profile(options["profile"])
-    target = "as-run" if options.get("fz-target") == "as-run" else "as-written"
-    return {"model": options["model"], "profile": p.name, "channels": p.definition(),
-            "image set": ImageSet.from_dir(options.get("images")).identity,
-            "FZ settings": {"steps": p.steps, "target": target, "jitter_table": options.get("jitter-table", "paper"),
+def options_identity(config) -> dict:
+    """The same from a run's configuration, before any work (``harness.options.RunConfig``: its
+    model, profile, image set, primary FZ reading, jitter table and antialias)."""
+    p = config.profile
+    return {"model": config.model, "profile": p.name, "channels": p.definition(), "image set": config.images.identity,
+            "FZ settings": {"steps": p.steps, "target": config.readings.primary, "jitter_table": config.jitter_table,
                             "seed": 0, "objective": "neuron"},
-            "antialias": bool(options.get("antialias"))}
+            "antialias": bool(config.antialias)}
 
 
 def _differing(old, new) -> str:
@@ -67,13 +64,13 @@ def _differing(old, new) -> str:
     return f"{cut(old)} vs {cut(new)}"
 
 
-def check_baseline(baseline: dict, options: dict) -> str | None:
-    """One line saying why ``baseline`` (``load_baseline``) cannot be compared with a run of
-    ``options`` (``options_identity``; or a provenance dict, with its "fz"), or None when it can:
+def check_baseline(baseline: dict, run) -> str | None:
+    """One line saying why ``baseline`` (``load_baseline``) cannot be compared with ``run`` (a
+    ``RunConfig``: ``options_identity``; or a study's provenance dict), or None when it can:
     another model, profile, channel set, image set or FZ settings makes differences that are not
     regressions, and a baseline without per-channel values has nothing to pair."""
     old = identity(baseline.get("provenance", {}))
-    new = identity(options) if "fz" in options else options_identity(options)
+    new = identity(run) if isinstance(run, dict) else options_identity(run)
     diff = [f"{k} {_differing(old[k], new[k])}" for k in old if old[k] != new[k]]
     if diff:
         return (f"baseline is not comparable with this run ({'; '.join(diff)}): pass the claims-report.json of a run of "
@@ -88,13 +85,14 @@ def _num(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
 
-def write_report(entries: list[dict], folder, env: dict | None = None) -> tuple[Path, Path]:
-    """Write claims-report.json, .md and .html (``report.html``) from per-claim entries, then
+def write_report(claims: list[ClaimEntry], folder, env: dict | None = None) -> tuple[Path, Path]:
+    """Write claims-report.json, .md and .html (``report.html``) from a run's entries, then
     append every ``folder/sections/*.md`` (report sections of other analyses). ``env``: the run's
-    environment record (default: this process's, ``report.environment``)."""
+    environment record (default: this process's, ``report.environment``). The reports render the
+    entries' JSON form, the one claims-report.json holds."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    entries = sorted(entries, key=lambda e: e["id"])
+    entries = sorted((c.to_json() for c in claims), key=lambda e: e["id"])
     prov = next((e["provenance"] for e in entries if e.get("provenance")), {})
     control = is_control(prov.get("weights", ""))
     js = folder / "claims-report.json"
@@ -164,6 +162,6 @@ def remove_report(folder) -> list[Path]:
     return gone
 
 
-def collect(folder) -> list[dict]:
-    """Per-claim entries written by this run (one JSON per claim id under ``folder/claims``)."""
-    return [json.loads(p.read_text()) for p in sorted((Path(folder) / "claims").glob("*.json"))]
+def collect(folder) -> list[ClaimEntry]:
+    """The entries a run wrote under ``folder/claims`` (one per claim id), by id."""
+    return [ClaimEntry.read(p) for p in sorted((Path(folder) / "claims").glob("*.json"))]

@@ -16,8 +16,10 @@ the fewest channels at which, on the continued-training update's measured pair d
 F_pair (``benchmarks/regression_oc.json``, written by ``rsi validate --regression --json``), at
 least ``DECIDED`` of the claim comparisons are decided, false alarms stay within ``ALPHA`` and a
 15-point move of one block is flagged with power ``POWER`` (``rsi_core.planted.regression.oc``).
+``--regression`` prints the rule's needs alone (``regression_table``): per pair discordance F and
+channels n, one part's P(unchanged) on a null update and a three-part claim's power at 15 points.
 
-    python benchmarks/power.py [--json]
+    python benchmarks/power.py [--json | --regression]
 """
 from __future__ import annotations
 
@@ -197,6 +199,16 @@ def regression_floor(need: dict, measured: dict) -> int | None:
     return None
 
 
+def regression_table(fs=(0.3, 0.2, 0.13, 0.1, 0.05, 0.02, 0.0), ns=(37, 43, 59, 64, 96, 128, 192, 256, 512),
+                     draws: int = 4000) -> dict:
+    """{F: {n: (one part's P(unchanged) at no move, a 3-part claim's P(changed) at a SHIFT-point move
+    of one part)}} under the paired rule (``rsi_core.verdicts.regression.simulate``): what n a
+    part needs at the F_pair an update shows."""
+    from rsi_core.verdicts.regression import simulate
+    return {f: {n: (simulate([n], f, 0.0, draws)["unchanged"], simulate([n] * 3, f, SHIFT / 100, draws)["changed"])
+                for n in ns} for f in fs}
+
+
 def profile(table: list[dict], measured: dict | None = None) -> dict:
     """Per block the ``ci`` profile's sizes: the verdicts' needs, raised to the paired check's floor."""
     need = verdict_needs(table)
@@ -207,7 +219,16 @@ def profile(table: list[dict], measured: dict | None = None) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--regression", action="store_true", help="the paired rule's needs by F_pair and channels")
     args = ap.parse_args()
+    if args.regression:
+        got = regression_table()
+        ns = list(next(iter(got.values())))
+        print("| F_pair | " + " | ".join(f"n = {n}" for n in ns) + " |")
+        print("|---|" + "---|" * len(ns))
+        for f, row in got.items():
+            print(f"| {f} | " + " | ".join(f"{u:.2f} / {p:.2f}" for u, p in row.values()) + " |")
+        return
     table = rows()
     need = profile(table)
     if args.json:

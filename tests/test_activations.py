@@ -1,5 +1,9 @@
 """Centre activations: copied out of the maps (bounded memory), streamed in place, saved by rsi activations."""
+import ctypes
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +76,35 @@ def test_files_with_the_provenance_as_one_json_string_still_load(tmp_path):
              **{"1.1.B": np.zeros((1, 64), np.float32)})
     tables, files, prov = load_tables(out)
     assert files == ["a/x.JPEG"] and prov == {"weights": "random:0"} and tables["1.1.B"].shape == (1, 64)
+
+
+MALLOC_PROBE = """
+import ctypes, ctypes.util, sys
+from rsi_core.model import activations
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+libc.malloc.argtypes, libc.free.argtypes = [ctypes.c_size_t], [ctypes.c_void_p]
+if sys.argv[1] == "flat":
+    assert activations._flat_malloc()
+libc.free(libc.malloc(8 << 20))  # a big block freed: glibc's own threshold rises to 8 MiB
+before = libc.mallinfo2().hblkhd
+p = libc.malloc(2 << 20)  # a batch's map
+print(libc.mallinfo2().hblkhd - before >= 2 << 20)  # its own mapping: returned to the system when freed
+libc.free(p)
+"""
+
+
+@pytest.mark.parametrize("mode, mapped", [("flat", "True"), ("glibc", "False")])
+def test_the_natural_pass_keeps_batch_buffers_out_of_mallocs_heap(mode, mapped):
+    """Why the 50,000-image pass stays flat (benchmarks/memory.py --slope measures it): after
+    _flat_malloc a 2 MiB block is mapped on its own even after a bigger one was freed; with
+    glibc's dynamic threshold it comes from the heap, which keeps it."""
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("no glibc mallinfo2 (glibc < 2.33 or another C library)")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", MALLOC_PROBE, mode], cwd=root, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == mapped, out.stderr[-2000:]

@@ -310,6 +310,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     monkeypatch.setattr(V, "PLANTED_NETS", 1)
     monkeypatch.setattr(V, "PLANTED_STEPS", 8)
     monkeypatch.setattr(V, "FLOOR_SEEDS", 0)
+    monkeypatch.setattr(V, "FRESH_NETS", 1)   # the fresh draw's path once (the command scores 6)
     monkeypatch.setenv("RSI_VALIDATE_WORKERS", "1")
     assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written"),
                   unavailable) == 0
@@ -327,6 +328,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     assert strict["precision"] is None or 0 <= strict["precision"] <= 1
     assert list(report["readings"]) == ["as-written"] and report["strict_floor"]["rate"] is None
     assert all(isinstance(r["strict"], bool) for r in report["planted"]["channels"])
+    assert strict["fresh_draw"]["nets"] == 1 and strict["fresh_draw"]["channels"] > 0
 
 
 def test_fresh_draw_is_new_and_holds_the_held_out_decoys():

@@ -171,3 +171,32 @@ def test_validate_report_carries_measured_f_pair_to_ci_sizes():
     assert out["false_alarm_rate"] <= 0.05 and out["unchanged_decided"][PRg.NULL[3]] < out["unchanged_decided"][PRg.CONTINUED]
     power = [out["power"][str(p)] for p in PRg.SHIFTS]
     assert power == sorted(power) and power[-1] > 0.5
+
+
+def test_continuous_parts_are_measured_at_ci_channels(tmp_path):
+    """The weights need no FZ: ``continuous_at`` reads them at ci's own sample (43 channels of 1.1),
+    where Wilcoxon decides: the same weights unchanged, a move within 0.2 sd unchanged, conv2 x 1.5
+    changed."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+
+    from rsi_core.cache import Cache
+    from rsi_core.measure.profiles import get_profile
+    from rsi_core.model.anatomy import find_block, provenance_of, register
+    from rsi_core.model.load import load_model, weights_identity
+    from rsi_core.planted import regression as PRg
+    base = load_model("resnet18", "random:0")
+
+    def scaled(factor):
+        model = copy.deepcopy(base)
+        with torch.no_grad():
+            find_block(model, "1.1").module.conv2.weight.mul_(factor)
+        register(model, replace(provenance_of(base), weights=f"x{factor}", weights_id=weights_identity(model)))
+        return model
+    parts = {"fig3-weight-magnitude": {"class": [], "continuous": [("1.1", "conv_weight")]}}
+    got = PRg.continuous_at(parts, base, {"same": base, "tiny": scaled(1 + 1e-4), "moved": scaled(1.5)},
+                            Cache(tmp_path), get_profile("ci"))
+    assert {k: v["fig3-weight-magnitude"] for k, v in got.items()} == {"same": "unchanged", "tiny": "unchanged",
+                                                                      "moved": "changed"}

@@ -525,7 +525,8 @@ def build_parser() -> Parser:
                   "rsi validate --calibration --json --draws 200"],
                  cmd_validate, load=False)
     _local(p, "json", "print a JSON line", "--json", flag=True)
-    _local(p, "seeds", "FZ seeds per planted network", "--seeds 2", 3, opts.at_least(1))
+    _local(p, "seeds", "FZ seeds per planted network (default 3; with --claims: each case's verdict over this "
+           "many FZ seeds, default 1)", "--seeds 2", None, opts.at_least(1))
     _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
            "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
     _local(p, "regression", "instead: the paired regression check measured on weight updates of resnet18 (same "

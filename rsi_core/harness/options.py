@@ -326,7 +326,9 @@ class RunConfig:
     """A run's options resolved once (``check``; ``resolve`` in an xdist worker, whose controller
     checked them): what every hook, fixture and command reads. ``values``: the command's options by
     name as checked (device, profile and fz-target resolved), read-only; the other fields are what
-    they name, interpreted or loaded; None where the command has no such option."""
+    they name, interpreted or loaded (None where the command has no such option); any other option
+    reads as an attribute (``config.fz_seeds``). Expectation files stay names: the harness reads them
+    for the tested model's own name (a planted network's), once it is built."""
     values: Mapping[str, Any]
     profile: Any = None                 # measure.profiles.Profile of --profile
     readings: Readings | None = None    # --fz-target interpreted
@@ -336,8 +338,7 @@ class RunConfig:
     loaded: Any = field(default=None, compare=False, repr=False)  # the model, loaded and verified (CPU)
 
     def __getattr__(self, name: str):
-        """An option's value by its Python name (``config.fz_seeds``, ``config.cache_dir``); the
-        table's default where the command has no such option."""
+        """An option's value by its Python name; the table's default where the command has none."""
         key = name.replace("_", "-")
         if key not in OPTIONS:
             raise AttributeError(name)

@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from rsi_core.planted import resnet as PR
 from rsi_core.planted import updates as U
 from rsi_core.planted.validate_claims import census_profile
 from rsi_core.verdicts import regression
+from rsi_core.verdicts.verdict import ALPHA
 
 #: the reduced measurement of the resnet18 updates (2 CPU cores shared by six sessions): 8 evenly spaced
 #: channels per block at 32 FZ steps (ci renders 64: a longer FZ converges further, so if anything its F_pair is lower)
@@ -139,6 +141,28 @@ def continuous_verdicts(parts: dict) -> dict:
     return out
 
 
+def continuous_at(parts: dict, blessed, models: dict, cache, profile: Profile) -> dict:
+    """{update: {claim: verdict of its deciding continuous parts}} computed at ``profile``'s channels
+    (``models``: {update: model}): the weights and natural images need no FZ, so these parts are
+    measured at ci's sample itself, not carried from the measurement's few channels (where
+    Wilcoxon cannot decide at all)."""
+    def reader(model):
+        s = Study(model, profile, cache, progress=False)
+        return lambda b, q: np.asarray(regression.QUANTITIES[q][1](s, b, SimpleNamespace(channels=np.asarray(s.channels(b)))),
+                                       float)
+    old = reader(blessed)
+    out = {}
+    for name, model in models.items():
+        new = reader(model)
+        out[name] = {}
+        for cid, p in parts.items():
+            each = ALPHA / (len(p["class"]) + len(p["continuous"]))
+            vs = [regression.continuous_change(old(b, q), new(b, q), each)["verdict"] for b, q in p["continuous"]]
+            out[name][cid] = "changed" if "changed" in vs else "unchanged" if all(v == "unchanged" for v in vs) \
+                else "inconclusive"
+    return out
+
+
 def part_rates(parts: dict, update: dict) -> dict:
     """{claim: F_pair of each deciding class part}: the update's rate of that class (pooled over
     its blocks), the update's pooled rate where the class was never compared."""
@@ -195,20 +219,25 @@ def run(cache, fns: dict, draws: int = 1, steps: int | None = None, device="cpu"
     cont = U.continued(r18, cache)
     entries = {name: evaluate(_study(model, cache, measure, seed, device), fns)
                for name, model, seed in zip(NULL, (r18, head, cont, r18), (0, 0, 0, 1))}
+    models = dict(zip(NULL, (r18, head, cont, r18)))
+    parts = claim_parts(summary(CONTINUED, blessed, entries[CONTINUED])["_parts"])
     out = assemble(blessed, entries, planted_pairs(cache, fns, steps, draws, device, say=say), r18,
-                   {NULL[1]: U.relative_change(r18, head), NULL[2]: U.relative_change(r18, cont)}, ci)
+                   {NULL[1]: U.relative_change(r18, head), NULL[2]: U.relative_change(r18, cont)}, ci,
+                   continuous_at(parts, r18, models, cache, get_profile(ci)))
     out["measured"]["sizes"] = {"resnet18": measure.definition(), "planted_census_steps": steps}
     return {**out, "seconds": round(time.time() - t, 1)}
 
 
-def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_change: dict, ci: str = "ci") -> dict:
+def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_change: dict, ci: str = "ci",
+             continuous: dict | None = None) -> dict:
     """The report of ``run``: each null update (``entries``: {name: claim entries}) against the
-    blessed run, the planted pairs, and the OC at ``ci``'s sizes from the F_pair measured."""
+    blessed run, the planted pairs, and the OC at ``ci``'s sizes from the F_pair measured;
+    ``continuous``: the continuous parts' verdicts at ci's sizes (``continuous_at``), else as measured."""
     updates = [summary(name, blessed, e) for name, e in entries.items()] + planted
     by = {u["name"]: u for u in updates}
     parts = claim_parts(by[CONTINUED]["_parts"])
     nulls = [name for name in NULL if name in by]
-    fixed = {name: continuous_verdicts(by[name]["_parts"]) for name in nulls}
+    fixed = continuous or {name: continuous_verdicts(by[name]["_parts"]) for name in nulls}
     for u in updates:
         u.pop("_parts", None)
     sizes = sizes_at(parts, r18, get_profile(ci))
@@ -219,6 +248,7 @@ def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_chan
     compared = sum(u["compared"] for u in null_updates)
     return {"f_pair": {u["name"]: u["f_pair"] for u in updates},
             "false_alarm_rate": max(s["changed"] for s in sim.values()),
+            "false_alarms_by_update": {name: s["changed"] for name, s in sim.items()},
             "unchanged_decided": {name: s["unchanged"] for name, s in sim.items()},
             "power": {str(p): oc(sizes, fixed[CONTINUED], rates[CONTINUED], p / 100)["changed"] for p in SHIFTS},
             "simulated_at": {"profile": ci, "claim_parts": parts, "claim_part_sizes": sizes, "part_rates": rates,

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from rsi_core.measure.metrics import spearman
 from rsi_core.model.sources import register_source
 from rsi_core.planted.networks import (
     CARRIER,
@@ -81,7 +82,7 @@ class Case:
     """One planted network and the verdict one claim must give on it."""
     name: str
     claim: str
-    expect: str                                   # "holds" | "fails"
+    expect: str                                   # "holds" | "fails" | "inconclusive" (what the rules give there)
     stages: dict                                  # stage -> list[Chan] (a stage's width: its channels + 1)
     carrier41: float = 0.0                        # branch gain on the carrier in 4.1
     lists: dict = field(default_factory=dict)     # figure -> {block: [channels]}
@@ -265,6 +266,15 @@ _LIST_STAGES = {1: [Chan(1, 0, 1, scale=x) for x in (2.25, 2.5, 2.75)]
                 + [Chan(1, 0, 1, pt=3, scale=2.5), Chan(1, 0, 1, pt=3, scale=2.0), Chan(1, 0, 1, pt=6, scale=1.75)]
                 + [Chan(1, 0, 0), Chan(1, 0, 4)] * 8}
 _TOP_SM, _LOW_SM, _FZ_ONLY = [1, 2, 3], [4, 5], [6, 7, 8]
+# Figure 7 refuted by rank (measured at 32 steps, FZ seeds 0 and 1): 1.1's channels 1-21 pass both versions (the
+# balanced scale channel at seven dot scales, three times); 22-24 pass the FZ criteria only: a dot at 2.8 with a
+# branch 1.8x its input, FZ M 0.81-0.82 but natural-image M 0.63 (the top natural images reach less of the large
+# dot), with the block's highest scale metric (1.6). Read by rank, a list of non-members is refuted only where
+# members are most of the block (a random 3 of the 25 valid channels all miss the 21 with probability
+# C(4, 3) / C(25, 3) = 0.002); with the natural-image criteria removed the three rank at the top instead
+_ROBUST_REFUTED = {1: [Chan(1, 0, 1, scale=x) for x in (1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75)] * 3
+                   + [Chan(1, 0, 1.8, scale=2.8)] * 3}
+_NOT_ROBUST = [22, 23, 24]
 _SILENT = Chan(0, 0, 0)
 # Five scale channels (I: dot at s, B: dot at 2s) per "many" block, so that one FZ miss still leaves 4 >= 3 +
 # the census noise. Scales and gains measured at 32 steps (FZ M and natural-image M both in (2/3, 3/2)): 2.0's
@@ -301,7 +311,41 @@ _FIG5_LISTS = {"fig7": {"1.1": [1], "2.0": [6, 7, 8], "2.1": [1, 2, 3], "3.1": [
 # "zero in 3.0" is refuted while every "many" part holds
 _FIG5_ZERO_REFUTED = {**_FIG5_STAGES,
                       3: _FIG5_STAGES[3][:7] + [Chan(1, 1, 0, scale=1.5, source=11)] * 3 + _FIG5_STAGES[3][10:]}
-CASES = [
+# Harder cases (issue 29): near-threshold shares, a weak correlation on a wide block, M with seed reliability 0.7.
+# Each expected verdict is what the rules give at that size with the planted channels' own seed noise: an L.0
+# overwrite (M ~ 0.25) or skip (M ~ 4) channel never changes class between FZ seeds, so a downsample block of N
+# channels, all paired, bounds its share by 1.645 sqrt(F / 4N), F = 1 - 0.05^(1/N) (no flip seen): +-0.035 at
+# N = 40 (0.55 holds, 0.45 fails), +-0.069 at N = 20 (0.55 inconclusive).
+def _downsample_share(overwrite: int, skip: int) -> dict:
+    """2.0: ``overwrite`` overwrite and ``skip`` skip channels (the carrier skips too); 3.0, 4.0: 9 of 10 overwrite."""
+    return {**_all(OVER0_SKIP1, 9), 2: [OVER0_SKIP1] * overwrite + [Chan(1, 0.25, 0)] * skip}
+
+
+def _weak_correlation(n: int = 256, rho: float = -0.15, seed: int = 29) -> list:
+    """1.1: n channels whose planned M = a / (2 g1) has Spearman ``rho`` with the branch gain g1 (0.70-1.42): M
+    log-normal (0.15-3.3), its correlation with log g1 set by bisection on a fixed draw."""
+    x = np.linspace(-0.35, 0.35, n)
+    e = np.random.default_rng(seed).standard_normal(n)
+    lo, hi = 0.0, 2.0
+    for _ in range(60):
+        c = (lo + hi) / 2
+        y = e - c * x / x.std()
+        lo, hi = (c, hi) if spearman(y, x)[0] > rho else (lo, c)
+    m = 0.6 * np.exp(0.55 * y / y.std())
+    return [Chan(float(2 * g * mm), 0, float(g)) for g, mm in zip(np.exp(x), m)]
+
+
+def _noisy_m(sign: int, n: int = 40, spread: float = 0.35) -> list:
+    """1.1: n channels, branch gain g1 0.5-4, planned M 0.5 exp(+-spread / 2) falling (``sign`` < 0) or rising
+    with it: M's own FZ-seed noise in 1.1 (log sd 0.06, measured on 40 such channels at 32 steps) is comparable to
+    this spread, so M's seed-to-seed Spearman is about 0.7 (0.39 at spread 0.2)."""
+    g = 0.5 * 2 ** (3 * np.arange(n) / (n - 1))
+    m = 0.5 * np.exp(spread * sign * (np.arange(n) / (n - 1) - 0.5))
+    return [Chan(float(2 * gg * mm), 0, float(gg)) for gg, mm in zip(g, m)]
+
+
+#: every claim's holds and fails case (CI runs these cold: tests/test_planted_claims.py)
+PAIRS = [
     Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
          why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
     Case("downsample-overwrite-fails", "fig2-downsample-overwrite", "fails",
@@ -340,9 +384,10 @@ CASES = [
              "(the bottom 3 of 8 by SM: a rank p of 1/56): only the ranking by SM refutes it"),
     Case("robust-holds", "fig7-robust", "holds", _LIST_STAGES, lists={"fig7": {"1.1": _TOP_SM + _LOW_SM}},
          why="1.1: the case's list names the 5 channels passing the FZ and the natural-image criteria"),
-    Case("robust-fails", "fig7-robust", "fails", _LIST_STAGES, lists={"fig7": {"1.1": _FZ_ONLY}},
-         why="the same network; the list names 3 channels that pass the FZ criteria but not the natural-image "
-             "ones: only the natural-image version refutes it"),
+    Case("robust-fails", "fig7-robust", "fails", _ROBUST_REFUTED, lists={"fig7": {"1.1": _NOT_ROBUST}},
+         why="1.1: 21 channels pass the FZ and the natural-image criteria; the list names the 3 that pass the FZ "
+             "criteria (with the highest scale metric) but not the natural-image ones, so they rank below the 21: "
+             "only the natural-image version refutes it"),
     Case("scale-counts-holds", "fig5-scale-counts", "holds", _WIDE_FIG5, carrier41=64, lists=_FIG5_LISTS,
          why="5 balanced scale channels (I: dot at s, B: dot at 2s) in each of 1.1, 2.0 (I through a 1.1 helper), "
              "2.1, 3.1, passing the FZ and natural-image criteria; the case's Figure 7 list names 1, 3, 3, 3 of "
@@ -353,6 +398,28 @@ CASES = [
     Case("top-mixes-fails", "fig8-top-mixes", "fails", _FIG8_STAGES, lists={"fig8": _FIG8_WRONG},
          why="the case's list names the block's skip / overwrite channels"),
 ]
+HARDER = [
+    Case("near-threshold-55-holds", "fig2-downsample-overwrite", "holds", _downsample_share(22, 17),
+         why="2.0: 22 of 40 channels overwrite (0.55), all paired, no flip: the share's bound 0.55 -/+ 0.035 "
+             "clears 1/2"),
+    Case("near-threshold-45-fails", "fig2-downsample-overwrite", "fails", _downsample_share(18, 21),
+         why="2.0: 18 of 40 channels overwrite (0.45): the share's bound 0.45 -/+ 0.035 stays below 1/2"),
+    Case("near-threshold-55-small-inconclusive", "fig2-downsample-overwrite", "inconclusive",
+         _downsample_share(11, 8),
+         why="2.0: 11 of 20 channels overwrite (0.55): at 20 channels the bound 0.55 -/+ 0.069 contains 1/2"),
+    Case("weak-correlation-holds", "fig3-weight-magnitude", "holds", {**_fig3(-1), 1: _weak_correlation()},
+         why="1.1: 256 channels, planned Spearman(M, branch gain) -0.15; M's seed reliability near 1 there (seed "
+             "noise small against M's spread), so rho -/+ 1.645 sqrt((1 - r) / n) stays below 0 (the calibration's "
+             "rule at r = 0.7 also holds: -0.13 + 0.07); 2.1, 3.1 as weight-magnitude-holds"),
+    Case("noisy-m-holds", "fig3-weight-magnitude", "holds", {**_fig3(-1), 1: _noisy_m(-1)},
+         why="1.1: 40 channels whose M falls with the branch gain within a band as narrow as M's FZ-seed noise "
+             "(seed reliability near 0.7): rho about -0.8, its bound with r's lower bound about -0.6; 2.1, 3.1 as "
+             "weight-magnitude-holds"),
+    Case("noisy-m-fails", "fig3-weight-magnitude", "fails", {**_fig3(-1), 1: _noisy_m(+1)},
+         why="the same band with M rising with the branch gain: rho about +0.8, its bound above 0 (1.1 refutes "
+             "it although 2.1 and 3.1 hold)"),
+]
+CASES = PAIRS + HARDER
 
 
 def get_case(name: str) -> Case:

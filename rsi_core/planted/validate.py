@@ -339,7 +339,7 @@ def main(args, claim_functions) -> int:
 
     started = time.time()
     as_json = bool(getattr(args, "json", False))
-    seeds = int(getattr(args, "seeds", 3) or 0)
+    seeds = 3 if getattr(args, "seeds", None) is None else int(args.seeds)
     cache_root = Cache(getattr(args, "cache_dir", None)).root  # $RSI_CACHE or ~/.cache/rsi
 
     def log(msg):

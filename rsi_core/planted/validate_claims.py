@@ -106,12 +106,15 @@ def _evaluate(fn, study) -> tuple[str, str, dict, dict]:
         return "error", f"{type(exc).__name__}: {exc}", {}, {}
 
 
-def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", progress: bool = False) -> dict:
-    """Build the case's network and evaluate its claim on a census (blocks are computed lazily,
-    so only the blocks the claim reads are rendered); ``study`` is kept for the mutation check."""
+def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", progress: bool = False,
+             seed: int = 0) -> dict:
+    """Build the case's network and evaluate its claim on a census under FZ seed ``seed`` (its
+    second seed is ``seed + 1``; blocks are computed lazily, so only the blocks the claim reads
+    are rendered); ``study`` is kept for the mutation check."""
     from rsi_core.measure.study import Study
     model = PR.build(case)
-    study = Study(model, census_profile(steps), cache, device=device, progress=progress, lists=case.lists or None)
+    study = Study(model, census_profile(steps), cache, device=device, progress=progress, lists=case.lists or None,
+                  fz_seed=seed)
     t = time.time()
     if case.claim not in fns:
         verdict, reason, blocks, measured = "error", f"no claim function for {case.claim} in the claims tests", {}, {}
@@ -120,7 +123,7 @@ def run_case(case: PR.Case, cache, fns: dict, steps: int = STEPS, device="cpu", 
     fz = convergence(study)
     return {"converged": all(b["converged"] for b in fz.values()), "convergence": fz,
             "case": case.name, "claim": case.claim, "expected": case.expect, "obtained": verdict,
-            "correct": verdict == case.expect, "reason": reason, "construction": case.why,
+            "correct": verdict == case.expect, "reason": reason, "construction": case.why, "seed": seed,
             "blocks": blocks, "noise_sources": noise_sources(measured), "seconds": round(time.time() - t, 1),
             "study": study}
 
@@ -141,26 +144,48 @@ def mutation_check(rows: list, fns: dict) -> dict:
     return out
 
 
-def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress: bool = True) -> dict:
+def stability(rows: list) -> dict:
+    """Per case, its verdict under each FZ seed: the share that is the expected one, and whether
+    every seed gave the same verdict."""
+    out = {}
+    for r in rows:
+        out.setdefault(r["case"], {"claim": r["claim"], "expected": r["expected"], "verdicts": []})
+        out[r["case"]]["verdicts"].append(r["obtained"])
+    for x in out.values():
+        x["accuracy"] = sum(v == x["expected"] for v in x["verdicts"]) / len(x["verdicts"])
+        x["stable"] = len(set(x["verdicts"])) == 1
+    return out
+
+
+def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress: bool = True, seeds: int = 1) -> dict:
     """Every planted case (or ``cases``) through ``fns`` ({claim id: claim function}, the very
     functions ``pytest claims`` runs), the mutation check on the same studies, and the
-    decidability table."""
+    decidability table. ``seeds`` > 1: every case again under FZ seeds 1 .. seeds - 1
+    (``stability``); the accuracy and the mutations read seed 0."""
     from tqdm import tqdm
 
     from rsi_core.model import progress as counters
     from rsi_core.verdicts.decidability import decidability
-    rows = []
+    rows, others = [], []
     t = time.time()
-    for case in counters.bar(cases or PR.CASES, desc="planted claims", unit="case", disable=not progress):
-        rows.append(run_case(case, cache, fns, steps, device))
-        tqdm.write(line(rows[-1]), file=sys.stderr)
+    todo = [(seed, case) for seed in range(seeds) for case in cases or PR.CASES]   # every case under seed 0 first
+    for seed, case in counters.bar(todo, desc="planted claims", unit="case", disable=not progress):
+        row = run_case(case, cache, fns, steps, device, seed=seed)
+        tqdm.write(line(row), file=sys.stderr)
+        if seed:
+            del row["study"]
+        (others if seed else rows).append(row)
     mutations = mutation_check(rows, fns)
     for r in rows:
         del r["study"]
     claimed = sorted({c.claim for c in PR.CASES})
+    every = rows + others
     return {"cases": rows, "verdict_accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
+            "seeds": seeds, "stability": stability(every),
+            "accuracy_over_seeds": sum(r["correct"] for r in every) / len(every) if every else None,
+            "unstable": [c for c, x in stability(every).items() if not x["stable"]],
             "inconclusive": sum(r["obtained"] == "inconclusive" for r in rows),
-            "not_converged": [r["case"] for r in rows if not r["converged"]],
+            "not_converged": sorted({r["case"] for r in every if not r["converged"]}),
             "noise_sources": sorted({s for r in rows for s in r["noise_sources"]}),
             "mutation_score": sum(m["caught"] for m in mutations.values()) / len(mutations) if mutations else None,
             "mutations": mutations, "decidability": decidability(),
@@ -170,7 +195,8 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
 
 def line(r: dict) -> str:
     mark = ("ok " if r["correct"] else "BAD") + ("" if r["converged"] else " (FZs not converged)")
-    return (f"{mark} {r['claim']:30s} {r['case']:32s} expected {r['expected']:6s} obtained {r['obtained']:12s} "
+    return (f"{mark} {r['claim']:30s} {r['case']:32s} seed {r['seed']} expected {r['expected']:6s} "
+            f"obtained {r['obtained']:12s} "
             f"{r['seconds']:6.1f}s  {r['reason']}")
 
 
@@ -180,22 +206,29 @@ def main(args, claim_functions) -> int:
     cache = Cache(getattr(args, "cache_dir", None))  # $RSI_CACHE or ~/.cache/rsi
     names = getattr(args, "case", None)
     cases = [PR.get_case(n) for n in names] if names else None
-    out = run(cache, claim_functions(), device=getattr(args, "device", None) or "cpu", cases=cases)
+    out = run(cache, claim_functions(), device=getattr(args, "device", None) or "cpu", cases=cases,
+              seeds=getattr(args, "seeds", None) or 1)
     if not args.json:
         for r in out["cases"]:
             print(line(r))
+        if out["seeds"] > 1:
+            for case, x in out["stability"].items():
+                print(f"over {out['seeds']} FZ seeds {case:32s} accuracy {x['accuracy']:.2f} "
+                      f"{'stable' if x['stable'] else 'UNSTABLE'}: {', '.join(x['verdicts'])}")
         for claim, m in out["mutations"].items():
             print(f"mutation {claim:30s} {'caught' if m['caught'] else 'MISSED':7s} {m['mutation']}"
                   + (f" (by {', '.join(m['caught_by'])})" if m["caught"] else ""))
         undecidable = [f"{d['claim']} {d['part']}" for d in out["decidability"] if not (d["can_hold"] and d["can_fail"])]
         print(f"decidability at resnet18's census sizes: {len(out['decidability'])} parts, "
               f"{len(undecidable)} cannot both hold and fail{': ' + ', '.join(undecidable) if undecidable else ''}")
-    summary = (f"verdict accuracy {out['verdict_accuracy']:.3f} over {len(out['cases'])} cases, "
-               f"{out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; FZs not "
+    summary = (f"verdict accuracy {out['verdict_accuracy']:.3f} over {len(out['cases'])} cases"
+               + (f" ({out['accuracy_over_seeds']:.3f} over {out['seeds']} FZ seeds each, unstable: "
+                  f"{', '.join(out['unstable']) or 'none'})" if out["seeds"] > 1 else "")
+               + f", {out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; FZs not "
                f"converged in {', '.join(out['not_converged']) or 'no case'}; "
                f"mutation score {out['mutation_score']:.2f}; {out['seconds']:.0f} s; not covered: "
                f"{', '.join(out['claims_not_covered']) or 'none'}")
     print(summary, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(out))
-    return 0 if out["verdict_accuracy"] == 1.0 and out["mutation_score"] == 1.0 and not out["not_converged"] else 1
+    return 0 if out["accuracy_over_seeds"] == 1.0 and out["mutation_score"] == 1.0 and not out["not_converged"] else 1

@@ -137,13 +137,21 @@ def sample_index(size: str, block: str) -> np.ndarray | None:
     return np.asarray(evenly_spaced(SIZE[block], get_profile(size).sample_size(block)))
 
 
-def observed(values_a, values_b, size: str, block: str, d: int):
-    """One draw's numbers as the helper reads them: (values, pairs or None, census)."""
+
+def _at(x, d: int, index):
+    """Row d of a draws x channels array (of each, for a dict of them) at ``index``."""
+    return {k: v[d, index] for k, v in x.items()} if isinstance(x, dict) else x[d, index]
+
+
+def observed(size: str, block: str, d: int, values: list, paired: list):
+    """One draw's numbers of ``block`` as a ``size`` run reads them: each of ``values`` at the
+    channels the run studies, each of ``paired`` at a census's second-seed pairs (None on a
+    sample), and whether the block is a census."""
     idx = sample_index(size, block)
-    if idx is None:
-        p = second_seed_size(SIZE[block])
-        return values_a[d], (values_a[d, :p], values_b[d, :p]), True
-    return values_a[d, idx], None, False
+    if idx is not None:
+        return [_at(x, d, idx) for x in values], None, False
+    p = slice(second_seed_size(SIZE[block]))
+    return [_at(x, d, slice(None)) for x in values], tuple(_at(x, d, p) for x in paired), True
 
 
 # ------------------------------------------------------------------------ one simulator per claim
@@ -159,7 +167,7 @@ def _overwrite_draws(shares: dict, r, size, rng, draws):
     for d in range(draws):
         m, pairs, census, fzh = {}, {}, {}, {}
         for b, (a, bb, stuck) in per.items():
-            m[b], pairs[b], census[b] = observed(a, bb, size, b, d)
+            (m[b],), pairs[b], census[b] = observed(size, b, d, [a], [a, bb])
             fzh[b] = health(stuck[d], SIZE[b])
         yield m, pairs, census, fzh
 
@@ -190,7 +198,7 @@ def _final(world, r, size, rng, draws):
     a, bb = m_of(c.seed(), stuck), m_of(c.seed(), c.never_moved())
     out = []
     for d in range(draws):
-        v, pairs, census = observed(a, bb, size, b, d)
+        (v,), pairs, census = observed(size, b, d, [a], [a, bb])
         out.append(C.final_block({b: v}, {b: census}, {b: pairs}, {b: health(stuck[d], SIZE[b])}).verdict)
     return out
 
@@ -213,10 +221,8 @@ def _weights(world, r, size, rng, draws):
     for d in range(draws):
         blocks, census, pairs = {}, {}, {}
         for b, (a, bb, bn, conv) in per.items():
-            idx = sample_index(size, b)
-            sl = slice(None) if idx is None else idx
-            blocks[b] = (a[d, sl], bn[d, sl], conv[d, sl])
-            _, pairs[b], census[b] = observed(a, bb, size, b, d)
+            values, pairs[b], census[b] = observed(size, b, d, [a, bn, conv], [a, bb])
+            blocks[b] = tuple(values)
         out.append(C.weight_magnitude(blocks, census, pairs).verdict)
     return out
 
@@ -241,16 +247,8 @@ def _inhibition(world, r, size, rng, draws):
     for d in range(draws):
         groups, census, pairs = {}, {}, {}
         for b, (ma, mb, ba, bb) in per.items():
-            idx = sample_index(size, b)
-            sl = slice(None) if idx is None else idx
-            m, xi = ma[d, sl], ba[d, sl]
+            (m, xi), pairs[b], census[b] = observed(size, b, d, [ma, ba], [ma, mb, ba, bb])
             groups[b] = (xi[m < 1], xi[m > 1])
-            census[b] = idx is None
-            if idx is None:
-                p = second_seed_size(SIZE[b])
-                pairs[b] = (ma[d, :p], mb[d, :p], ba[d, :p], bb[d, :p])
-            else:
-                pairs[b] = None
         out.append(C.inhibition(groups, census, SIMPLE[1:], pairs).verdict)
     return out
 
@@ -267,13 +265,8 @@ def _correlation(world, r, size, rng, draws):
     for d in range(draws):
         groups, census, pairs = {}, {}, {}
         for b, (ma, mb, corr) in per.items():
-            idx = sample_index(size, b)
-            sl = slice(None) if idx is None else idx
-            m, cv = ma[d, sl], corr[d, sl]
+            (m, cv), pairs[b], census[b] = observed(size, b, d, [ma, corr], [ma, mb, corr, corr])
             groups[b] = (cv[m < 1], cv[m > 1])
-            census[b] = idx is None
-            p = second_seed_size(SIZE[b])
-            pairs[b] = (ma[d, :p], mb[d, :p], corr[d, :p], corr[d, :p]) if idx is None else None
         out.append(C.input_block_correlation(groups, census, SIMPLE[-1:], SIMPLE[:-1], pairs).verdict)
     return out
 
@@ -319,13 +312,7 @@ def _scale(world, r, size, rng, draws):
     for d in range(draws):
         classes, census, pairs = {}, {}, {}
         for b, (ca, cb) in per.items():
-            idx = sample_index(size, b)
-            sl = slice(None) if idx is None else idx
-            classes[b] = {k: v[d, sl] for k, v in ca.items()}
-            census[b] = idx is None
-            p = second_seed_size(SIZE[b])
-            pairs[b] = ({k: v[d, :p] for k, v in ca.items()}, {k: v[d, :p] for k, v in cb.items()}) \
-                if idx is None else None
+            (classes[b],), pairs[b], census[b] = observed(size, b, d, [ca], [ca, cb])
         both = {b: int(paper_both[b][d]) for b in MANY} if world == "replication" else fig7_len
         out.append(C.scale_counts(classes, census, dict(SIZE), many={b: 3 for b in MANY}, both=both, none=NONE,
                                   few_without_mix=("4.0", "4.1"), appreciable="3.0", neighbours=("2.1", "3.1"),

@@ -210,6 +210,16 @@ def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(t
     for pa, pb in zip(a, b):
         with np.load(pa) as za, np.load(pb) as zb:
             assert all(np.array_equal(za[k], zb[k]) for k in za.files), pa.name
+    # one FZ gone: the claims job stops before any work, in one line that names the count and the command
+    a[0].unlink()
+    gone = [str(tmp_path / "art-gone") if x == str(tmp_path / "art") else x for x in claims]
+    job = worker(tmp_path / "log-gone", "-", *gone)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == pytest.ExitCode.USAGE_ERROR and "Traceback" not in out + err, out[-2000:] + err[-2000:]
+    line = [s for s in err.splitlines() if "--require-cached:" in s]
+    assert len(line) == 1 and f"1 of the plan's {total} FZs are not in the cache" in line[0], err[-2000:]
+    assert "render them with: rsi fz " in line[0] and "--unit" in line[0]
+    assert _rendered(tmp_path / "log-gone") == 0 and not (tmp_path / "art-gone" / "claims").exists()
 
 
 def test_rsi_submit_runs_a_smoke_plan_and_its_claims_job_on_the_local_executor(tmp_path):

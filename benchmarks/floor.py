@@ -1,6 +1,6 @@
 """The FZ engine against its own compute floor, per tap: how much of a step is the model.
 
-    python benchmarks/floor.py                     # the 14 I and B taps, batch 16, 3 steps
+    python benchmarks/floor.py                     # the 14 I and B taps, batch 16, 2 steps (about 4 min idle)
     python benchmarks/floor.py --json --taps 1.1.B,4.1.B --steps 2
 
 Per tap, ``render`` (the CPU's default path, one thread, resnet18 random:0; speed does not depend
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--taps", default=",".join(TAPS), help="comma list (default: I and B of the seven studied blocks)")
     p.add_argument("--batch", type=int, default=16, help="channels per render (default 16, the CPU's bank batch)")
-    p.add_argument("--steps", type=int, default=3, help="steps per timed and per profiled render (default 3)")
+    p.add_argument("--steps", type=int, default=2, help="steps measured per timed and per profiled render (default 2)")
     p.add_argument("--top", type=int, default=5, help="list the N largest non-model ops per tap (default 5)")
     p.add_argument("--json", action="store_true", help="table to stderr, only the JSON line to stdout")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """The FZ engine against its own compute floor, per tap: how much of a step is the model.
 
-    python benchmarks/floor.py                     # the 14 I and B taps, batch 16, 2 steps (about 4 min idle)
+    python benchmarks/floor.py                     # the 14 I and B taps, batch 16, 2 steps (10 min at load 15)
     python benchmarks/floor.py --json --taps 1.1.B,4.1.B --steps 2
 
 Per tap, ``render`` (the CPU's default path, one thread, resnet18 random:0; speed does not depend

@@ -106,7 +106,7 @@ def test_final_block_fails_end_to_end_with_its_own_second_seed(tmp_path):
 #: claims whose holds and fails cases were run cold under the current rules (issue 29, 32 steps, one thread): CI
 #: runs these; the others run where RSI_PLANTED_COLD=1 (not yet run cold on the rules of issue 29: on the shared
 #: 2-core machine one case took 10-25 minutes)
-COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig7-robust"}
+COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig3-weight-magnitude", "fig7-robust"}
 _COLD_CLAIMS = sorted({c.claim for c in PR.PAIRS})
 
 

@@ -370,6 +370,7 @@ def test_engine_reproduces_lucent_exactly_for_one_channel(model, tap):
 INDEPENDENCE_STEPS = 32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tap, channel", [("1.1.B", 6), ("2.1.B", 40), ("3.0.I", 100)])  # jitter 0, 4, 4
 def test_channel_fz_does_not_depend_on_its_batch(model, tap, channel):
     """Channel c alone, in a batch of 3 and in a batch of 16 (at other positions), crop on,

@@ -13,13 +13,16 @@ the fly; ``--time-limit`` stops it after that many seconds (on a CPU it cannot f
 and the images done so far are reported. ``growth - tables`` is what the pass costs beyond its
 output: it must not grow with the number of images. The last line printed is JSON.
 
-``--slope N`` streams N synthetic images once and samples the current resident memory beyond the
-tables filled so far every 1,000 images: ``slope_mb_per_1000`` is its least-squares growth per
-1,000 images after the first 2,000 (``--glibc-default`` leaves malloc's dynamic mmap threshold on,
-as before issue 31).
+``--slope N`` streams the first N images of the synthetic pass (its tables sized for all of it,
+as a user's) and samples the anonymous resident memory beyond the tables filled so far every
+1,000 images (printed as it goes; no time limit unless given):
+``slope_mb_per_1000`` is its least-squares growth per 1,000 images after the first 2,000, printed
+with the load average (``--glibc-default`` leaves malloc's dynamic mmap threshold on, as before
+issue 31: the same run without the fix).
 """
 import argparse
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -38,12 +41,13 @@ class TimeUp(Exception):
 
 
 def rss_now_mb() -> float:
-    import os
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+    """Anonymous resident memory (malloc's and the tables'), without the libraries' file pages,
+    which the kernel drops and reloads under memory pressure."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
 
 
-def child(source: str, count: int, time_limit: float, batch_size: int, slope: bool = False,
+def child(source: str, count: int, time_limit: float, batch_size: int, slope: int = 0,
           glibc_default: bool = False) -> dict:
     import numpy as np
     import torch
@@ -81,6 +85,9 @@ def child(source: str, count: int, time_limit: float, batch_size: int, slope: bo
     def counted(_m, args):
         if slope and done[0] // 1000 != (done[0] + len(args[0])) // 1000:
             samples.append((done[0], rss_now_mb() - done[0] * per_image))  # beyond the tables filled so far
+            print(f"{done[0]} images: {samples[-1][1]:.1f} MB beyond the tables", file=sys.stderr, flush=True)
+        if slope and done[0] >= slope:
+            raise TimeUp  # N images of the whole pass: its tables sized as a user's
         done[0] += len(args[0])
     model.register_forward_pre_hook(counted)
 
@@ -126,25 +133,30 @@ def main(argv=None) -> int:
     p.add_argument("--images", default=None, help="image folder (default: the bundled sample, repeated as needed)")
     p.add_argument("--sizes", default="100,1000", help="numbers of real images, comma list")
     p.add_argument("--synthetic", type=int, default=50000, help="synthetic stream length (0: skip)")
-    p.add_argument("--time-limit", type=float, default=300, help="seconds before a run is stopped (0: none)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds before a run is stopped (0: none; default 300, none with --slope)")
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--slope", type=int, default=0, help="instead: N synthetic images, memory growth per 1,000")
+    p.add_argument("--slope", type=int, default=0,
+                   help="instead: the first N images of the --synthetic pass, memory growth per 1,000")
     p.add_argument("--glibc-default", action="store_true", help="with --slope: malloc's own mmap threshold")
     p.add_argument("--child", nargs=2, metavar=("SOURCE", "COUNT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.time_limit is None:
+        args.time_limit = 0 if args.slope else 300
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.time_limit, args.batch_size, args.slope > 0,
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.time_limit, args.batch_size, args.slope,
                                args.glibc_default)))
         return 0
     if args.slope:
-        cmd = [sys.executable, __file__, "--child", "synthetic", str(args.slope), "--slope", str(args.slope),
+        cmd = [sys.executable, __file__, "--child", "synthetic", str(args.synthetic), "--slope", str(args.slope),
                "--time-limit", str(args.time_limit), "--batch-size", str(args.batch_size)]
-        out = subprocess.run(cmd + (["--glibc-default"] if args.glibc_default else []), capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(cmd + (["--glibc-default"] if args.glibc_default else []), stdout=subprocess.PIPE,
+                             text=True, check=True)  # its samples on stderr as they come
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        load = [round(x, 2) for x in os.getloadavg()]
         print(f"{r['images_done']} synthetic images: beyond the tables {r['samples']} (images, MB); "
-              f"slope {r['slope_mb_per_1000']} MB per 1,000 images", file=sys.stderr)
-        print(json.dumps({"batch_size": args.batch_size, "slope": r}))
+              f"slope {r['slope_mb_per_1000']} MB per 1,000 images; load average {load}", file=sys.stderr)
+        print(json.dumps({"batch_size": args.batch_size, "load_average": load, "slope": r}))
         return 0
     runs = [(args.images or "", int(n)) for n in args.sizes.split(",") if n]
     if args.synthetic:

@@ -136,17 +136,22 @@ def test_bank_progress_moves_with_every_step(tmp_path, monkeypatch, model):
 
 
 def test_plan_counts_what_the_run_reads_and_what_is_cached(tmp_path, model, one_thread):
+    from dataclasses import replace
+
     from rsi_core.cache import Cache
     from rsi_core.harness.live import plan_run
     from rsi_core.measure.profiles import get_profile
     from rsi_core.measure.study import Study
     study = Study(model, get_profile("smoke"), Cache(tmp_path), blocks=["1.1"], progress=False)
-    plan = plan_run(study)   # images: the activation tables' pass and the strict scale test's (one block)
-    assert (plan.requested, plan.cached, plan.steps, plan.images) == (12, 0, 24, 250 + 250) and plan.seconds > 0
+    plan = plan_run(study)   # images: the activation tables' pass (smoke writes no strict scale section)
+    assert (plan.requested, plan.cached, plan.steps, plan.images) == (12, 0, 24, 250) and plan.seconds > 0
+    strict = study.variant()
+    strict.profile = replace(study.profile, strict_section=True)   # and the strict scale test's (one block)
+    assert plan_run(strict).images == 250 + 250
     plan = plan_run(study, "both", fz_seeds=2)   # seeds render each claim's decisive reading: both readings' seeds
     assert plan.requested == 48
     study.bank.ensure({"1.1.B": study.channels("1.1")})
     plan = plan_run(study, fz_seeds=2, controls=1)   # a second seed's 12, a control's 12 (not looked up)
-    assert (plan.requested, plan.cached, plan.to_render, plan.unchecked, plan.images) == (36, 6, 30, 12, 750)
+    assert (plan.requested, plan.cached, plan.to_render, plan.unchecked, plan.images) == (36, 6, 30, 12, 500)
     plan = plan_run(study)   # partly cached, no controls: the time of what is left (1.1.B's FZs are cached)
     assert (plan.requested, plan.cached, plan.to_render) == (12, 6, 6) and plan.seconds > 0

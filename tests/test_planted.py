@@ -297,6 +297,7 @@ def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
         assert not r["truth"] and not r["flag_margin"], r
 
 
+@pytest.mark.slow
 def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatch, tmp_path, capsys):
     """``rsi validate --json`` end to end on one small planted network, with claim functions that
     cannot be loaded: the table says so and the last line is JSON with precision and recall."""
@@ -310,6 +311,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     monkeypatch.setattr(V, "PLANTED_NETS", 1)
     monkeypatch.setattr(V, "PLANTED_STEPS", 8)
     monkeypatch.setattr(V, "FLOOR_SEEDS", 0)
+    monkeypatch.setattr(V, "FRESH_NETS", 1)   # the fresh draw's path once (the command scores 6)
     monkeypatch.setenv("RSI_VALIDATE_WORKERS", "1")
     assert V.main(argparse.Namespace(json=True, seeds=2, cache_dir=str(tmp_path), fz_target="as-written"),
                   unavailable) == 0
@@ -327,6 +329,7 @@ def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatc
     assert strict["precision"] is None or 0 <= strict["precision"] <= 1
     assert list(report["readings"]) == ["as-written"] and report["strict_floor"]["rate"] is None
     assert all(isinstance(r["strict"], bool) for r in report["planted"]["channels"])
+    assert strict["fresh_draw"]["nets"] == 1 and strict["fresh_draw"]["channels"] > 0
 
 
 def test_fresh_draw_is_new_and_holds_the_held_out_decoys():

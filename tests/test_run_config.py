@@ -87,6 +87,7 @@ def test_a_report_written_before_claim_entry_reads_and_rewrites_the_same(name, t
     old = json.loads((DATA / name).read_text())
     entries = [ClaimEntry.from_json(c) for c in old["claims"]]
     assert [e.to_json() for e in entries] == old["claims"]
+    assert [list(e.to_json()) for e in entries] == [list(c) for c in old["claims"]]  # the same file, key for key
     assert all(e.extra == {} for e in entries)  # every key of schema 1 is a field
     for e in entries:
         e.write(tmp_path / "run")

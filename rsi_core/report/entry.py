@@ -58,7 +58,9 @@ class ClaimEntry:
                    outcome="error", provenance=provenance, error=text)
 
     def to_json(self) -> dict:
+        """The entry's JSON, its keys in the order rsi has always written them."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {"id": self.id, "paper": self.paper, "claim_id": self.claim_id} | out
         return {**{k: v for k, v in out.items() if k not in SECTIONS or v is not None}, **self.extra}
 
     @classmethod

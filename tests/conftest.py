@@ -15,6 +15,17 @@ def model():
     return load_model("resnet18", "random:0")
 
 
+@pytest.fixture(scope="session")
+def few_images(tmp_path_factory) -> str:
+    """A folder of the first 12 bundled images: natural passes and BatchNorm re-estimation stay small."""
+    from rsi_core.model.images import ImageSet
+    bundled, folder = ImageSet.from_dir(None), tmp_path_factory.mktemp("few-images")
+    for f in bundled.files[:12]:
+        (folder / f).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f).write_bytes((bundled.root / f).read_bytes())
+    return str(folder)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread: on a 2-core machine shared with other processes, OpenMP's
@@ -42,3 +53,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if reason and item.get_closest_marker("reference"):
             item.add_marker(pytest.mark.skip(reason=reason))
+    # the ``slow`` tests first (stable otherwise): under ``-n 2`` a minutes-long test dealt last kept one
+    # worker busy while the other sat idle (test_units' two were among the last collected)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

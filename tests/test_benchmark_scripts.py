@@ -12,6 +12,7 @@ SECTIONS = ["environment", "smoke", "correctness", "speed", "host_overhead", "pr
             "processes"]
 
 
+@pytest.mark.slow
 @pytest.mark.reference  # its correctness section compares with lucent's render_vis
 def test_gpu_check_runs_every_section_tiny_on_cpu_from_a_plain_checkout(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

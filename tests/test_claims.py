@@ -460,6 +460,7 @@ def _pytest_claims(tmp_path, *extra, claims_py=FAKE_CLAIMS):
     return out.returncode, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_fixture_outcomes_error_entry_and_exit_status(tmp_path):
     """Through pytest: expected claim passes, expected failure xfails, inconclusive skips, an
     error fails the run and is in the report; a blessed file turns a changed verdict into a failure."""

@@ -222,13 +222,14 @@ def test_fig5_marks_the_controls_percentages(tmp_path, saved_axes):
 
 
 # ------------------------------------------------------------------ controls of a study and the report
-def test_control_study_keeps_everything_but_the_model(tmp_path):
+@pytest.mark.slow
+def test_control_study_keeps_everything_but_the_model(tmp_path, few_images):
     from rsi_core.cache import Cache
     from rsi_core.measure.profiles import Profile
     from rsi_core.measure.study import Study
     from rsi_core.model.images import ImageSet
     profile = Profile("tiny", steps=2, channels_per_block=1, paper_channels=False, natural_images=8)
-    study = Study(load_model("resnet18", "random:0"), profile, Cache(tmp_path), images=ImageSet.from_dir(None),
+    study = Study(load_model("resnet18", "random:0"), profile, Cache(tmp_path), images=ImageSet.from_dir(few_images),
                   blocks=("1.1",), progress=False)
     study.prepare()
     (w1, k1, random1), (w2, k2, shuffled) = controls.control_studies(study, 2)

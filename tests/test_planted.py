@@ -297,6 +297,7 @@ def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
         assert not r["truth"] and not r["flag_margin"], r
 
 
+@pytest.mark.slow
 def test_validate_prints_a_table_and_json_and_degrades_without_claims(monkeypatch, tmp_path, capsys):
     """``rsi validate --json`` end to end on one small planted network, with claim functions that
     cannot be loaded: the table says so and the last line is JSON with precision and recall."""

@@ -1,4 +1,5 @@
 """Planted ResNet18-shaped networks (rsi_core.planted.resnet) and ``rsi validate --claims``."""
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -79,6 +80,7 @@ def test_every_case_builds_and_claim_functions_are_found():
         PR.build(case)
 
 
+@pytest.mark.slow
 def test_final_block_fails_end_to_end_with_its_own_second_seed(tmp_path):
     """The real pipeline on the cheapest case (one block, 10 channels, 32 FZ steps): half of
     4.1's channels skip, so 'all channels in the lowest bin' fails; the census noise is the
@@ -100,6 +102,29 @@ def test_final_block_fails_end_to_end_with_its_own_second_seed(tmp_path):
     first, second = study._results["pairs:4.1"]
     study._results["pairs:4.1"] = (first, replace(second, b_xb=second.b_xb * (1 - SEED_SPREAD - 0.1)))
     assert not convergence(study)["4.1"]["converged"]   # a second seed far below the first: not converged
+
+
+#: claims whose holds and fails cases were run cold under the current rules (issue 29, 32 steps, one thread): CI
+#: runs these; the others run where RSI_PLANTED_COLD=1 (not yet run cold on the rules of issue 29: on the shared
+#: 2-core machine one case took 10-25 minutes)
+COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig3-weight-magnitude", "fig7-robust"}
+_COLD_CLAIMS = sorted({c.claim for c in PR.PAIRS})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim", _COLD_CLAIMS)
+def test_every_claims_holds_and_fails_case_cold(claim, tmp_path):
+    """``rsi validate --claims``'s proof on any CPU (issue 29: a cold run elsewhere once gave 0.70): the
+    claim's holds and fails planted cases, each rendered cold in a fresh cache at validate's steps,
+    give their expected verdicts with every FZ converged, and the claim's mutation flips one of them."""
+    if claim not in COLD_IN_CI and os.environ.get("RSI_PLANTED_COLD") != "1":
+        pytest.skip(f"{claim}: its planted pair not yet run cold on the current rules (RSI_PLANTED_COLD=1 runs it)")
+    fns = claim_functions()
+    rows = [run_case(c, Cache(tmp_path / c.name), fns) for c in PR.PAIRS if c.claim == claim]
+    assert sorted(r["expected"] for r in rows) == ["fails", "holds"]
+    for r in rows:
+        assert r["correct"] and r["converged"], {k: r[k] for k in ("case", "obtained", "reason", "convergence")}
+    assert mutation_check(rows, fns)[claim]["caught"]
 
 
 def test_every_claim_has_a_mutation_that_patches_and_restores():
@@ -149,15 +174,17 @@ def test_as_run_failed_fzs_are_rendered_again(tmp_path, monkeypatch):
     assert written.failed.all() and "failed_first" not in written.extra     # as written: dropped, not re-rendered
 
 
+@pytest.mark.slow
 def test_regression_pair_is_changed_where_planted_and_seed_copies_raise_no_alarm(tmp_path):
-    """``rsi validate --regression``'s planted pair on two claims (16 FZ steps, one seed copy), on
-    a narrower network than the command's: 12 of 4.1's 24 channels leave the lowest bin, so
-    fig2-final-block is changed and fig2-downsample-overwrite (2.0, 3.0, 4.0: untouched)
-    unchanged; the copy under FZ seed 1 changes neither."""
+    """``rsi validate --regression``'s planted pair on two claims (12 FZ steps, one seed copy), on
+    a narrower network than the command's: 8 of 4.1's 16 channels leave the lowest bin (McNemar
+    p 0.008; 6 discordant channels are the fewest that reach 0.05), so fig2-final-block is
+    changed and fig2-downsample-overwrite (2.0, 3.0, 4.0: untouched) unchanged; the copy under
+    FZ seed 1 changes neither. (8 steps are too few: one moved channel stays in the bin.)"""
     from rsi_core.planted import regression as PRg
     fns = {c: f for c, f in claim_functions().items() if c in ("fig2-final-block", "fig2-downsample-overwrite")}
-    moved, seed = PRg.planted_pairs(Cache(tmp_path), fns, steps=16, draws=1, cases={50: PRg.planted_case(12, 24)})
+    moved, seed = PRg.planted_pairs(Cache(tmp_path), fns, steps=12, draws=1, cases={50: PRg.planted_case(8, 16)})
     assert moved["claims"]["fig2-final-block"]["verdict"] == "changed", moved
-    assert moved["claims"]["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.5 (0 gained, 12 lost")
+    assert moved["claims"]["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.5 (0 gained, 8 lost")
     assert moved["claims"]["fig2-downsample-overwrite"]["verdict"] == "unchanged" and moved["as_expected"]
     assert seed["verdicts"]["changed"] == 0 and seed["compared"] == 2

@@ -45,6 +45,7 @@ def test_named_channels_come_in_addition_for_quick_only():
     assert named_channels(quick, "2.1", 128, lists=None) == []   # other models: no paper lists
 
 
+@pytest.mark.slow
 def test_ci_profile_is_what_the_power_analysis_asks():
     """benchmarks/power.py sizes ``ci``: per block the channels its servable claims need for 80% power."""
     import importlib.util

@@ -75,6 +75,7 @@ def _entries(cache: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_rsi_fz_stops_on_a_signal_in_one_line_and_resumes_bit_for_bit(tmp_path, signum):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RSI_CHECKPOINT_SECONDS": "0.3"}

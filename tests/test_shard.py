@@ -50,6 +50,7 @@ sys.exit(cli.main(argv))
 """
 
 
+@pytest.mark.slow
 def test_two_processes_fill_one_bank_without_overlap(tmp_path):
     cache = tmp_path / "cache"
     # 1.1.I is the same tensor as 1.0.O: one FZ, in one shard only

@@ -145,21 +145,12 @@ RUN = ["--weights", "random:0", "--profile", "smoke", "--controls", "1", "--devi
 BANK_CLAIMS = ["-k", "fig2 and not simple"]
 
 
-def _images(folder: Path, n: int = 12) -> str:
-    """The first ``n`` bundled images in their own folder: the natural passes stay small."""
-    from rsi_core.model.images import ImageSet
-    bundled = ImageSet.from_dir(None)
-    for f in bundled.files[:n]:
-        (folder / f).parent.mkdir(parents=True, exist_ok=True)
-        (folder / f).write_bytes((bundled.root / f).read_bytes())
-    return str(folder)
-
-
 def _rendered(log: Path) -> int:
     return sum(len(json.loads(line)[1]) for line in log.read_text().splitlines()) if log.exists() else 0
 
 
-def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(tmp_path):
+@pytest.mark.slow
+def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(tmp_path, few_images):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RSI_PROFILE_STEPS": "3", "RSI_CHECKPOINT_SECONDS": "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     env.pop("RSI_CACHE", None)
@@ -167,7 +158,7 @@ def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(t
     def worker(log, stall, *argv):
         return subprocess.Popen([sys.executable, "-c", WORKER, str(log), str(stall), *argv], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    units, images = tmp_path / "units", ["--images", _images(tmp_path / "images")]
+    units, images = tmp_path / "units", ["--images", few_images]
     fz = ["fz", *RUN, *images, "--cache-dir", str(units)]
     procs = [worker(tmp_path / f"log{k}", tmp_path / f"stall{k}" if k < 2 else "-", *fz, "--unit", f"{k}/3")
              for k in range(3)]
@@ -222,14 +213,15 @@ def test_fault_units_killed_and_stopped_then_a_claims_job_that_renders_nothing(t
     assert _rendered(tmp_path / "log-gone") == 0 and not (tmp_path / "art-gone" / "claims").exists()
 
 
-def test_rsi_submit_runs_a_smoke_plan_and_its_claims_job_on_the_local_executor(tmp_path):
+@pytest.mark.slow
+def test_rsi_submit_runs_a_smoke_plan_and_its_claims_job_on_the_local_executor(tmp_path, few_images):
     """The units as a job array and the claims job after it, through submitit's local executor
     (rsi submit waits for the array: no dependencies here); the claims job renders nothing."""
     pytest.importorskip("submitit")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RSI_PROFILE_STEPS": "2", "PYTHONPATH": str(ROOT)}
     env.pop("RSI_CACHE", None)
     run = ["--weights", "random:0", "--profile", "smoke", "--controls", "0", "--device", "cpu",
-           "--images", _images(tmp_path / "images"), "--cache-dir", str(tmp_path / "cache"),
+           "--images", few_images, "--cache-dir", str(tmp_path / "cache"),
            "--artifacts-dir", str(tmp_path / "art")]
     done = subprocess.run([sys.executable, "-m", "rsi_core.harness.cli", "submit", *run, "--executor", "local",
                            "--tasks", "2", "--folder", str(tmp_path / "jobs"), "--wait"], cwd=ROOT, env=env,

@@ -351,7 +351,7 @@ def _compute_reach(matrix: tuple, n: int, w: tuple) -> tuple[torch.Tensor, tuple
     return grid, (lo[1], hi[1], lo[0], hi[0])
 
 
-_rotation_reach = lru_cache(maxsize=128)(_compute_reach)  # 11 angles x 5 sides per window: at most ~50 MB
+_rotation_reach = lru_cache(maxsize=128)(_compute_reach)  # 11 angles x 5 sides per window: under 75 MB
 
 
 @lru_cache(maxsize=4096)

@@ -195,6 +195,22 @@ def test_stem_input_gradient_is_torchs_own_kernel_bit_for_bit(model):
         assert torch.equal(_stem_input_gradient(grad, conv, shape), expected), side
 
 
+# FZs rendered by the engine of commit 77c243a (before issue 28's overhead cut) on this project's CPU:
+# images and reached values, sha256 (first 16 hex digits); FZ bits are those of one torch build on one ISA
+PINNED_FZS = {"torch": "2.14.1+cu130", "isa": "AVX512",
+              "renders": {("1.1.B", (1, 7), 3): "80d950bbb8620f4c", ("2.1.B", (4,), 3): "f67b61fb477df2a3",
+                          ("3.0.I", (2, 9), 2): "2c06e8388a9a3950", ("4.1.B", (5, 6), 2): "49350c679d6d0f21"}}
+
+
+def test_cpu_fzs_are_bit_for_bit_those_of_before_the_overhead_cut(model):
+    import hashlib
+    if (torch.__version__, torch.backends.cpu.get_cpu_capability()) != (PINNED_FZS["torch"], PINNED_FZS["isa"]):
+        pytest.skip(f"FZ bits pinned for torch {PINNED_FZS['torch']} on {PINNED_FZS['isa']}")
+    for (tap, channels, steps), digest in PINNED_FZS["renders"].items():
+        r = render(model, tap, list(channels), FZSettings(steps=steps, seed=1), progress=False)
+        assert hashlib.sha256(r["images"].tobytes() + r["reached"].tobytes()).hexdigest()[:16] == digest, tap
+
+
 # ---------------------------------------------------------------- (b) determinism, crop in render
 
 def test_render_is_deterministic_and_leaves_global_rngs_alone(model):

@@ -31,7 +31,8 @@ def test_every_claim_function_is_its_records():
 def test_every_claim_has_a_scenario_a_mutation_and_planted_cases(cid):
     assert cid in calibration.SCENARIOS and cid in calibration.SIMULATORS
     assert mutation_for(cid).claim == cid
-    assert {c.expect for c in PR.CASES if c.claim == cid} == {"holds", "fails"}
+    # a holds and a fails case each; a harder case may expect inconclusive too (a near-threshold share)
+    assert {"holds", "fails"} <= {c.expect for c in PR.CASES if c.claim == cid}
 
 
 def test_a_claim_function_marked_with_another_id_is_refused(tmp_path):

@@ -169,6 +169,24 @@ class EntryLock:
         self.release()
 
 
+def atomic_write(path: Path, write: Callable) -> Path:
+    """``write(f)`` into a temporary file beside ``path`` (binary), synced and renamed into place:
+    a reader never sees half a file, and an interrupted write leaves no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def default_root() -> Path:
     return Path(os.environ.get("RSI_CACHE") or Path.home() / ".cache" / "rsi")
 
@@ -215,18 +233,7 @@ class Cache:
             return None
 
     def save(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, __key__=np.array(json.dumps(key)), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path(key), lambda f: np.savez(f, __key__=np.array(json.dumps(key)), **arrays))
 
     def get_or_compute(self, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Load ``key``, or compute and store it; concurrent callers compute it once."""

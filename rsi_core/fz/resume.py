@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from rsi_core.cache import atomic_write
 
 #: seconds of rendering between two periodic checkpoints of a batch (what a SIGKILL can lose)
 CHECKPOINT_SECONDS = 300.0
@@ -103,17 +104,7 @@ class Checkpoint:
         state = {"identity": self.identity, "step": step, "params": [p.detach().cpu() for p in params],
                  "optimizer": optimizer.state_dict(), "reached": reached.detach().cpu(),
                  "draws": {k: torch.from_numpy(np.asarray(v)) for k, v in vars(draws).items() if isinstance(v, np.ndarray)}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, lambda f: torch.save(state, f))
         self.saved_at = time.monotonic()
 
     def restore(self, state: dict, params, optimizer, reached: torch.Tensor, draws) -> int:

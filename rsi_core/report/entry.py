@@ -14,6 +14,8 @@ import traceback
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from rsi_core.cache import atomic_write
+
 #: the fields written only when set (a run adds them when asked)
 SECTIONS = ("decisive_reading", "paired", "regression", "seeds", "seed_range", "readings", "reading_dependent",
             "controls", "beyond_controls", "label", "error")
@@ -76,12 +78,7 @@ class ClaimEntry:
 
     def write(self, folder) -> Path:
         """Atomically: a reader never sees half an entry."""
-        path = self.path(folder, self.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
-        return path
+        return atomic_write(self.path(folder, self.id), lambda f: f.write(json.dumps(self.to_json(), indent=1).encode()))
 
     @classmethod
     def read(cls, path) -> ClaimEntry:

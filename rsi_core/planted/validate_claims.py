@@ -180,10 +180,11 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
         del r["study"]
     claimed = sorted({c.claim for c in PR.CASES})
     every = rows + others
+    per_case = stability(every)
     return {"cases": rows, "verdict_accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
-            "seeds": seeds, "stability": stability(every),
+            "seeds": seeds, "stability": per_case,
             "accuracy_over_seeds": sum(r["correct"] for r in every) / len(every) if every else None,
-            "unstable": [c for c, x in stability(every).items() if not x["stable"]],
+            "unstable": [c for c, x in per_case.items() if not x["stable"]],
             "inconclusive": sum(r["obtained"] == "inconclusive" for r in rows),
             "not_converged": sorted({r["case"] for r in every if not r["converged"]}),
             "noise_sources": sorted({s for r in rows for s in r["noise_sources"]}),

@@ -184,7 +184,7 @@ def regression_check(floor: int, need: dict, measured: dict) -> dict:
     n = _at(floor, need)
     sizes = {c: [n[b] for b, _ in p["class"]] for c, p in sim["claim_parts"].items()}
     fixed, rates = sim["continuous_parts"][CONTINUED], sim["part_rates"][CONTINUED]
-    null, moved = oc(sizes, fixed, rates), oc(sizes, fixed, rates, SHIFT / 100)
+    null, moved = oc(sizes, fixed, rates), oc(sizes, None, rates, SHIFT / 100)
     return {"decided": null["changed"] + null["unchanged"], "false_alarms": null["changed"], "power": moved["changed"]}
 
 

@@ -207,6 +207,7 @@ def test_validate_report_carries_measured_f_pair_to_ci_sizes():
     need = {k: v for name in (PRg.CONTINUED, PRg.NOISE) for k, v in out["channels_needed"][name].items()}
     low, high = (out["channels_needed"][name]["power 0.8 at 15 points"]["channels_per_part"] for name in (PRg.CONTINUED, PRg.NOISE))
     assert low < high and len(need) == 2     # F 0.02 needs fewer channels than F 0.2
+    assert out["power_on_census"][PRg.CONTINUED] == out["power"]["15"]   # no model: the census is the sample
     assert PRg.check_cost(100, {"1.1": 64, "2.0": 128}) == {"channels": 164, "fzs": 328, "fz_core_minutes": 13.7,
                                                            "census_blocks": ["1.1"]}
 

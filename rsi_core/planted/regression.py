@@ -20,7 +20,10 @@ reach p < 0.05 at all: a 15-point move is invisible in a block of fewer than 40 
 
 The measurement is reduced (``MEASURE``: few channels per block; the cores are shared); the
 per-channel rate F_pair does not depend on the sample's size, so ``simulate`` carries it to the
-``ci`` sizes: per claim its deciding class parts at ci's channels per block.
+``ci`` sizes: per claim its deciding class parts at ci's channels per block; the continuous parts
+(no FZ) are read on each block's census and sampled at ci's sizes (``continuous_at``). Power (a
+class part moved) is given at continued training's and at another FZ seed's rates, with the
+channels per part it would take (``channels_needed``) and what a ci check of that size costs.
 """
 from __future__ import annotations
 
@@ -197,8 +200,8 @@ def oc(sizes: dict, fixed: dict | None, f, shift: float = 0.0, draws: int = 2000
 #: core-seconds of one FZ at ci's 64 steps: ci's cold run rendered 598 FZs in 12 min 30 s on an idle
 #: 2-core machine (docs/ci.md); a studied channel costs 2 FZs (taps I and B)
 FZ_CORE_SECONDS = 2.5
-POWER, DECIDED = 0.8, 0.9   # the issue's targets: power at SHIFT_TARGET points, null comparisons decided unchanged
-SHIFT_TARGET = 15
+#: the issue's targets (also benchmarks/power.py's): power at SHIFT_TARGET points, claim comparisons decided
+POWER, DECIDED, SHIFT_TARGET = 0.8, 0.9, 15
 
 
 def channels_needed(rates: dict, shift: float, target: float, key: str, draws: int = 1000,

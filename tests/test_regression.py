@@ -200,6 +200,8 @@ def test_validate_report_carries_measured_f_pair_to_ci_sizes():
     assert out["f_pair"][PRg.NULL[0]] == 0 and out["unchanged_decided"][PRg.NULL[0]] == 1.0
     assert 0 < out["f_pair"][PRg.CONTINUED] < 0.06 and out["f_pair"][PRg.NULL[3]] > 0.1
     assert out["simulated_at"]["claim_part_sizes"] == {"fig2-downsample-overwrite": [37, 37, 37]}
+    noise = out["updates"][3]
+    assert 0 < noise["f_pair_by_class"]["overwrite"] and abs(noise["shift_by_class"]["overwrite"]) <= noise["f_pair_by_class"]["overwrite"]
     assert out["false_alarm_rate"] <= 0.05 and out["unchanged_decided"][PRg.NULL[3]] < out["unchanged_decided"][PRg.CONTINUED]
     power = [out["power"][str(p)] for p in PRg.SHIFTS]
     assert power == sorted(power) and power[-1] > 0.5 and out["power"] == out["power_by_update"][PRg.CONTINUED]

@@ -48,7 +48,7 @@ from rsi_core.verdicts import regression
 from rsi_core.verdicts.verdict import ALPHA
 
 #: the reduced measurement of the resnet18 updates (2 CPU cores shared by six sessions): 8 evenly spaced
-#: channels per block at 32 FZ steps (ci renders 64: a longer FZ converges further, so if anything its F_pair is lower)
+#: channels per block at 32 FZ steps (ci renders 64: benchmarks/f_pair_ci.py measured the rates there, about the same)
 MEASURE = Profile("regression-measure", 32, 8, False, 250, strict_section=False)
 PLANTED_STEPS = 16
 CONTINUED, NOISE = "continued training", "other FZ seed"
@@ -89,24 +89,27 @@ def evaluate(study, fns: dict) -> dict:
 
 
 def summary(name: str, base: dict, entries: dict, expect_changed: tuple = ()) -> dict:
-    """One update against the blessed run: per claim the paired verdict, F_pair (pooled over the
-    class parts, each block and class once), the shares decided, and whether it is as expected."""
+    """One update against the blessed run: per claim the paired verdict, F_pair and the net share
+    move (pooled over the class parts, each block and class once), the shares decided, and whether
+    it is as expected."""
     got = {cid: regression.compare(base[cid], entries[cid]) for cid in base}
     pairs = {}
     for g in got.values():
         for part, p in g["parts"].items():
             if p["kind"] == "class":
-                pairs[part] = (p["discordant"], p["n"])
+                pairs[part] = (p["discordant"], p["n"], p["gained"], p["lost"])
     by_class = {}
-    for part, (d, n) in pairs.items():
+    for part, counts in pairs.items():
         q = part.split(" ", 1)[1]
-        by_class[q] = [a + b for a, b in zip(by_class.get(q, (0, 0)), (d, n))]
-    d, n = (sum(x) for x in zip(*pairs.values())) if pairs else (0, 0)
+        by_class[q] = [a + b for a, b in zip(by_class.get(q, (0, 0, 0, 0)), counts)]
+    d, n = (sum(x) for x in list(zip(*pairs.values()))[:2]) if pairs else (0, 0)
     compared = {c: g["verdict"] for c, g in got.items() if g["verdict"] != "n/a"}
     count = {v: sum(x == v for x in compared.values()) for v in ("changed", "unchanged", "inconclusive")}
     want = {c: "changed" if c in expect_changed else "unchanged" for c in compared}
     return {"name": name, "f_pair": d / n if n else None, "pairs": n, "discordant": d,
-            "f_pair_by_class": {q: round(a / b, 4) for q, (a, b) in sorted(by_class.items()) if b},
+            "f_pair_by_class": {q: round(a / b, 4) for q, (a, b, _, _) in sorted(by_class.items()) if b},
+            # the net move of each class's share (gained - lost) / n: symmetric churn leaves it near 0
+            "shift_by_class": {q: round((g - lo) / b, 4) for q, (_, b, g, lo) in sorted(by_class.items()) if b},
             "verdicts": count, "compared": len(compared),
             "decided": (count["changed"] + count["unchanged"]) / len(compared) if compared else None,
             "unchanged": count["unchanged"] / len(compared) if compared else None,

@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from rsi_core.planted.regression import CONTINUED, DECIDED, oc
+from rsi_core.planted.regression import SHIFT_TARGET as SHIFT
+
 POWER = 0.80
 ALPHA = 0.05
 Z = stats.norm.ppf
@@ -169,7 +172,6 @@ def verdict_needs(table: list[dict]) -> dict:
 
 #: what ``rsi validate --regression --json`` measured (docs/ci.md says how)
 MEASURED = Path(__file__).with_name("regression_oc.json")
-DECIDED, SHIFT = 0.90, 15   # claim comparisons decided on continued training; the move power is asked at (points)
 
 
 def _at(floor: int, need: dict) -> dict:
@@ -179,12 +181,11 @@ def _at(floor: int, need: dict) -> dict:
 def regression_check(floor: int, need: dict, measured: dict) -> dict:
     """The paired check on continued training at channels ``_at(floor, need)``: decided share,
     false alarms, power at ``SHIFT`` points (mean over claims; ``rsi_core.planted.regression.oc``)."""
-    from rsi_core.planted.regression import CONTINUED, oc
     sim = measured["simulated_at"]
     n = _at(floor, need)
     sizes = {c: [n[b] for b, _ in p["class"]] for c, p in sim["claim_parts"].items()}
     fixed, rates = sim["continuous_parts"][CONTINUED], sim["part_rates"][CONTINUED]
-    null, moved = oc(sizes, fixed, rates), oc(sizes, fixed, rates, SHIFT / 100)
+    null, moved = oc(sizes, fixed, rates), oc(sizes, None, rates, SHIFT / 100)
     return {"decided": null["changed"] + null["unchanged"], "false_alarms": null["changed"], "power": moved["changed"]}
 
 

@@ -1,6 +1,7 @@
 """Fixtures shared by the unit tests, and the ``reference`` marker: a test against the paper's own
 tool (torch-lucent 0.1.8 + kornia 0.4.1, the ``[reference]`` extra) is skipped, with the reason,
 only where those exact versions are not installed (CI installs them)."""
+import os
 from importlib import metadata
 
 import pytest
@@ -34,6 +35,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_configure(config):
+    """Under ``-n N`` each worker gets its share of the cores, for torch here and for the processes
+    its tests start: N workers of torch's default (every core) oversubscribe the CPU, and OpenMP's
+    spinning threads made the suite about 2x slower on 2 cores (tests/test_batched.py and
+    tests/test_robust.py with ``-n 2``: 225 s against 109 s). And workers steal each other's queued
+    tests: xdist's ``load`` deals the first quarter of the suite in two blocks, so every ``slow`` test
+    (sorted first, below) went to one worker, which ran them for 6 minutes after the other had
+    nothing left (``--durations``: 2,649 worker-seconds in 1,709 s wall, 380 s of it one worker alone)."""
+    if getattr(config.option, "dist", "no") == "load":  # the controller, under -n
+        config.option.dist = "worksteal"
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = str(share)
 
 
 def _reference_missing() -> str | None:

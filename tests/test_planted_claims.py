@@ -80,28 +80,20 @@ def test_every_case_builds_and_claim_functions_are_found():
         PR.build(case)
 
 
-@pytest.mark.slow
-def test_final_block_fails_end_to_end_with_its_own_second_seed(tmp_path):
-    """The real pipeline on the cheapest case (one block, 10 channels, 32 FZ steps): half of
-    4.1's channels skip, so 'all channels in the lowest bin' fails; the census noise is the
-    network's own second FZ seed (every channel of 4.1 paired), as on resnet18; the mutation
-    (the lowest bin moved) is applied to the same study."""
-    fns = claim_functions()
-    row = run_case(PR.get_case("final-block-fails"), Cache(tmp_path), fns)   # validate's steps (16: not converged)
-    assert row["obtained"] == "fails", row
-    assert row["correct"] and row["noise_sources"] == ["in-run second seed"]
-    check = mutation_check([row], fns)["fig2-final-block"]
-    assert check["mutation"] == "the lowest bin moved to [0.25, 0.5)" and len(check["cases"]) == 1
-    # its FZs converged: every moved FZ's objective positive, the second seed within SEED_SPREAD
-    assert row["converged"] and row["convergence"]["4.1"]["wrong_sign"] == 0, row["convergence"]
+def _convergence_flags_wrong_signs_and_seed_spread(row):
+    """The convergence test can fail (the 0.70 cold run's 2.0.B: FZs that went the wrong way, a
+    second seed far below the first), on final-block-fails' real study: 4.1's 10 channels, half skip,
+    the census noise its own second FZ seed (every channel paired)."""
+    assert row["noise_sources"] == ["in-run second seed"] and row["convergence"]["4.1"]["wrong_sign"] == 0, row
     study = row["study"]
     r = study._results["4.1"]
-    study._results["4.1"] = replace(r, b_xb=-r.b_xb)   # FZs that went the wrong way (the 0.70 cold run's 2.0.B)
+    study._results["4.1"] = replace(r, b_xb=-r.b_xb)
     assert convergence(study)["4.1"]["wrong_sign"] == int((r.b_xb > 0).sum()) > 0
     study._results["4.1"] = r
     first, second = study._results["pairs:4.1"]
     study._results["pairs:4.1"] = (first, replace(second, b_xb=second.b_xb * (1 - SEED_SPREAD - 0.1)))
-    assert not convergence(study)["4.1"]["converged"]   # a second seed far below the first: not converged
+    assert not convergence(study)["4.1"]["converged"]
+    study._results["pairs:4.1"] = (first, second)
 
 
 #: claims whose holds and fails cases were run cold under the current rules (issue 29, 32 steps, one thread): CI
@@ -124,7 +116,11 @@ def test_every_claims_holds_and_fails_case_cold(claim, tmp_path):
     assert sorted(r["expected"] for r in rows) == ["fails", "holds"]
     for r in rows:
         assert r["correct"] and r["converged"], {k: r[k] for k in ("case", "obtained", "reason", "convergence")}
-    assert mutation_check(rows, fns)[claim]["caught"]
+    check = mutation_check(rows, fns)[claim]
+    assert check["caught"], check
+    if claim == "fig2-final-block":
+        assert check["mutation"] == "the lowest bin moved to [0.25, 0.5)"
+        _convergence_flags_wrong_signs_and_seed_spread(next(r for r in rows if r["expected"] == "fails"))
 
 
 def test_every_claim_has_a_mutation_that_patches_and_restores():

@@ -64,6 +64,38 @@ def test_continuous_values_shift_beyond_and_within_the_tolerance():
     assert R.continuous_change(old, old + rng.normal(0, 1.5, 60))["verdict"] == "inconclusive"
 
 
+def test_a_baseline_of_equal_values_keeps_a_material_tolerance():
+    """BatchNorm's weights at init are all 1 (sd 0): a 3% move is within 5% of their scale, so
+    unchanged, not changed for want of spread; a 20% move is changed; a correlation's scale is 1."""
+    rng = np.random.default_rng(0)
+    ones = np.ones(43)
+    moved = R.continuous_change(ones, ones * 1.03 + rng.normal(0, 0.005, 43))
+    assert moved["tolerance"] == pytest.approx(R.TOL_REL) and moved["verdict"] == "unchanged"
+    assert R.continuous_change(ones, ones * 0.97)["verdict"] == "unchanged"
+    assert R.continuous_change(ones, ones * 1.2 + rng.normal(0, 0.005, 43))["verdict"] == "changed"
+    corr = rng.uniform(-0.02, 0.02, 43)             # correlations near 0: their mean magnitude is no scale
+    assert R.continuous_change(corr, corr + 0.03, scale=R.SCALE["input_corr"])["verdict"] == "unchanged"
+    assert R.continuous_change(corr, corr + 0.3, scale=R.SCALE["input_corr"])["verdict"] == "changed"
+
+
+def test_continuous_rule_operating_characteristic_at_ci_sizes():
+    """``simulate_continuous`` on a census of 256 equal baseline values sampled 43 at a time (ci's
+    simple blocks): a move of at most 3% of the scale is never changed and, as per-channel noise
+    grows, "unchanged" gets no more likely; a 20% move is changed."""
+    rng = np.random.default_rng(1)
+    ones = np.ones(256)
+    unchanged = []
+    for noise in (0.0, 0.01, 0.03, 0.06, 0.1):
+        for shift in (0.0, 0.03):
+            got = R.simulate_continuous({"1.1": (43, [(ones, ones + shift + rng.normal(0, noise, 256), None)])}, 100)
+            assert got["changed"] <= 0.05, (noise, shift, got)
+            if shift:
+                unchanged.append(got["unchanged"])
+    assert unchanged == sorted(unchanged, reverse=True) and unchanged[0] == 1.0 and unchanged[-1] < 0.5
+    big = R.simulate_continuous({"1.1": (43, [(ones, ones * 1.2 + rng.normal(0, 0.03, 256), None)])}, 100)
+    assert big["changed"] >= 0.95
+
+
 def test_false_alarm_rate_under_pure_seed_noise_is_at_most_alpha():
     """Baseline and run differ only by FZ seed: per channel the class flips with 2 q (1 - q), M by
     seed noise; a claim of 3 blocks reading the overwrite class and M (reported only), 100 draws."""
@@ -168,9 +200,18 @@ def test_validate_report_carries_measured_f_pair_to_ci_sizes():
     assert out["f_pair"][PRg.NULL[0]] == 0 and out["unchanged_decided"][PRg.NULL[0]] == 1.0
     assert 0 < out["f_pair"][PRg.CONTINUED] < 0.06 and out["f_pair"][PRg.NULL[3]] > 0.1
     assert out["simulated_at"]["claim_part_sizes"] == {"fig2-downsample-overwrite": [37, 37, 37]}
+    noise = out["updates"][3]
+    assert 0 < noise["f_pair_by_class"]["overwrite"] and abs(noise["shift_by_class"]["overwrite"]) <= noise["f_pair_by_class"]["overwrite"]
     assert out["false_alarm_rate"] <= 0.05 and out["unchanged_decided"][PRg.NULL[3]] < out["unchanged_decided"][PRg.CONTINUED]
     power = [out["power"][str(p)] for p in PRg.SHIFTS]
-    assert power == sorted(power) and power[-1] > 0.5
+    assert power == sorted(power) and power[-1] > 0.5 and out["power"] == out["power_by_update"][PRg.CONTINUED]
+    assert out["power_by_update"][PRg.NOISE]["15"] < out["power"]["15"]          # more churn, less power
+    need = {k: v for name in (PRg.CONTINUED, PRg.NOISE) for k, v in out["channels_needed"][name].items()}
+    low, high = (out["channels_needed"][name]["power 0.8 at 15 points"]["channels_per_part"] for name in (PRg.CONTINUED, PRg.NOISE))
+    assert low < high and len(need) == 2     # F 0.02 needs fewer channels than F 0.2
+    assert out["power_on_census"][PRg.CONTINUED] == out["power"]["15"]   # no model: the census is the sample
+    assert PRg.check_cost(100, {"1.1": 64, "2.0": 128}) == {"channels": 164, "fzs": 328, "fz_core_minutes": 13.7,
+                                                           "census_blocks": ["1.1"]}
 
 
 def test_continuous_parts_are_measured_at_ci_channels(tmp_path):
@@ -195,8 +236,13 @@ def test_continuous_parts_are_measured_at_ci_channels(tmp_path):
             find_block(model, "1.1").module.conv2.weight.mul_(factor)
         register(model, replace(provenance_of(base), weights=f"x{factor}", weights_id=weights_identity(model)))
         return model
-    parts = {"fig3-weight-magnitude": {"class": [], "continuous": [("1.1", "conv_weight")]}}
-    got = PRg.continuous_at(parts, base, {"same": base, "tiny": scaled(1 + 1e-4), "moved": scaled(1.5)},
-                            Cache(tmp_path), get_profile("ci"))
-    assert {k: v["fig3-weight-magnitude"] for k, v in got.items()} == {"same": "unchanged", "tiny": "unchanged",
-                                                                      "moved": "changed"}
+    parts = {"fig3-weight-magnitude": {"class": [], "continuous": [("1.1", "conv_weight"), ("1.1", "bn_weight")]}}
+    bn = copy.deepcopy(base)
+    with torch.no_grad():
+        find_block(bn, "1.1").module.bn2.weight.mul_(1.03)   # every weight 1 at init (sd 0): 3% is immaterial
+    register(bn, replace(provenance_of(base), weights="bn", weights_id=weights_identity(bn)))
+    got = PRg.continuous_at(parts, base, {"same": base, "tiny": scaled(1 + 1e-4), "bn 3%": bn, "moved": scaled(1.5)},
+                            Cache(tmp_path), get_profile("ci"), draws=20)
+    share = {k: max(v["fig3-weight-magnitude"], key=v["fig3-weight-magnitude"].get) for k, v in got.items()}
+    assert share == {"same": "unchanged", "tiny": "unchanged", "bn 3%": "unchanged", "moved": "changed"}
+    assert got["moved"]["fig3-weight-magnitude"]["changed"] == 1.0 and got["bn 3%"]["fig3-weight-magnitude"]["unchanged"] == 1.0

@@ -20,7 +20,10 @@ reach p < 0.05 at all: a 15-point move is invisible in a block of fewer than 40 
 
 The measurement is reduced (``MEASURE``: few channels per block; the cores are shared); the
 per-channel rate F_pair does not depend on the sample's size, so ``simulate`` carries it to the
-``ci`` sizes: per claim its deciding class parts at ci's channels per block.
+``ci`` sizes: per claim its deciding class parts at ci's channels per block; the continuous parts
+(no FZ) are read on each block's census and sampled at ci's sizes (``continuous_at``). Power (a
+class part moved) is given at continued training's and at another FZ seed's rates, with the
+channels per part it would take (``channels_needed``) and what a ci check of that size costs.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import numpy as np
 
 from rsi_core.measure.profiles import Profile, get_profile
 from rsi_core.measure.study import Study
-from rsi_core.model.anatomy import find_block, provenance_of
+from rsi_core.model.anatomy import block_roles, find_block, provenance_of
 from rsi_core.model.load import load_model
 from rsi_core.planted import resnet as PR
 from rsi_core.planted import updates as U
@@ -45,11 +48,11 @@ from rsi_core.verdicts import regression
 from rsi_core.verdicts.verdict import ALPHA
 
 #: the reduced measurement of the resnet18 updates (2 CPU cores shared by six sessions): 8 evenly spaced
-#: channels per block at 32 FZ steps (ci renders 64: a longer FZ converges further, so if anything its F_pair is lower)
+#: channels per block at 32 FZ steps (ci renders 64: benchmarks/f_pair_ci.py measured the rates there, about the same)
 MEASURE = Profile("regression-measure", 32, 8, False, 250, strict_section=False)
 PLANTED_STEPS = 16
-NULL = ("same weights, same seed", "new classifier head", "continued training", "other FZ seed")
-CONTINUED = "continued training"
+CONTINUED, NOISE = "continued training", "other FZ seed"
+NULL = ("same weights, same seed", "new classifier head", CONTINUED, NOISE)
 SHIFTS = (5, 10, 15, 20, 25, 30)   # points, for the power curve
 
 FINAL = PR.Chan(1, 0, 16, -0.5)     # 4.1: M about 0.03 (lowest bin), 4.0: skip
@@ -86,24 +89,27 @@ def evaluate(study, fns: dict) -> dict:
 
 
 def summary(name: str, base: dict, entries: dict, expect_changed: tuple = ()) -> dict:
-    """One update against the blessed run: per claim the paired verdict, F_pair (pooled over the
-    class parts, each block and class once), the shares decided, and whether it is as expected."""
+    """One update against the blessed run: per claim the paired verdict, F_pair and the net share
+    move (pooled over the class parts, each block and class once), the shares decided, and whether
+    it is as expected."""
     got = {cid: regression.compare(base[cid], entries[cid]) for cid in base}
     pairs = {}
     for g in got.values():
         for part, p in g["parts"].items():
             if p["kind"] == "class":
-                pairs[part] = (p["discordant"], p["n"])
+                pairs[part] = (p["discordant"], p["n"], p["gained"], p["lost"])
     by_class = {}
-    for part, (d, n) in pairs.items():
+    for part, counts in pairs.items():
         q = part.split(" ", 1)[1]
-        by_class[q] = [a + b for a, b in zip(by_class.get(q, (0, 0)), (d, n))]
-    d, n = (sum(x) for x in zip(*pairs.values())) if pairs else (0, 0)
+        by_class[q] = [a + b for a, b in zip(by_class.get(q, (0, 0, 0, 0)), counts)]
+    d, n = (sum(x) for x in list(zip(*pairs.values()))[:2]) if pairs else (0, 0)
     compared = {c: g["verdict"] for c, g in got.items() if g["verdict"] != "n/a"}
     count = {v: sum(x == v for x in compared.values()) for v in ("changed", "unchanged", "inconclusive")}
     want = {c: "changed" if c in expect_changed else "unchanged" for c in compared}
     return {"name": name, "f_pair": d / n if n else None, "pairs": n, "discordant": d,
-            "f_pair_by_class": {q: round(a / b, 4) for q, (a, b) in sorted(by_class.items()) if b},
+            "f_pair_by_class": {q: round(a / b, 4) for q, (a, b, _, _) in sorted(by_class.items()) if b},
+            # the net move of each class's share (gained - lost) / n: symmetric churn leaves it near 0
+            "shift_by_class": {q: round((g - lo) / b, 4) for q, (_, b, g, lo) in sorted(by_class.items()) if b},
             "verdicts": count, "compared": len(compared),
             "decided": (count["changed"] + count["unchanged"]) / len(compared) if compared else None,
             "unchanged": count["unchanged"] / len(compared) if compared else None,
@@ -141,13 +147,15 @@ def continuous_verdicts(parts: dict) -> dict:
     return out
 
 
-def continuous_at(parts: dict, blessed, models: dict, cache, profile: Profile) -> dict:
-    """{update: {claim: verdict of its deciding continuous parts}} computed at ``profile``'s channels
-    (``models``: {update: model}): the weights and natural images need no FZ, so these parts are
-    measured at ci's sample itself, not carried from the measurement's few channels (where
-    Wilcoxon cannot decide at all)."""
+def continuous_at(parts: dict, blessed, models: dict, cache, profile: Profile, draws: int = 200) -> dict:
+    """{update: {claim: shares of its deciding continuous parts' verdict}} at ``profile``'s channels
+    per block (``models``: {update: model}): the weights and natural images need no FZ, so each
+    block's census is read (cheap) and ``regression.simulate_continuous`` samples ``profile``'s
+    number of its channels ``draws`` times: the OC at ci's sizes on the update's own values."""
+    census = replace(profile, channels_per_block=None, per_block=())
+
     def reader(model):
-        s = Study(model, profile, cache, progress=False)
+        s = Study(model, census, cache, progress=False)
         return lambda b, q: np.asarray(regression.QUANTITIES[q][1](s, b, SimpleNamespace(channels=np.asarray(s.channels(b)))),
                                        float)
     old = reader(blessed)
@@ -156,10 +164,13 @@ def continuous_at(parts: dict, blessed, models: dict, cache, profile: Profile) -
         new = reader(model)
         out[name] = {}
         for cid, p in parts.items():
+            blocks = {}
+            for b, q in p["continuous"]:
+                blocks.setdefault(b, (profile.sample_size(b) or find_block(blessed, b).channels, []))[1].append(
+                    (old(b, q), new(b, q), regression.SCALE.get(q)))
             each = ALPHA / (len(p["class"]) + len(p["continuous"]))
-            vs = [regression.continuous_change(old(b, q), new(b, q), each)["verdict"] for b, q in p["continuous"]]
-            out[name][cid] = "changed" if "changed" in vs else "unchanged" if all(v == "unchanged" for v in vs) \
-                else "inconclusive"
+            out[name][cid] = regression.simulate_continuous(blocks, draws, alpha=each) if blocks \
+                else {"changed": 0.0, "unchanged": 1.0, "inconclusive": 0.0}
     return out
 
 
@@ -170,17 +181,56 @@ def part_rates(parts: dict, update: dict) -> dict:
     return {cid: [by.get(q, update["f_pair"]) for _, q in p["class"]] for cid, p in parts.items()}
 
 
-def oc(sizes: dict, fixed: dict, f, shift: float = 0.0, draws: int = 2000) -> dict:
+def oc(sizes: dict, fixed: dict | None, f, shift: float = 0.0, draws: int = 2000) -> dict:
     """The claims' simulated verdict shares (mean over claims) at pair discordance ``f`` (a number,
-    or {claim: one per part}) and ``shift`` (of the first part); ``fixed``: each claim's
-    continuous parts' verdict."""
+    or {claim: one per part}) and ``shift`` (of the first part); ``fixed``: each claim's continuous
+    parts' verdict, or its shares ({"changed", "unchanged"}: ``continuous_at``), taken as independent
+    of the class parts; None: the class parts alone, over the claims that have one (power: what a
+    move of a class part is caught by, not what else the update changed)."""
     out = {"changed": [], "unchanged": []}
     for cid, s in sizes.items():
+        if fixed is None and not s:
+            continue
         rate = f[cid] if isinstance(f, dict) else f
         sim = regression.simulate(s, rate, shift, draws) if s else {"changed": 0.0, "unchanged": 1.0}
-        out["changed"].append(1.0 if fixed[cid] == "changed" else sim["changed"])
-        out["unchanged"].append(sim["unchanged"] if fixed[cid] == "unchanged" else 0.0)
+        c = fixed[cid] if fixed is not None else "unchanged"
+        c = {"changed": float(c == "changed"), "unchanged": float(c == "unchanged")} if isinstance(c, str) else c
+        out["changed"].append(1 - (1 - c["changed"]) * (1 - sim["changed"]))
+        out["unchanged"].append(c["unchanged"] * sim["unchanged"])
     return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+#: core-seconds of one FZ at ci's 64 steps: ci's cold run rendered 598 FZs in 12 min 30 s on an idle
+#: 2-core machine (docs/ci.md); a studied channel costs 2 FZs (taps I and B)
+FZ_CORE_SECONDS = 2.5
+#: the issue's targets (also benchmarks/power.py's): power at SHIFT_TARGET points, claim comparisons decided
+POWER, DECIDED, SHIFT_TARGET = 0.8, 0.9, 15
+
+
+def channels_needed(rates: dict, shift: float, target: float, key: str, draws: int = 1000,
+                    n_max: int = 4096) -> int | None:
+    """Fewest channels n, the same in every class part (``rates``: {claim: F of each}), at which
+    the parts' mean ``key`` share (``oc`` with ``fixed`` None) at ``shift`` reaches ``target``;
+    None beyond ``n_max``. Doubling, then bisection (the share grows with n)."""
+    def ok(n):
+        return oc({c: [n] * len(r) for c, r in rates.items()}, None, rates, shift, draws)[key] >= target
+    lo, hi = 4, 8
+    while not ok(hi):
+        if hi >= n_max:
+            return None
+        lo, hi = hi, min(2 * hi, n_max)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def check_cost(n: int, block_channels: dict) -> dict:
+    """A ci check studying ``n`` channels of every block (a block's census where it has fewer):
+    its channels, FZs and their CPU time (``FZ_CORE_SECONDS``)."""
+    channels = sum(min(n, c) for c in block_channels.values())
+    return {"channels": channels, "fzs": 2 * channels, "fz_core_minutes": round(2 * channels * FZ_CORE_SECONDS / 60, 1),
+            "census_blocks": [b for b, c in block_channels.items() if c <= n]}
 
 
 def _study(model, cache, profile, seed=0, device="cpu"):
@@ -246,11 +296,25 @@ def assemble(blessed: dict, entries: dict, planted: list[dict], r18, weight_chan
     null_updates = [u for u in updates if u["name"] in NULL or "FZ seed" in u["name"]]
     alarms = sum(u["verdicts"]["changed"] for u in null_updates)
     compared = sum(u["compared"] for u in null_updates)
+    noisy = [name for name in (CONTINUED, NOISE) if name in rates]
+    power = {name: {str(p): oc(sizes, None, rates[name], p / 100)["changed"] for p in SHIFTS} for name in noisy}
+    block_channels = {b: find_block(r18, b).channels for b in block_roles(r18)["studied"]} if r18 is not None else {}
+    classes = {name: {c: r for c, r in rates[name].items() if r} for name in noisy}
+    census = {c: [block_channels.get(b, n) for (b, _), n in zip(parts[c]["class"], s)] for c, s in sizes.items() if s}
+
+    def needed(name, shift, target, key):
+        n = channels_needed(classes[name], shift, target, key)
+        return {"channels_per_part": n, **(check_cost(n, block_channels) if n and block_channels else {})}
+    need = {name: {f"power {POWER:g} at {SHIFT_TARGET} points": needed(name, SHIFT_TARGET / 100, POWER, "changed"),
+                   f"unchanged {DECIDED:g} (class parts)": needed(name, 0.0, DECIDED, "unchanged")} for name in noisy}
     return {"f_pair": {u["name"]: u["f_pair"] for u in updates},
             "false_alarm_rate": max(s["changed"] for s in sim.values()),
             "false_alarms_by_update": {name: s["changed"] for name, s in sim.items()},
             "unchanged_decided": {name: s["unchanged"] for name, s in sim.items()},
-            "power": {str(p): oc(sizes, fixed[CONTINUED], rates[CONTINUED], p / 100)["changed"] for p in SHIFTS},
+            "power": power.get(CONTINUED, {}),
+            "power_by_update": power,
+            "channels_needed": need,
+            "power_on_census": {name: oc(census, None, rates[name], SHIFT_TARGET / 100)["changed"] for name in noisy},
             "simulated_at": {"profile": ci, "claim_parts": parts, "claim_part_sizes": sizes, "part_rates": rates,
                              "continuous_parts": fixed},
             "measured": {"false_alarms": alarms, "compared": compared,
@@ -270,7 +334,14 @@ def main(args, claim_functions) -> int:
              f"{'' if u['as_expected'] else ' NOT AS EXPECTED ' + json.dumps(u['mismatches'])}" for u in out["updates"]]
     lines.append(f"at ci's sizes: false_alarm_rate {out['false_alarm_rate']:.3f}, unchanged_decided "
                  + ", ".join(f"{k} {v:.2f}" for k, v in out["unchanged_decided"].items())
-                 + "; power " + ", ".join(f"{k} pts {v:.2f}" for k, v in out["power"].items()) + f"; {out['seconds']:.0f} s")
+                 + f"; {out['seconds']:.0f} s")
+    for name, power in out["power_by_update"].items():
+        need = out["channels_needed"][name]
+        lines.append(f"power at {name}'s rates: " + ", ".join(f"{k} pts {v:.2f}" for k, v in power.items())
+                     + "; channels per part for " + "; ".join(
+                         f"{k}: {v['channels_per_part']} ({v.get('fzs')} FZs, {v.get('fz_core_minutes')} core-min)"
+                         if v["channels_per_part"] else f"{k}: over 4096" for k, v in need.items())
+                     + f"; power at {SHIFT_TARGET} points on every block's census {out['power_on_census'][name]:.2f}")
     print("\n".join(lines), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(out))

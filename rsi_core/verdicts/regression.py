@@ -18,7 +18,9 @@ any effect (M's TOST within 0.2 sd decided about 8% of the time at n = 37). It i
 (median shift), and its class decides in its place (``CLASS_OF``: M < 1, B(X_I) < 0) when the
 claim names no class of its own. A continuous value of the weights and natural images alone (the
 weight magnitudes, the input-block correlation) has no FZ noise: it decides by Wilcoxon's
-signed-rank test against +-``TOL_SD`` baseline sd (``continuous_change``).
+signed-rank test against a tolerance of ``TOL_SD`` baseline sd or ``TOL_REL`` of the values'
+scale, the larger (``continuous_change``; a baseline whose values are all equal, as BatchNorm's
+weights at init, has sd 0 and still a material tolerance).
 
 A claim is changed when any deciding part is, unchanged when every deciding part is, else
 inconclusive; ``n/a`` where either run could not ask it. ``simulate`` gives the check's
@@ -38,6 +40,10 @@ from rsi_core.verdicts.verdict import ALPHA, Z, applies_if
 TOL_SHARE = 0.10   # a class share that moved by less than 10 points of the block is unchanged
 MIN_SHIFT = 0.05   # ... and one that moved by 5 points or less is never "changed", however significant
 TOL_SD = 0.2       # a continuous value whose median moved by less than 0.2 baseline sd is unchanged (Cohen's small)
+TOL_REL = 0.05     # ... or by less than 5% of its scale (SCALE): immaterial, whatever the baseline's spread
+#: a continuous value's scale, where not its baseline mean magnitude (a weight's): a correlation's bound, 1
+#: (so 0.05 in correlation units: a quarter of the smallest difference fig4 calls an effect, ABSENT_MARGIN 0.2)
+SCALE = {"input_corr": 1.0}
 MIN_PAIRS = 6      # Wilcoxon's exact test cannot reach p < 0.05 two-sided with fewer
 
 #: quantity -> (kind, per-channel values of a block result); "fz": a continuous value FZs produce
@@ -168,8 +174,10 @@ def simulate(sizes: list[int], f, shift: float = 0.0, draws: int = 4000, seed: i
             "inconclusive": float((~changed & ~unchanged).mean())}
 
 
-def continuous_change(old, new, alpha: float = ALPHA) -> dict:
-    """Paired continuous values of one block: Wilcoxon signed-rank against +-``TOL_SD`` baseline sd."""
+def continuous_change(old, new, alpha: float = ALPHA, scale: float | None = None) -> dict:
+    """Paired continuous values of one block: Wilcoxon signed-rank against +- the tolerance,
+    max(``TOL_SD`` baseline sd, ``TOL_REL`` ``scale``): a move small beside both the channels'
+    spread and the values' own size is immaterial (``scale`` None: the baseline's mean magnitude)."""
     old, new = np.asarray(old, float), np.asarray(new, float)
     ok = np.isfinite(old) & np.isfinite(new)
     old, new = old[ok], new[ok]
@@ -180,8 +188,8 @@ def continuous_change(old, new, alpha: float = ALPHA) -> dict:
         return {**out, "median_shift": 0.0, "verdict": "unchanged"}
     if n < MIN_PAIRS:
         return {**out, "verdict": "inconclusive"}
-    sd = float(old.std(ddof=1))
-    tol = TOL_SD * sd if sd > 0 else 1e-9 * (1 + float(np.abs(old).max()))
+    scale = float(np.abs(old).mean()) if scale is None else scale
+    tol = max(TOL_SD * float(old.std(ddof=1)), TOL_REL * scale, 1e-12)
     x = new - old
 
     def p(shifted, side):
@@ -191,6 +199,25 @@ def continuous_change(old, new, alpha: float = ALPHA) -> dict:
     v = "changed" if min(up, down) < alpha / 2 else "unchanged" if within < alpha else "inconclusive"
     return {**out, "median_shift": float(np.median(x)), "tolerance": tol, "p_above": up, "p_below": down,
             "p_within": within, "verdict": v}
+
+
+def simulate_continuous(blocks: dict, draws: int = 200, seed: int = 0, alpha: float = ALPHA) -> dict:
+    """The verdict shares of a claim's continuous parts over ``draws`` samples of the channels:
+    ``blocks`` {block: (n, [(old, new, scale) of each part there: the block's census values])};
+    each draw takes n channels of each block at random, its parts share them; the claim's parts
+    are changed when any is, unchanged when all are. Their OC at a sample of n channels per block.
+    {"changed", "unchanged", "inconclusive"}."""
+    rng = np.random.default_rng(seed)
+    count = {"changed": 0, "unchanged": 0, "inconclusive": 0}
+    for _ in range(draws):
+        vs = []
+        for n, parts in blocks.values():
+            size = len(np.asarray(parts[0][0]))
+            i = rng.choice(size, min(n, size), replace=False)
+            vs += [continuous_change(np.asarray(o, float)[i], np.asarray(c, float)[i], alpha, sc)["verdict"]
+                   for o, c, sc in parts]
+        count["changed" if "changed" in vs else "unchanged" if all(v == "unchanged" for v in vs) else "inconclusive"] += 1
+    return {k: v / draws for k, v in count.items()}
 
 
 def is_na(entry: dict | None) -> bool:
@@ -235,7 +262,7 @@ def compare(old_entry: dict | None, new_entry: dict | None, alpha: float = ALPHA
             a, c = (CLASS_OF[source][1](a[ok]), CLASS_OF[source][1](c[ok])) if source else (a[ok] > 0.5, c[ok] > 0.5)
             parts[f"{b} {q}"] = {**class_change(a, c, each), **({"from": source} if source else {})}
         else:
-            parts[f"{b} {q}"] = {**continuous_change(a, c, each), "decides": kind == "continuous"}
+            parts[f"{b} {q}"] = {**continuous_change(a, c, each, SCALE.get(q)), "decides": kind == "continuous"}
     vs = [p["verdict"] for p in parts.values() if p.get("decides", True)]
     v = "changed" if "changed" in vs else "unchanged" if all(x == "unchanged" for x in vs) else "inconclusive"
     return {**out, "verdict": v, "parts": parts}

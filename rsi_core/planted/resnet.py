@@ -374,9 +374,9 @@ PAIRS = [
          why="downsample blocks overwrite, simple blocks skip"),
     Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _lum3(_all(SKIP0_OVER1_MOVING, 4)),
          why="downsample blocks skip, simple blocks overwrite"),
-    Case("final-block-holds", "fig2-final-block", "holds", _WIDE_FIG5, carrier41=64,
-         why="the scale-counts-holds network: 4.1's 80 planted channels at M ~ 0.1 and the carrier's own branch "
-             "64x its input"),
+    Case("final-block-holds", "fig2-final-block", "holds", {4: [Chan(1, 0, 16, -0.5)] * 48}, carrier41=64,
+         why="4.1 as in the scale-counts-holds network, 48 planted channels (the claim reads 4.1 alone): M ~ 0.1, "
+             "the carrier's own branch 64x its input"),
     Case("final-block-fails", "fig2-final-block", "fails", {4: [Chan(1, 0, 8)] * 4 + [SKIP1] * 5},
          carrier41=16, why="4.1: 5 of 10 channels skip (B a quarter of I: every FZ moves, none is a default M = 5)"),
     Case("weight-magnitude-holds", "fig3-weight-magnitude", "holds", _fig3(-1),

@@ -98,9 +98,9 @@ def _convergence_flags_wrong_signs_and_seed_spread(row):
 
 #: claims whose holds and fails cases run cold in CI (issue 29, 32 steps, one thread): those whose pair converged
 #: in a whole cold ``rsi validate --claims`` and costs CI's suite least; the others run where RSI_PLANTED_COLD=1
-#: (fig5's pair alone took 14 minutes of one core there, and not every pair's FZs converged yet)
-COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig3-weight-magnitude", "fig4-input-block-correlation",
-              "fig6-top-scale", "fig7-robust"}
+#: (fig5's pair takes about 15 minutes of one core, fig8's about 3)
+COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig2-simple-less-skewed", "fig3-weight-magnitude",
+              "fig4-inhibition", "fig4-input-block-correlation", "fig6-top-scale", "fig7-robust"}
 _COLD_CLAIMS = sorted({c.claim for c in PR.PAIRS})
 
 

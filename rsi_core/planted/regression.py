@@ -55,8 +55,7 @@ CONTINUED, NOISE = "continued training", "other FZ seed"
 NULL = ("same weights, same seed", "new classifier head", CONTINUED, NOISE)
 SHIFTS = (5, 10, 15, 20, 25, 30)   # points, for the power curve
 
-FINAL = PR.Chan(1, 0, 16, -0.5)     # 4.1: M about 0.03 (lowest bin), 4.0: skip
-MOVED_41 = PR.Chan(1, 0, 0.5, -0.5)  # 4.1: M about 0.5 (out of the lowest bin), 4.0 as FINAL
+MOVED_41 = PR.Chan(1, 0, 0.5, -0.5)  # 4.1: M about 0.5 (out of the lowest bin), 4.0 as ``PR.LOWEST41``
 _LISTS = {"fig6": {"1.1": [1, 2, 3]}, "fig7": PR._FIG5_LISTS["fig7"], "fig8": {"1.1": [1, 2, 3]}}
 WIDTH4 = 60
 
@@ -64,7 +63,7 @@ WIDTH4 = 60
 def planted_case(moved: int, width: int = WIDTH4) -> PR.Case:
     """fig5's narrow scale network with ``width`` - 1 channels in stage 4 and ``moved`` of them out of 4.1's lowest bin."""
     return PR.Case(f"regression-{moved}-of-{width}", "all", "n/a",
-                   {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [MOVED_41] * moved + [FINAL] * (width - 1 - moved)},
+                   {**{s: PR._FIG5_STAGES[s] for s in (1, 2, 3)}, 4: [MOVED_41] * moved + [PR.LOWEST41] * (width - 1 - moved)},
                    carrier41=64, lists=_LISTS, why=f"{moved} of 4.1's {width} channels out of the lowest bin")
 
 
@@ -102,7 +101,8 @@ def summary(name: str, base: dict, entries: dict, expect_changed: tuple = ()) ->
     for part, counts in pairs.items():
         q = part.split(" ", 1)[1]
         by_class[q] = [a + b for a, b in zip(by_class.get(q, (0, 0, 0, 0)), counts)]
-    d, n = (sum(x) for x in list(zip(*pairs.values()))[:2]) if pairs else (0, 0)
+    d = sum(counts[0] for counts in pairs.values())   # discordant pairs
+    n = sum(counts[1] for counts in pairs.values())   # pairs
     compared = {c: g["verdict"] for c, g in got.items() if g["verdict"] != "n/a"}
     count = {v: sum(x == v for x in compared.values()) for v in ("changed", "unchanged", "inconclusive")}
     want = {c: "changed" if c in expect_changed else "unchanged" for c in compared}

@@ -8,7 +8,8 @@ on the weights) runs ``--steps`` + 1 steps twice after a warm-up render, and one
 convolution shapes; ``--steps`` steps are measured (the first step and the render's setup are not):
 - timed: CPU milliseconds of the rendering thread per step (``step_ms``, median of the steps;
   ``fz_ms``: per FZ; ``wall_ms`` beside it): on a shared machine the wall clock counts the time
-  other processes held the core, the thread's CPU time much less so;
+  other processes held the core, the thread's CPU time much less so; ``batched_step_ms``: the
+  same with the batch's transforms batched (the CUDA path, not bit for bit the CPU's FZs);
 - profiled (``torch.profiler``): the op time of a step split into the model's own operations,
   its convolutions, ReLUs, max-pool and residual additions, forward and backward (BatchNorm is
   folded into the convolutions), against everything else (image parameter, FFTs, colour,
@@ -134,15 +135,23 @@ def _conv_peak_ms(calls, repeats: int) -> float:
     return total * 1e3
 
 
+def _step_ms(model, tap: str, channels: list[int], settings: FZSettings, batched: bool) -> tuple[float, float]:
+    """(wall ms, thread CPU ms) of a median step, from one step's gradients to the next's (update,
+    zero_grad, transforms, forward, backward), after a warm-up render. ``batched``: the batch's
+    transforms as batched tensor operations (CUDA's default path; on the CPU not bit for bit the
+    element-by-element FZs, so never the CPU's default): what giving up that would buy."""
+    render(model, tap, channels, FZSettings(steps=1), progress=False, batched=batched)  # warm-up
+    stamps = []
+    render(model, tap, channels, settings, progress=False, batched=batched,
+           on_step=lambda s, p: stamps.append((time.perf_counter(), time.thread_time())))
+    return tuple(statistics.median(b[k] - a[k] for a, b in zip(stamps, stamps[1:])) * 1e3 for k in (0, 1))
+
+
 def measure_tap(model, tap: str, batch: int, steps: int, top: int = 5) -> dict:
     channels = list(range(min(batch, find_block(model, block_of(tap)).channels)))
     settings = FZSettings(steps=steps + 1)
-    render(model, tap, channels, FZSettings(steps=1), progress=False)  # warm-up
-    # a step: from one step's gradients to the next's (update, zero_grad, transforms, forward, backward)
-    stamps = []
-    render(model, tap, channels, settings, progress=False,
-           on_step=lambda s, p: stamps.append((time.perf_counter(), time.thread_time())))
-    wall_ms, step_ms = (statistics.median(b[k] - a[k] for a, b in zip(stamps, stamps[1:])) * 1e3 for k in (0, 1))
+    wall_ms, step_ms = _step_ms(model, tap, channels, settings, batched=False)
+    _, batched_ms = _step_ms(model, tap, channels, settings, batched=True)
     prof = profile(activities=[ProfilerActivity.CPU])
 
     def window(s, _params):  # the profile covers steps 1 ... steps, not the render's setup
@@ -155,6 +164,7 @@ def measure_tap(model, tap: str, batch: int, steps: int, top: int = 5) -> dict:
         peak_ms = _conv_peak_ms(calls, repeats=2)
     n = len(channels)
     return {"tap": tap, "batch": n, "step_ms": round(step_ms, 2), "fz_ms": round(step_ms / n, 3), "wall_ms": round(wall_ms, 2),
+            "batched_step_ms": round(batched_ms, 2),
             "model_op_ms": round(model_us / 1e3 / steps, 2), "op_ms": round(total_us / 1e3 / steps, 2),
             "model_share": round(model_us / total_us, 4),
             "conv_gflop_per_step": round(flops / 1e9, 3), "conv_peak_ms": round(peak_ms, 2),
@@ -173,14 +183,14 @@ def run(taps, batch: int, steps: int, out, top: int = 5) -> dict:
     say = lambda line="": print(line, file=out, flush=True)  # noqa: E731
     start_load = _loadavg()
     say(f"FZ engine floor, resnet18 random:0, CPU one thread, batch {batch}, {steps} steps; load average {start_load}")
-    say(f"{'tap':6} {'step ms':>8} {'ms/FZ':>7} {'model ms':>9} {'op ms':>8} {'model':>6} "
+    say(f"{'tap':6} {'step ms':>8} {'batched':>8} {'ms/FZ':>7} {'model ms':>9} {'op ms':>8} {'model':>6} "
         f"{'GFLOP':>6} {'conv ms':>8} {'GFLOP/s':>8} {'peak':>6}")
     rows = []
     with one_thread("cpu"):
         for tap in taps:
             r = measure_tap(model, tap, batch, steps, top)
             rows.append(r)
-            say(f"{tap:6} {r['step_ms']:>8.1f} {r['fz_ms']:>7.2f} {r['model_op_ms']:>9.1f} {r['op_ms']:>8.1f} "
+            say(f"{tap:6} {r['step_ms']:>8.1f} {r['batched_step_ms']:>8.1f} {r['fz_ms']:>7.2f} {r['model_op_ms']:>9.1f} {r['op_ms']:>8.1f} "
                 f"{r['model_share']:>6.1%} {r['conv_gflop_per_step']:>6.2f} {r['conv_peak_ms']:>8.1f} "
                 f"{r['achieved_gflops']:>8.1f} {r['peak_gflops']:>6.1f}")
             say("       largest other ops, ms per step: " + ", ".join(f"{k} {v:.1f}" for k, v in r["top_other_ms"].items()))

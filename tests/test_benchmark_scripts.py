@@ -62,5 +62,6 @@ def test_floor_reports_the_models_share_per_tap_and_for_the_bank(tmp_path):
     assert set(r["model_share"]) == {"2.0.I", "1.1.B"} and r["bank_fzs"] == {"2.0.I": 128, "1.1.B": 64}
     for tap in r["taps"].values():
         assert 0 < tap["model_op_ms"] < tap["op_ms"] and 0 < tap["model_share"] < 1 and tap["peak_gflops"] > 0
+        assert tap["batched_step_ms"] > 0 and tap["step_ms"] > 0
     shares = [r["model_share"][t] for t in ("2.0.I", "1.1.B")]
     assert min(shares) <= r["bank_model_share"] <= max(shares) and "loadavg_start" in r

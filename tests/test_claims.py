@@ -385,18 +385,25 @@ def test_block_roles_of_other_resnets():
     assert block_roles(load_model("resnet18", "random:0"))["studied"] == list(PAPER_BLOCKS)
 
 
+def _overwrite_heavy_study(net, roles) -> FakeStudy:
+    """A synthetic census of ``net``'s role blocks: every studied block overwrite-heavy (M spread
+    over 0.05..1.3), no seed flips, inhibition plain where it is read (decided, not a coin toss)
+    and the last simple block's B-I correlation negative for its overwrite channels."""
+    rng = np.random.default_rng(0)
+    m = {b: np.linspace(0.05, 1.3, find_block(net, b).channels) for b in roles["studied"]}
+    results = {b: block_result(b, m[b], net, b_xi=rng.normal(0, 1, len(m[b])) - 2 * (m[b] < 1))
+               for b in roles["studied"]}
+    corr = {b: rng.normal(0, 0.1, len(m[b])) - 0.3 * (m[b] < 1) * (b == roles["simple"][-1]) for b in roles["simple"]}
+    return FakeStudy(net, results, corr, lists=None)
+
+
 @pytest.mark.parametrize("name", ["resnet34", "resnet50"])
 def test_other_resnets_reach_a_verdict_by_role(name):
     """Every claim that applies reaches holds/fails on a census of another ResNet's role blocks
     (here: synthetic M with every block overwrite-heavy, no seed flips); list claims are n/a."""
     net = load_model(name, "random:0")
     roles = block_roles(net)
-    rng = np.random.default_rng(0)
-    m = {b: np.linspace(0.05, 1.3, find_block(net, b).channels) for b in roles["studied"]}
-    results = {b: block_result(b, m[b], net, b_xi=rng.normal(0, 1, len(m[b])) - 2 * (m[b] < 1))
-               for b in roles["studied"]}   # inhibition plain where it is read: decided, not a coin toss
-    corr = {b: rng.normal(0, 0.1, len(m[b])) - 0.3 * (m[b] < 1) * (b == roles["simple"][-1]) for b in roles["simple"]}
-    study = FakeStudy(net, results, corr, lists=None)
+    study = _overwrite_heavy_study(net, roles)
     for cid, fn in CLAIM.items():
         v = fn(study)
         if cid in ("fig6-top-scale", "fig7-robust", "fig8-top-mixes"):
@@ -549,12 +556,7 @@ def test_a_convnext_gets_n_a_where_a_role_or_premise_is_missing():
     net = load_model("convnext_tiny", "random:0")
     roles = block_roles(net)
     assert roles["downsample"] == [] and roles["studied"] == ["1.1", "2.1", "3.1", "4.2"]
-    rng = np.random.default_rng(0)
-    m = {b: np.linspace(0.05, 1.3, find_block(net, b).channels) for b in roles["studied"]}
-    results = {b: block_result(b, m[b], net, b_xi=rng.normal(0, 1, len(m[b])) - 2 * (m[b] < 1))
-               for b in roles["studied"]}   # inhibition plain where it is read: decided, not a coin toss
-    corr = {b: rng.normal(0, 0.1, len(m[b])) - 0.3 * (m[b] < 1) * (b == roles["simple"][-1]) for b in roles["simple"]}
-    study = FakeStudy(net, results, corr, lists=None)
+    study = _overwrite_heavy_study(net, roles)
     n_a = {"fig2-downsample-overwrite": "no downsample block", "fig2-simple-less-skewed": "no downsample block",
            "fig3-weight-magnitude": "not a BatchNorm", "fig6-top-scale": "lists are resnet18's",
            "fig7-robust": "lists are resnet18's", "fig8-top-mixes": "lists are resnet18's"}

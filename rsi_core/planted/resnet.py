@@ -75,6 +75,7 @@ class Chan:
     helper: float = 0.0  # stages 1-3: carry HELPER + (ON dot at this scale, written by L.1) for an (L+1).0 scale
     #                      channel (L.1 sees a constant I: its criterion 3 can never pass)
     lum: bool = False    # B of L.1 reads the luminance unit 2 above the centre instead of the D dot (as in stage 4)
+    lum0: bool = False   # stages 2-3: B of L.0 reads the luminance unit 4 right of the centre instead of the A dot (as in 4.0)
     source: int = 0      # stages 2-4: I of L.0 = a * ((stream channel ``source`` after (L-1).1) - HELPER), B of
     #                      L.0 = g0 * (the dot at twice ``scale``): the 2.0 scale channel of rsi_core.planted.networks
 
@@ -106,11 +107,11 @@ def delta() -> np.ndarray:
     return k
 
 
-def dot_a(stage: int) -> np.ndarray:
+def dot_a(stage: int, luminance: bool = False) -> np.ndarray:
     """A: the dot right of the centre, at the previous stage's resolution; for 4.0 the dot's FZ
     (jitter 16 on a 15x15 map) reaches too little of its best response in few steps, so there A
-    is the luminance 4 units right of the centre (best response 2, not 4)."""
-    if stage == 4:
+    is the luminance 4 units right of the centre (best response 2, not 4), as it is wherever ``luminance`` is asked."""
+    if stage == 4 or luminance:
         k = np.zeros((KERNEL, KERNEL))
         k[KERNEL // 2, KERNEL // 2 + OFFSET] = 1.0
         return k
@@ -211,8 +212,8 @@ def build(case: Case) -> nn.Module:
                 w[c + 1], bb[c + 1] = ch.a, -ch.a * (HELPER if ch.source else CARRIER_BIAS)
                 bb[c + 1] += HELPER if ch.helper else 0.0   # a helper for (L+1).0 starts at HELPER
             set_bn(ds_bn, w, bb)
-            _branch(b0, {c + 1: (Pattern("dot", ch.scale * (2 if ch.source else 1)).kernel() if ch.scale else a_dot,
-                                 ch.g0) for c, ch in enumerate(chans)})
+            _branch(b0, {c + 1: (Pattern("dot", ch.scale * (2 if ch.source else 1)).kernel() if ch.scale else
+                                 dot_a(s, ch.lum0), ch.g0) for c, ch in enumerate(chans)})
         rows, d_dot = {}, far() if s == 4 and case.far41 else dot_d(s)
         for c, ch in enumerate(chans):
             g = max(abs(ch.g1), abs(ch.pt))
@@ -264,6 +265,13 @@ def _lum3(chans: dict) -> dict:
     in simple-less-skewed, inhibition-fails and top-mixes, over ``SEED_SPREAD``: not converged), as in Figure 3's 3.1;
     the unit's FZs reached 75-95% (spread 0.16-0.18)."""
     return {s: [replace(c, lum=True) for c in cs] if s == 3 else cs for s, cs in chans.items()}
+
+
+def _lum30(chans: dict) -> dict:
+    """Stage 3's L.0 branches read the luminance unit 4 right of the centre, not the A dot: over FZ seeds 0-9 (issue 29),
+    one of downsample-overwrite's 3.0 B FZs on the dot reached 8.0 of its best 16 under seed 5 and 12.6 under seed 6
+    (seed spread 0.36, over ``SEED_SPREAD``: not converged); the others 11-14."""
+    return {s: [replace(c, lum0=True) for c in cs] if s == 3 else cs for s, cs in chans.items()}
 
 
 def _fig3(sign: int) -> dict:
@@ -357,7 +365,7 @@ _FIG5_ZERO_REFUTED = {**_FIG5_STAGES,
 # raises the upper bound by 1/N (a first 18-of-40 case came out inconclusive cold: 0.45 + 0.035 + 0.025 > 1/2).
 def _downsample_share(overwrite: int, skip: int) -> dict:
     """2.0: ``overwrite`` overwrite and ``skip`` skip channels (the carrier skips too); 3.0, 4.0: 9 of 10 overwrite."""
-    return {**_all(OVER0_SKIP1, 9), 2: [OVER0_SKIP1] * overwrite + [Chan(1, 0.25, 0)] * skip}
+    return _lum30({**_all(OVER0_SKIP1, 9), 2: [OVER0_SKIP1] * overwrite + [Chan(1, 0.25, 0)] * skip})
 
 
 def _weak_correlation(n: int = 256, rho: float = -0.15, seed: int = 29) -> list:
@@ -385,10 +393,10 @@ def _noisy_m(sign: int, n: int = 40, spread: float = 0.35) -> list:
 
 #: every claim's holds and fails case (CI runs these cold: tests/test_planted_claims.py)
 PAIRS = [
-    Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _all(OVER0_SKIP1, 9),
-         why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips)"),
+    Case("downsample-overwrite-holds", "fig2-downsample-overwrite", "holds", _lum30(_all(OVER0_SKIP1, 9)),
+         why="2.0, 3.0, 4.0: 9 of 10 channels overwrite (the carrier skips; 3.0 reads the luminance unit, ``_lum30``)"),
     Case("downsample-overwrite-fails", "fig2-downsample-overwrite", "fails",
-         {**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0.25, 0)] * 9}, why="3.0: every planted channel skips"),
+         _lum30({**_all(OVER0_SKIP1, 9), 3: [Chan(1, 0.25, 0)] * 9}), why="3.0: every planted channel skips"),
     Case("simple-less-skewed-holds", "fig2-simple-less-skewed", "holds", _lum3(_all(OVER0_SKIP1_MOVING, 4)),
          why="downsample blocks overwrite, simple blocks skip"),
     Case("simple-less-skewed-fails", "fig2-simple-less-skewed", "fails", _lum3(_all(SKIP0_OVER1_MOVING, 4)),

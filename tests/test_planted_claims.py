@@ -96,11 +96,10 @@ def _convergence_flags_wrong_signs_and_seed_spread(row):
     study._results["pairs:4.1"] = (first, second)
 
 
-#: claims whose holds and fails cases run cold in CI (issue 29, 32 steps, one thread): those whose pair converged
-#: in a whole cold ``rsi validate --claims`` and costs CI's suite least; the others run where RSI_PLANTED_COLD=1
-#: (fig5's pair takes about 15 minutes of one core, fig8's about 3)
+#: claims whose holds and fails cases run cold in CI (issue 29, 32 steps, one thread): every claim but fig5, whose
+#: pair takes about 20 minutes of one core (its stages 3 and 4 are 81 channels wide); RSI_PLANTED_COLD=1 runs it
 COLD_IN_CI = {"fig2-downsample-overwrite", "fig2-final-block", "fig2-simple-less-skewed", "fig3-weight-magnitude",
-              "fig4-inhibition", "fig4-input-block-correlation", "fig6-top-scale", "fig7-robust"}
+              "fig4-inhibition", "fig4-input-block-correlation", "fig6-top-scale", "fig7-robust", "fig8-top-mixes"}
 _COLD_CLAIMS = sorted({c.claim for c in PR.PAIRS})
 
 
@@ -108,12 +107,13 @@ _COLD_CLAIMS = sorted({c.claim for c in PR.PAIRS})
 @pytest.mark.parametrize("claim", _COLD_CLAIMS)
 def test_every_claims_holds_and_fails_case_cold(claim, tmp_path):
     """``rsi validate --claims``'s proof on any CPU (issue 29: a cold run elsewhere once gave 0.70): the
-    claim's holds and fails planted cases, each rendered cold in a fresh cache at validate's steps,
-    give their expected verdicts with every FZ converged, and the claim's mutation flips one of them."""
+    claim's holds and fails planted cases, rendered cold in one fresh cache at validate's steps (a pair
+    on one network, fig6's and fig8's, renders it once), give their expected verdicts with every FZ
+    converged, and the claim's mutation flips one of them."""
     if claim not in COLD_IN_CI and os.environ.get("RSI_PLANTED_COLD") != "1":
         pytest.skip(f"{claim}: its planted pair not yet run cold on the current rules (RSI_PLANTED_COLD=1 runs it)")
     fns = claim_functions()
-    rows = [run_case(c, Cache(tmp_path / c.name), fns) for c in PR.PAIRS if c.claim == claim]
+    rows = [run_case(c, Cache(tmp_path), fns) for c in PR.PAIRS if c.claim == claim]
     assert sorted(r["expected"] for r in rows) == ["fails", "holds"]
     for r in rows:
         assert r["correct"] and r["converged"], {k: r[k] for k in ("case", "obtained", "reason", "convergence")}

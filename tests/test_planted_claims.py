@@ -111,7 +111,7 @@ def test_every_claims_holds_and_fails_case_cold(claim, tmp_path):
     on one network, fig6's and fig8's, renders it once), give their expected verdicts with every FZ
     converged, and the claim's mutation flips one of them."""
     if claim not in COLD_IN_CI and os.environ.get("RSI_PLANTED_COLD") != "1":
-        pytest.skip(f"{claim}: its planted pair not yet run cold on the current rules (RSI_PLANTED_COLD=1 runs it)")
+        pytest.skip(f"{claim}: its pair takes about 20 minutes of one core (RSI_PLANTED_COLD=1 runs it)")
     fns = claim_functions()
     rows = [run_case(c, Cache(tmp_path), fns) for c in PR.PAIRS if c.claim == claim]
     assert sorted(r["expected"] for r in rows) == ["fails", "holds"]

@@ -12,7 +12,7 @@ from rsi_core.model.anatomy import block_roles, provenance_of, read_taps
 from rsi_core.model.images import normalize
 from rsi_core.model.load import load_model
 from rsi_core.planted import resnet as PR
-from rsi_core.planted.validate_claims import SEED_SPREAD, convergence, mutation_check, run_case
+from rsi_core.planted.validate_claims import SEED_SPREAD, convergence, line, mutation_check, run_case
 
 TAPS = [f"{b}.{t}" for b in ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1") for t in "IBO"]
 
@@ -91,8 +91,14 @@ def _convergence_flags_wrong_signs_and_seed_spread(row):
     assert convergence(study)["4.1"]["wrong_sign"] == int((r.b_xb > 0).sum()) > 0
     study._results["4.1"] = r
     first, second = study._results["pairs:4.1"]
-    study._results["pairs:4.1"] = (first, replace(second, b_xb=second.b_xb * (1 - SEED_SPREAD - 0.1)))
-    assert not convergence(study)["4.1"]["converged"]
+    lower = second.b_xb.copy()
+    lower[3] *= 1 - SEED_SPREAD - 0.1      # one FZ of the second seed far below the first: named in the line
+    study._results["pairs:4.1"] = (first, replace(second, b_xb=lower))
+    found = convergence(study)["4.1"]
+    assert not found["converged"] and found["widest"]["tap"] == "B", found
+    assert found["widest"]["channel"] == int(first.channels[3]), found
+    assert found["widest"]["seeds"] == [round(float(first.b_xb[3]), 3), round(float(lower[3]), 3)], found
+    assert f"B {int(first.channels[3])}: " in line({**row, "convergence": {"4.1": found}})
     study._results["pairs:4.1"] = (first, second)
 
 

@@ -71,7 +71,8 @@ def convergence(study) -> dict:
     re-measured objective (I on X_I, B on X_B: the taps as written) is not positive although
     they moved (a tap that never moved is constant: nothing to reach); ``seed_spread``, the
     largest relative difference of that objective between the two FZ seeds of the paired
-    channels (a linear planted detector has one optimum: both seeds must reach it);
+    channels (a linear planted detector has one optimum: both seeds must reach it), and
+    ``widest``, the tap, channel and two objectives that gave it (what a network fix starts from);
     ``converged`` when no FZ has the wrong sign and no spread exceeds ``SEED_SPREAD``. Reads
     only what the case computed (no FZ is rendered for it)."""
     from rsi_core.measure.study import never_moved
@@ -80,7 +81,7 @@ def convergence(study) -> dict:
     for name, r in list(study._results.items()):
         if ":" in name:   # pairs and natural-image results: the block's own entry covers them
             continue
-        wrong, spread = 0, 0.0
+        wrong, spread, widest = 0, 0.0, None
         for t, own in (("I", "i_xi"), ("B", "b_xb")):
             images = study.bank.get(tap(name, t), r.channels.tolist())["image"]
             moved = ~never_moved(study.model, tap(name, t), r.channels, study.settings, images)
@@ -89,10 +90,13 @@ def convergence(study) -> dict:
             if pairs is not None:
                 a, b = (getattr(p, own) for p in pairs)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    rel = np.abs(a - b) / np.maximum(np.abs(a), np.abs(b))
-                rel = rel[np.isfinite(rel)]
-                spread = max(spread, float(rel.max()) if len(rel) else 0.0)
-        out[name] = {"wrong_sign": wrong, "seed_spread": round(spread, 3),
+                    rel = np.nan_to_num(np.abs(a - b) / np.maximum(np.abs(a), np.abs(b)))
+                k = int(rel.argmax()) if len(rel) else None
+                if k is not None and rel[k] > spread:
+                    spread = float(rel[k])
+                    widest = {"tap": t, "channel": int(pairs[0].channels[k]),
+                              "seeds": [round(float(a[k]), 3), round(float(b[k]), 3)]}
+        out[name] = {"wrong_sign": wrong, "seed_spread": round(spread, 3), "widest": widest,
                      "converged": wrong == 0 and spread <= SEED_SPREAD}
     return out
 
@@ -195,7 +199,10 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
 
 
 def line(r: dict) -> str:
-    mark = ("ok " if r["correct"] else "BAD") + ("" if r["converged"] else " (FZs not converged)")
+    stuck = [f"{b} {c['wrong_sign']} wrong sign, spread {c['seed_spread']}"
+             + (f" ({c['widest']['tap']} {c['widest']['channel']}: {c['widest']['seeds'][0]} / {c['widest']['seeds'][1]})"
+                if c["widest"] else "") for b, c in r["convergence"].items() if not c["converged"]]
+    mark = ("ok " if r["correct"] else "BAD") + (f" (FZs not converged: {'; '.join(stuck)})" if stuck else "")
     return (f"{mark} {r['claim']:30s} {r['case']:32s} seed {r['seed']} expected {r['expected']:6s} "
             f"obtained {r['obtained']:12s} "
             f"{r['seconds']:6.1f}s  {r['reason']}")

@@ -357,8 +357,8 @@ _FIG5_LISTS = {"fig7": {"1.1": [1], "2.0": [6, 7, 8], "2.1": [1, 2, 3], "3.1": [
 # "zero in 3.0" is refuted while every "many" part holds. 3.1's overwrite channel (7) reads the luminance unit, as
 # in the holds network: on the D dot its B FZ reached 2.9 under FZ seed 2 and 5.4 under 3 (spread 0.45, not converged)
 _FIG5_ZERO_REFUTED = {**_FIG5_STAGES,
-                      3: _FIG5_STAGES[3][:6] + [Chan(1, 0, 4, lum=True)] + [Chan(1, 1, 0, scale=1.5, source=11)] * 3
-                      + _FIG5_STAGES[3][10:]}
+                      3: _FIG5_STAGES[3][:6] + [replace(_FIG5_STAGES[3][6], lum=True)]
+                      + [Chan(1, 1, 0, scale=1.5, source=11)] * 3 + _FIG5_STAGES[3][10:]}
 # Harder cases (issue 29): near-threshold shares, a weak correlation on a wide block, M with seed reliability 0.7.
 # Each expected verdict is what the rules give at that size with the planted channels' own seed noise: an L.0
 # overwrite (M ~ 0.25) or skip (M ~ 4) channel never changes class between FZ seeds, so a downsample block of N

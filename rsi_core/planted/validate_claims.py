@@ -199,9 +199,12 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
 
 
 def line(r: dict) -> str:
-    stuck = [f"{b} {c['wrong_sign']} wrong sign, spread {c['seed_spread']}"
-             + (f" ({c['widest']['tap']} {c['widest']['channel']}: {c['widest']['seeds'][0]} / {c['widest']['seeds'][1]})"
-                if c["widest"] else "") for b, c in r["convergence"].items() if not c["converged"]]
+    stuck = []
+    for b, c in r["convergence"].items():
+        if not c["converged"]:
+            w = c["widest"]
+            stuck.append(f"{b} {c['wrong_sign']} wrong sign, spread {c['seed_spread']}"
+                         + (f" ({w['tap']} {w['channel']}: {w['seeds'][0]} / {w['seeds'][1]})" if w else ""))
     mark = ("ok " if r["correct"] else "BAD") + (f" (FZs not converged: {'; '.join(stuck)})" if stuck else "")
     return (f"{mark} {r['claim']:30s} {r['case']:32s} seed {r['seed']} expected {r['expected']:6s} "
             f"obtained {r['obtained']:12s} "

@@ -279,24 +279,34 @@ def test_criteria_flag_planted_scale_invariance_and_reject_decoys(fz_cache, seed
             assert not r["flag"], r
 
 
+def unrelated_decoys(seed: int, block: str, fz_cache) -> list[dict]:
+    """Three channels with B tuned to I's bar turned 90 degrees (an unrelated feature, at 2s)."""
+    rng = np.random.default_rng(seed)
+    chans = tuple(P.random_channel(rng, "decoy-unrelated", "orientation", gain_b=1.0) for _ in range(3))
+    return analyse(P.PlantedSpec(blocks={block: chans}, name=f"orientation-{block}-{seed}"), fz_cache,
+                   steps=FZ_STEPS, strict=False)
+
+
+@pytest.mark.parametrize("block", P.STUDIED_BLOCKS)
+def test_criteria_are_necessary_but_not_sufficient(fz_cache, block):
+    """The paper's caveat, measured: an unrelated decoy passes all three criteria. I's FZ sits
+    inside B's uniform centre strip, so B(X_I) ~ 0, and the zoomed FZ drives B a little
+    (criterion 2 beats ReLU(~0)); the zoomed-out B FZ drives I a little (criterion 3). The
+    margins are small (~0.1 of the tap's best response), so which decoys pass is a rate (on draws
+    100-130 of both blocks: 3 of 3 in 43 draws, 2 in 17, 1 in 2, none in 0): this is a fixed draw
+    where all three passed by 0.08 or more, and one passing is what the caveat needs, so a CPU
+    whose rounding moves a margin cannot turn it."""
+    rows = unrelated_decoys(101, block, fz_cache)
+    assert sum(r["flag"] for r in rows) >= 1, rows
+
+
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2 ** 16), block=st.sampled_from(P.STUDIED_BLOCKS))
-def test_criteria_are_necessary_but_not_sufficient(fz_cache, seed, block):
-    """The paper's caveat, measured: B tuned to I's bar turned 90 degrees (an unrelated feature,
-    at 2s) passes all three criteria. I's FZ sits inside B's uniform centre strip, so
-    B(X_I) ~ 0, and the zoomed FZ drives B a little (criterion 2 beats ReLU(~0)); the
-    zoomed-out B FZ drives I a little (criterion 3). The margins are small (~0.1 of the tap's
-    best response; one in ~30 drawn goes negative at 512 steps), so: in every draw of three at
-    least one passes (most do: with per-channel FZ streams a search found seed 260, block 1.1,
-    where only 1 of 3 passed; ``rsi validate`` measures the rate over all decoys); a margin of 0.25
-    on each SM term rejects every one."""
-    rng = np.random.default_rng(seed)
-    chans = tuple(P.random_channel(rng, "decoy-unrelated", "orientation", gain_b=1.0) for _ in range(3))
-    rows = analyse(P.PlantedSpec(blocks={block: chans}, name=f"orientation-{block}-{seed}"), fz_cache,
-                   steps=FZ_STEPS, strict=False)
-    assert sum(r["flag"] for r in rows) >= 1, rows
-    for r in rows:
+def test_strict_margin_rejects_unrelated_decoys(fz_cache, seed, block):
+    """A margin of 0.25 on each scale-metric term rejects every unrelated decoy (on 186 of them,
+    draws 100-130 and 260 of both blocks, the smaller of a decoy's two terms reached at most 0.21)."""
+    for r in unrelated_decoys(seed, block, fz_cache):
         assert not r["truth"] and not r["flag_margin"], r
 
 

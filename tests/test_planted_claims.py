@@ -1,4 +1,5 @@
 """Planted ResNet18-shaped networks (rsi_core.planted.resnet) and ``rsi validate --claims``."""
+import json
 import os
 from dataclasses import replace
 
@@ -191,3 +192,37 @@ def test_regression_pair_is_changed_where_planted_and_seed_copies_raise_no_alarm
     assert moved["claims"]["fig2-final-block"]["changed_parts"][0].startswith("4.1 lowest_bin: share 1 -> 0.5 (0 gained, 8 lost")
     assert moved["claims"]["fig2-downsample-overwrite"]["verdict"] == "unchanged" and moved["as_expected"]
     assert seed["verdicts"]["changed"] == 0 and seed["compared"] == 2
+
+
+def test_first_seed_runs_its_range_and_reads_accuracy_and_mutations_there(monkeypatch, capsys):
+    """``rsi validate --claims --first-seed 5 --seeds 3``: FZ seeds 5, 6, 7 of each case, the
+    accuracy and the mutations on seed 5 (the first of the range), stability over all three, and
+    the summary names the range (how a case is split over processes)."""
+    import argparse
+
+    from rsi_core.planted import validate_claims as VC
+    ran, mutated = [], []
+
+    def fake_case(case, cache, fns, steps, device, seed):
+        ran.append((case.name, seed))
+        right = seed != 6 or case.name != "final-block-fails"   # one wrong verdict, off the first seed
+        return {"case": case.name, "claim": case.claim, "expected": case.expect, "correct": right, "seed": seed,
+                "obtained": case.expect if right else "inconclusive", "converged": True, "convergence": {},
+                "noise_sources": [], "seconds": 0.0, "reason": "", "study": f"study {seed}"}
+
+    def fake_mutations(rows, fns):
+        mutated.extend(r["study"] for r in rows)
+        return {"fig2-final-block": {"caught": True}}
+    monkeypatch.setattr(VC, "run_case", fake_case)
+    monkeypatch.setattr(VC, "mutation_check", fake_mutations)
+    args = argparse.Namespace(json=True, case=["final-block-holds", "final-block-fails"], seeds=3, first_seed=5,
+                              cache_dir=None, device="cpu")
+    assert VC.main(args, dict) == 1   # seed 6 of the fails case is wrong
+    assert ran == [(c, s) for s in (5, 6, 7) for c in ("final-block-holds", "final-block-fails")]
+    assert mutated == ["study 5", "study 5"]
+    out = capsys.readouterr()
+    report = json.loads(out.out.strip().splitlines()[-1])
+    assert report["verdict_accuracy"] == 1.0 and report["first_seed"] == 5
+    assert report["stability"]["final-block-fails"]["verdicts"] == ["fails", "inconclusive", "fails"]
+    assert report["unstable"] == ["final-block-fails"]
+    assert "over FZ seeds 5-7 each" in out.err

@@ -527,6 +527,9 @@ def build_parser() -> Parser:
     _local(p, "json", "print a JSON line", "--json", flag=True)
     _local(p, "seeds", "FZ seeds per planted network (default 3; with --claims: each case's verdict over this "
            "many FZ seeds, default 1)", "--seeds 2", None, opts.at_least(1))
+    _local(p, "first-seed", "with --claims: the first FZ seed of --seeds (default 0): runs over disjoint seed ranges "
+           "in one --cache-dir split a case over processes, and a run over the whole range reads them back",
+           "--first-seed 5", None, opts.at_least(0))
     _local(p, "claims", "instead: each claim on a planted network where it holds and one where it fails "
            "(expected vs obtained verdict, verdict_accuracy)", "--claims", flag=True)
     _local(p, "regression", "instead: the paired regression check measured on weight updates of resnet18 (same "

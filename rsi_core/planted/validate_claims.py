@@ -161,24 +161,28 @@ def stability(rows: list) -> dict:
     return out
 
 
-def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress: bool = True, seeds: int = 1) -> dict:
+def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress: bool = True, seeds: int = 1,
+        first_seed: int = 0) -> dict:
     """Every planted case (or ``cases``) through ``fns`` ({claim id: claim function}, the very
     functions ``pytest claims`` runs), the mutation check on the same studies, and the
-    decidability table. ``seeds`` > 1: every case again under FZ seeds 1 .. seeds - 1
-    (``stability``); the accuracy and the mutations read seed 0."""
+    decidability table. ``seeds`` > 1: every case again under FZ seeds ``first_seed`` + 1 ..
+    ``first_seed`` + seeds - 1 (``stability``); the accuracy and the mutations read ``first_seed``.
+    Runs over disjoint seed ranges in one cache split a case over processes or machines; a run
+    over the union then reads their FZs back."""
     from tqdm import tqdm
 
     from rsi_core.model import progress as counters
     from rsi_core.verdicts.decidability import decidability
     rows, others = [], []
     t = time.time()
-    todo = [(seed, case) for seed in range(seeds) for case in cases or PR.CASES]   # every case under seed 0 first
+    todo = [(seed, case) for seed in range(first_seed, first_seed + seeds)   # every case under the first seed first
+            for case in cases or PR.CASES]
     for seed, case in counters.bar(todo, desc="planted claims", unit="case", disable=not progress):
         row = run_case(case, cache, fns, steps, device, seed=seed)
         tqdm.write(line(row), file=sys.stderr)
-        if seed:
+        if seed != first_seed:
             del row["study"]
-        (others if seed else rows).append(row)
+        (others if seed != first_seed else rows).append(row)
     mutations = mutation_check(rows, fns)
     for r in rows:
         del r["study"]
@@ -186,7 +190,7 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     every = rows + others
     per_case = stability(every)
     return {"cases": rows, "verdict_accuracy": sum(r["correct"] for r in rows) / len(rows) if rows else None,
-            "seeds": seeds, "stability": per_case,
+            "seeds": seeds, "first_seed": first_seed, "stability": per_case,
             "accuracy_over_seeds": sum(r["correct"] for r in every) / len(every) if every else None,
             "unstable": [c for c, x in per_case.items() if not x["stable"]],
             "inconclusive": sum(r["obtained"] == "inconclusive" for r in rows),
@@ -211,6 +215,10 @@ def line(r: dict) -> str:
             f"{r['seconds']:6.1f}s  {r['reason']}")
 
 
+def _span(out: dict) -> str:
+    return f"{out['first_seed']}-{out['first_seed'] + out['seeds'] - 1}"
+
+
 def main(args, claim_functions) -> int:
     """``rsi validate --claims``; ``claim_functions() -> {claim id: fn}`` loads the claims tests' functions."""
     from rsi_core.cache import Cache
@@ -218,13 +226,13 @@ def main(args, claim_functions) -> int:
     names = getattr(args, "case", None)
     cases = [PR.get_case(n) for n in names] if names else None
     out = run(cache, claim_functions(), device=getattr(args, "device", None) or "cpu", cases=cases,
-              seeds=getattr(args, "seeds", None) or 1)
+              seeds=getattr(args, "seeds", None) or 1, first_seed=getattr(args, "first_seed", None) or 0)
     if not args.json:
         for r in out["cases"]:
             print(line(r))
         if out["seeds"] > 1:
             for case, x in out["stability"].items():
-                print(f"over {out['seeds']} FZ seeds {case:32s} accuracy {x['accuracy']:.2f} "
+                print(f"over FZ seeds {_span(out)} {case:32s} accuracy {x['accuracy']:.2f} "
                       f"{'stable' if x['stable'] else 'UNSTABLE'}: {', '.join(x['verdicts'])}")
         for claim, m in out["mutations"].items():
             print(f"mutation {claim:30s} {'caught' if m['caught'] else 'MISSED':7s} {m['mutation']}"
@@ -233,7 +241,7 @@ def main(args, claim_functions) -> int:
         print(f"decidability at resnet18's census sizes: {len(out['decidability'])} parts, "
               f"{len(undecidable)} cannot both hold and fail{': ' + ', '.join(undecidable) if undecidable else ''}")
     summary = (f"verdict accuracy {out['verdict_accuracy']:.3f} over {len(out['cases'])} cases"
-               + (f" ({out['accuracy_over_seeds']:.3f} over {out['seeds']} FZ seeds each, unstable: "
+               + (f" ({out['accuracy_over_seeds']:.3f} over FZ seeds {_span(out)} each, unstable: "
                   f"{', '.join(out['unstable']) or 'none'})" if out["seeds"] > 1 else "")
                + f", {out['inconclusive']} inconclusive, noise {', '.join(out['noise_sources']) or 'none'}; FZs not "
                f"converged in {', '.join(out['not_converged']) or 'no case'}; "

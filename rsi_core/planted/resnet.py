@@ -349,7 +349,8 @@ _FIG5_STAGES = {
 _WIDE_FIG5 = {
     **{s: _FIG5_STAGES[s] for s in (1, 2)},
     3: [Chan(0, 1, g, scale=x) for x, g in _S31] + [Chan(0, 1, 8, scale=x) for x in (2.0, 2.25, 2.5, 2.75, 3.0, 2.0)] * 2
-       + [Chan(1, 4, 0, scale=1.5, source=11)] * 10 + [Chan(1, 0, 0), Chan(1, 0, 4, lum=True)] + [Chan(0, 4, 0)] * 51,
+       + [Chan(1, 4, 0, scale=1.5, source=11)] * 10 + [Chan(1, 0, 0), Chan(1, 0, 4, lum=True)]
+       + [Chan(0, 4, 0, lum0=True)] * 51,
     4: [LOWEST41] * 80}
 # "1, 4, 9, 9 passing both" on resnet18 are the lengths of Figure 7's lists: these cases' lists name 1, 3, 3, 3
 _FIG5_LISTS = {"fig7": {"1.1": [1], "2.0": [6, 7, 8], "2.1": [1, 2, 3], "3.1": [1, 2, 3]}}
@@ -443,7 +444,7 @@ PAIRS = [
          why="1.1: 21 channels pass the FZ and the natural-image criteria; the list names the 3 that pass the FZ "
              "criteria (with the highest scale metric) but not the natural-image ones, so they rank below the 21: "
              "only the natural-image version refutes it"),
-    Case("scale-counts-holds", "fig5-scale-counts", "holds", _WIDE_FIG5, carrier41=64, lists=_FIG5_LISTS,
+    Case("scale-counts-holds", "fig5-scale-counts", "holds", _WIDE_FIG5, carrier41=64, far41=True, lists=_FIG5_LISTS,
          why="5 balanced scale channels (I: dot at s, B: dot at 2s) in each of 1.1, 2.0 (I through a 1.1 helper), "
              "2.1, 3.1, passing the FZ and natural-image criteria; the case's Figure 7 list names 1, 3, 3, 3 of "
              "them; 3.0: 10 of 81 channels pass criteria 2 and 3 without the mix one (below 2.1's 5 of 13 and "

@@ -64,6 +64,20 @@ def test_taps_are_the_planted_linear_functions_of_luminance(value):
     np.testing.assert_allclose(taps["3.1.O"][0, 0].item(), lum + 4, atol=1e-4)
 
 
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_dark41_branches_subtract_the_centre_unit(value):
+    """``dark41``: 4.1's D is minus the centre unit, so B of 4.1 = (pt - g1) L_c and the carrier's
+    branch -carrier41 L_c; I of 4.1 stays a L_c (the scale-counts-holds design: M = 0)."""
+    chans = [PR.Chan(1, 0, 16), PR.Chan(0.5, 0, 2, 1)]
+    model = PR.build(PR.Case("t", "none", "holds", {4: chans}, carrier41=8, dark41=True))
+    taps = read_taps(model, normalize(torch.full((1, 3, 224, 224), value)), ["4.1.I", "4.1.B"], centre=True)
+    lum = 4 * (value - 0.5)   # everywhere: stage 4's centre unit is too coarse for ``centre_square``
+    for n, ch in enumerate(chans):
+        np.testing.assert_allclose(taps["4.1.I"][0, n + 1].item(), ch.a * lum, atol=1e-4)
+        np.testing.assert_allclose(taps["4.1.B"][0, n + 1].item(), (ch.pt - ch.g1) * lum, atol=1e-3)
+    np.testing.assert_allclose(taps["4.1.B"][0, 0].item(), -8 * lum, atol=1e-3)
+
+
 def test_weights_string_builds_the_case_with_its_own_lists():
     model = load_model("resnet18", "planted:top-mixes-holds")
     assert provenance_of(model).weights == "planted:top-mixes-holds"

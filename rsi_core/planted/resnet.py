@@ -90,7 +90,7 @@ class Case:
     stages: dict                                  # stage -> list[Chan] (a stage's width: its channels + 1)
     carrier41: float = 0.0                        # branch gain on the carrier in 4.1
     far41: bool = False                           # 4.1's branches (the carrier's too) read ``far`` instead of D
-    dark41: bool = False                          # ... or minus the centre unit (:func:`dark`)
+    dark41: bool = False                          # ... or minus the centre unit (a dark centre: M = 0)
     lists: dict = field(default_factory=dict)     # figure -> {block: [channels]}
     why: str = ""
 

@@ -180,9 +180,11 @@ def run(cache, fns: dict, steps: int = STEPS, device="cpu", cases=None, progress
     for seed, case in counters.bar(todo, desc="planted claims", unit="case", disable=not progress):
         row = run_case(case, cache, fns, steps, device, seed=seed)
         tqdm.write(line(row), file=sys.stderr)
-        if seed != first_seed:
+        if seed == first_seed:
+            rows.append(row)
+        else:
             del row["study"]
-        (others if seed != first_seed else rows).append(row)
+            others.append(row)
     mutations = mutation_check(rows, fns)
     for r in rows:
         del r["study"]
